@@ -1,0 +1,3 @@
+from .polarization_loss import PolarizationLoss
+
+__all__ = ["PolarizationLoss"]

@@ -1,0 +1,64 @@
+"""What a training loop needs from a hashing method (DPN, SH-BDNN, UH-BDNN, ...)."""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+
+
+class EncodedTrainingSet(NamedTuple):
+    """Outputs of the hash layer for the whole (local) training set, in dataset order."""
+
+    outputs: torch.Tensor  # (M, K) real outputs v / H
+    inputs: torch.Tensor  # (M, D) flattened inputs X (for reconstruction methods)
+    labels: torch.Tensor  # (M,) or (M, C)
+    indices: torch.Tensor  # (M,) dataset indices
+
+
+class HashingMethod(torch.nn.Module):
+    """A hashing objective with the hooks a training loop calls.
+
+    The loop calls, per batch, ``compute_loss(outputs, labels, inputs, indices)`` (a scalar),
+    with ``indices`` the positions of the batch's samples in the training set; and per epoch
+    ``on_epoch_start(epoch, encode_training_set)`` and ``on_epoch_end(epoch)``.
+    ``encode_training_set()`` runs the current network over the whole training set (no
+    grad) and returns an :class:`EncodedTrainingSet`: methods that alternate with a
+    discrete step (BDNN's update of B) call it; others ignore it.
+
+    A method's own parameters (a decoder, say) are trained with the network: the loop adds
+    ``method.parameters()`` to the optimizer. Its buffers (target codes, B) are saved in
+    the checkpoint through ``state_dict``.
+    """
+
+    name = "base"
+
+    def __init__(self, num_classes: int, num_bits: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.num_bits = num_bits
+
+    def compute_loss(
+        self,
+        outputs: torch.Tensor,
+        labels: torch.Tensor,
+        inputs: torch.Tensor,
+        indices: torch.Tensor,
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int, encode_training_set: Callable[[], EncodedTrainingSet]):
+        """Before each epoch (0-based); a discrete step may run here."""
+
+    def on_epoch_end(self, epoch: int) -> dict:
+        """After each epoch; returns numbers worth logging (may be empty)."""
+        return {}
+
+    @property
+    def needs_training_set_encoding(self) -> bool:
+        """Whether :meth:`on_epoch_start` calls ``encode_training_set`` (it costs a pass)."""
+        return False
+
+    def retrieval_margin(self) -> float | None:
+        """The margin for ternary (DPN-T) retrieval, or None if the method has none."""
+        return None

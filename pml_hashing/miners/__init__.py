@@ -1,0 +1,14 @@
+from .adaptive_target_miner import AdaptiveTargetMiner
+from .base_target_miner import BaseTargetMiner, pairwise_hamming_distances
+from .hadamard_target_miner import HadamardTargetMiner
+from .max_hamming_distance_target_miner import MaxHammingDistanceTargetMiner
+from .random_target_miner import RandomTargetMiner
+
+__all__ = [
+    "AdaptiveTargetMiner",
+    "BaseTargetMiner",
+    "HadamardTargetMiner",
+    "MaxHammingDistanceTargetMiner",
+    "RandomTargetMiner",
+    "pairwise_hamming_distances",
+]

@@ -1,0 +1,130 @@
+"""The base class of target miners: modules that own a per-class codebook of target codes."""
+
+from __future__ import annotations
+
+import torch
+from pytorch_metric_learning.utils.module_with_records import ModuleWithRecords
+
+
+def pairwise_hamming_distances(codes: torch.Tensor) -> torch.Tensor:
+    """All pairwise Hamming distances of +-1 codes, ``(K - C C^T) / 2``, by one matmul."""
+    codes = codes.to(torch.float64)
+    return (codes.shape[1] - codes @ codes.T) / 2
+
+
+class BaseTargetMiner(ModuleWithRecords):
+    """Owns a ``(num_classes, num_bits)`` codebook of +-1 target codes, ``.targets``.
+
+    PML's ``BaseMiner.mine`` must return index tuples, and per-class target codes do not fit
+    that contract, so a target miner is a small ``ModuleWithRecords`` that a loss receives as
+    ``target_miner=`` (the way it receives ``distance=`` and ``reducer=``). The codebook is a
+    buffer: saved in ``state_dict``, moved by ``.to()``, never trained.
+
+    Subclasses fill in :meth:`make_targets`. Stats ``min_hamming_distance`` and
+    ``mean_hamming_distance`` (over distinct class pairs) are recordable.
+    """
+
+    def __init__(self, num_classes: int, num_bits: int, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
+        if isinstance(num_bits, bool) or not isinstance(num_bits, int) or num_bits < 1:
+            raise ValueError(f"num_bits must be a positive integer; got {num_bits!r}")
+        self.num_classes = num_classes
+        self.num_bits = num_bits
+        self.seed = seed
+        self.add_to_recordable_attributes(list_of_names=["num_classes", "num_bits"])
+        self.add_to_recordable_attributes(
+            list_of_names=["min_hamming_distance", "mean_hamming_distance"], is_stat=True
+        )
+        generator = torch.Generator().manual_seed(seed)
+        targets = self.make_targets(generator)
+        self._check_codebook(targets)
+        self.register_buffer("targets", targets.to(torch.float32))
+        self.update_stats()
+
+    def make_targets(self, generator: torch.Generator) -> torch.Tensor:
+        """Return the initial ``(num_classes, num_bits)`` codebook of +-1 values."""
+        raise NotImplementedError
+
+    def _check_codebook(self, targets: torch.Tensor) -> None:
+        if targets.shape != (self.num_classes, self.num_bits):
+            raise RuntimeError(
+                f"{type(self).__name__}.make_targets returned shape {tuple(targets.shape)}; "
+                f"expected ({self.num_classes}, {self.num_bits})"
+            )
+        if not bool(((targets == 1) | (targets == -1)).all()):
+            raise RuntimeError(f"{type(self).__name__}.make_targets returned values other than +-1")
+
+    # ---------------------------------------------------------------- codebook queries
+    def check_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Validate integer ``(N,)`` or multi-hot ``(N, num_classes)`` labels; return them."""
+        if labels.ndim == 1:
+            if labels.is_floating_point() or labels.dtype == torch.bool:
+                raise ValueError(
+                    f"integer labels of shape (N,) must have an integer dtype; got {labels.dtype}"
+                )
+            if labels.numel() > 0:
+                low, high = int(labels.min()), int(labels.max())
+                if low < 0 or high >= self.num_classes:
+                    bad = low if low < 0 else high
+                    raise ValueError(
+                        f"labels must be in [0, num_classes) = [0, {self.num_classes}); got {bad}"
+                    )
+            return labels
+        if labels.ndim == 2:
+            if labels.shape[1] != self.num_classes:
+                raise ValueError(
+                    "multi-hot labels must have shape (N, num_classes) = "
+                    f"(N, {self.num_classes}); got {tuple(labels.shape)}"
+                )
+            if not bool(((labels == 0) | (labels == 1)).all()):
+                raise ValueError("multi-hot labels must contain only 0 and 1")
+            return labels
+        raise ValueError(
+            "labels must be integer (N,) or multi-hot (N, num_classes); "
+            f"got shape {tuple(labels.shape)}"
+        )
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        """Targets of integer labels, ``(N, num_bits)``. Multi-hot labels: use ``.targets``."""
+        labels = self.check_labels(labels)
+        if labels.ndim != 1:
+            raise ValueError("forward(labels) takes integer labels (N,); got multi-hot labels")
+        return self.targets[labels.to(self.targets.device)]
+
+    def pairwise_distances(self) -> torch.Tensor:
+        """``(num_classes, num_classes)`` Hamming distances between target codes."""
+        return pairwise_hamming_distances(self.targets)
+
+    def update_stats(self) -> None:
+        if self.num_classes < 2:
+            self.min_hamming_distance = self.mean_hamming_distance = 0.0
+            return
+        distances = self.pairwise_distances()
+        off_diagonal = ~torch.eye(self.num_classes, dtype=torch.bool, device=distances.device)
+        values = distances[off_diagonal]
+        self.min_hamming_distance = float(values.min())
+        self.mean_hamming_distance = float(values.mean())
+
+    def reset_stats(self) -> None:
+        # The codebook stats describe the miner, not the last call: keep them across resets.
+        saved = (self.min_hamming_distance, self.mean_hamming_distance)
+        super().reset_stats()
+        self.min_hamming_distance, self.mean_hamming_distance = saved
+
+    # ---------------------------------------------------------------- adaptive hooks
+    def observe(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
+        """Called by the loss with detached training outputs; static codebooks ignore it."""
+
+    def end_epoch(self) -> bool:
+        """Called once per epoch; returns whether the codebook changed (never, if static)."""
+        return False
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.update_stats()
+        return result
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, num_bits={self.num_bits}, seed={self.seed}"
