@@ -111,7 +111,7 @@ def pack_bits(codes: ArrayLike) -> np.ndarray:
         bits = arr
     else:
         _check_finite(arr, "codes")
-        bits = arr > 0
+        bits = arr == 1
         if not np.all(bits | (arr == -1)):
             raise ValueError(
                 "codes must contain only -1 and +1 (use binarize() first; ternary codes "
