@@ -1,3 +1,5 @@
+from .bdnn_reconstruction_loss import BDNNReconstructionLoss
+from .bdnn_similarity_loss import BDNNSimilarityLoss
 from .polarization_loss import PolarizationLoss
 
-__all__ = ["PolarizationLoss"]
+__all__ = ["PolarizationLoss", "BDNNSimilarityLoss", "BDNNReconstructionLoss"]
