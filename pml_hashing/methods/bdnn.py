@@ -1,0 +1,433 @@
+"""SH-BDNN and UH-BDNN (Do, Doan, Cheung, ECCV 2016) as hashing methods.
+
+Both alternate, as the authors' code does, between fitting the network with the auxiliary
+binary codes ``B`` fixed (the per-batch :meth:`compute_loss`) and setting ``B`` with the
+network fixed (in :meth:`on_epoch_start`, from an encoding of the whole training set).
+
+Every term is computed by a component that leaves out the paper's ``1/2``
+(:mod:`pml_hashing.regularizers`, :class:`~pml_hashing.losses.BDNNSimilarityLoss`,
+:class:`~pml_hashing.losses.BDNNReconstructionLoss`); the methods multiply their weighted sum
+by ``1/2``, which gives the authors' objective exactly on a full batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..codes import binarize
+from ..losses import BDNNReconstructionLoss, BDNNSimilarityLoss
+from ..regularizers import BitBalanceRegularizer, BitIndependenceRegularizer
+from ..regularizers._validation import check_hash_outputs
+from . import register_method
+from .base import EncodedTrainingSet, HashingMethod
+
+__all__ = ["SHBDNNMethod", "UHBDNNMethod", "coordinate_descent_codes", "uh_code_objective"]
+
+
+def uh_code_objective(codes, inputs, outputs, weight, bias, l2: float) -> torch.Tensor:
+    """Per-sample ``||x_i - W b_i - c||^2 + l2 ||h_i - b_i||^2`` (``(M,)``), UH-BDNN's B-step.
+
+    Summed and divided by ``2M`` it is the part of the UH-BDNN objective that depends on ``B``.
+    ``codes`` and ``outputs`` are ``(M, L)``, ``inputs`` ``(M, D)``, ``weight`` ``(D, L)``.
+    """
+    residual = inputs - codes @ weight.T - bias
+    return (residual**2).sum(dim=1) + l2 * ((outputs - codes) ** 2).sum(dim=1)
+
+
+@torch.no_grad()
+def coordinate_descent_codes(
+    codes: torch.Tensor,
+    inputs: torch.Tensor,
+    outputs: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    l2: float,
+    num_sweeps: int = 3,
+) -> tuple[torch.Tensor, int]:
+    """UH-BDNN's B-step: minimize :func:`uh_code_objective` over ``B`` in {-1, +1}, bit by bit.
+
+    With the other bits fixed, the best ``b_ik`` is ``sign(r_ik)``,
+    ``r_ik = p_ik - sum_{j != k} Q_kj b_ij`` with ``Q = W^T W`` and
+    ``P = (X - c) W + l2 H`` (the objective is ``b^T Q b - 2 b^T p`` + const per sample, as
+    ``b^T b = L``). A bit keeps its value when ``r_ik = 0``, so no step increases the
+    objective. Each sweep visits the ``L`` bits in order (all samples at once); sweeps stop
+    early when no bit changes. A coordinate-wise minimum, not always the global one (exact when
+    ``W^T W`` is diagonal).
+
+    Returns:
+        The new codes ``(M, L)`` (a copy, dtype of ``weight``) and the number of sweeps run.
+    """
+    if num_sweeps < 1:
+        raise ValueError(f"num_sweeps must be >= 1; got {num_sweeps}")
+    dtype, device = weight.dtype, weight.device
+    codes = codes.to(device=device, dtype=dtype).clone()
+    inputs = inputs.reshape(inputs.shape[0], -1).to(device=device, dtype=dtype)
+    outputs = outputs.to(device=device, dtype=dtype)
+    gram = weight.T @ weight
+    linear = (inputs - bias) @ weight + l2 * outputs
+    sweeps = 0
+    for _ in range(num_sweeps):
+        sweeps += 1
+        changed = False
+        for k in range(codes.shape[1]):
+            residual = linear[:, k] - codes @ gram[:, k] + gram[k, k] * codes[:, k]
+            new_bit = torch.where(
+                residual > 0, 1.0, torch.where(residual < 0, -1.0, codes[:, k])
+            ).to(dtype)
+            changed = changed or bool((new_bit != codes[:, k]).any())
+            codes[:, k] = new_bit
+        if not changed:
+            break
+    return codes, sweeps
+
+
+class _BDNNMethod(HashingMethod):
+    """What SH-BDNN and UH-BDNN share: the code buffer B and the quantization/balance terms."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        num_bits: int,
+        l1: float,
+        l2: float,
+        l3: float,
+        l4: float,
+        seed: int,
+        num_train: int | None,
+        update_every: int,
+    ):
+        super().__init__(num_classes, num_bits)
+        if isinstance(num_bits, bool) or not isinstance(num_bits, int) or num_bits < 1:
+            raise ValueError(f"num_bits must be a positive integer; got {num_bits!r}")
+        for name, value in (("l1", l1), ("l2", l2), ("l3", l3), ("l4", l4)):
+            if not float(value) >= 0:
+                raise ValueError(f"{name} must be >= 0; got {value}")
+        if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
+            raise ValueError(f"update_every must be a positive integer; got {update_every!r}")
+        self.l1, self.l2, self.l3, self.l4 = float(l1), float(l2), float(l3), float(l4)
+        self.seed = seed
+        self.update_every = update_every
+        self.balance = BitBalanceRegularizer()
+        self.independence = BitIndependenceRegularizer()
+        # B as int8 (+-1) so that .to(dtype) on the model never rounds it; `code_known` marks
+        # the training samples that B covers (the rest fall back to binarize(H)).
+        self.register_buffer("codes", None)
+        self.register_buffer("code_known", None)
+        if num_train is not None:
+            self._allocate_codes(num_train, torch.device("cpu"))
+        self._term_sums: dict[str, float] = {}
+        self._num_batches = 0
+        self._last_update: dict[str, float] = {}
+
+    @property
+    def weight_decay(self) -> float:
+        """``l1``: the network's weight decay, for the optimizer (``(l1/2)||W||^2``)."""
+        return self.l1
+
+    @property
+    def needs_training_set_encoding(self) -> bool:
+        return True
+
+    def _allocate_codes(self, num_train: int, device) -> None:
+        if isinstance(num_train, bool) or not isinstance(num_train, int) or num_train < 1:
+            raise ValueError(f"num_train must be a positive integer; got {num_train!r}")
+        self.codes = torch.ones(num_train, self.num_bits, dtype=torch.int8, device=device)
+        self.code_known = torch.zeros(num_train, dtype=torch.bool, device=device)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # B is allocated lazily; a checkpoint that has it must be loadable into a fresh method.
+        if self.codes is None and prefix + "codes" in state_dict:
+            saved = state_dict[prefix + "codes"]
+            self._allocate_codes(saved.shape[0], saved.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _check_outputs(self, outputs, indices) -> None:
+        check_hash_outputs(outputs, "outputs")
+        if outputs.shape[1] != self.num_bits:
+            raise ValueError(
+                f"outputs must have num_bits = {self.num_bits} columns; got {outputs.shape[1]}"
+            )
+        if not isinstance(indices, torch.Tensor) or indices.shape != (outputs.shape[0],):
+            got = tuple(indices.shape) if isinstance(indices, torch.Tensor) else type(indices)
+            raise ValueError(
+                f"indices must be a ({outputs.shape[0]},) tensor of training-set positions; "
+                f"got {got}"
+            )
+        if indices.is_floating_point() or (len(indices) and int(indices.min()) < 0):
+            raise ValueError("indices must be non-negative integer training-set positions")
+        if self.codes is not None and len(indices) and int(indices.max()) >= len(self.codes):
+            raise ValueError(
+                f"indices must be < num_train = {len(self.codes)}; got {int(indices.max())}"
+            )
+
+    def _batch_codes(self, outputs, indices) -> torch.Tensor:
+        fallback = binarize(outputs.detach())
+        if self.codes is None:
+            return fallback
+        idx = indices.to(self.codes.device)
+        codes = self.codes[idx].to(device=outputs.device, dtype=outputs.dtype)
+        known = self.code_known[idx].to(outputs.device)
+        return torch.where(known[:, None], codes, fallback)
+
+    def _code_terms(self, outputs, indices) -> dict[str, torch.Tensor]:
+        codes = self._batch_codes(outputs, indices)
+        terms = {"quantization": ((outputs - codes) ** 2).sum(dim=1).mean()}
+        # Balance and independence are undefined for one sample: a batch of one (the last,
+        # short batch of an epoch) is fitted without them rather than failing the run.
+        if outputs.shape[0] >= 2:
+            terms["balance"] = self.balance(outputs)
+            terms["independence"] = self.independence(outputs)
+        return terms
+
+    def _weighted(self, terms: dict[str, torch.Tensor], weights: dict[str, float]):
+        total = 0.0
+        for name, value in terms.items():
+            total = total + weights[name] * value
+            self._term_sums[name] = self._term_sums.get(name, 0.0) + float(value.detach())
+        self._num_batches += 1
+        return 0.5 * total
+
+    def _store_codes(self, new_codes: torch.Tensor, indices: torch.Tensor) -> dict[str, float]:
+        """Write ``new_codes`` at ``indices``; returns the fraction of known bits that flipped."""
+        indices = indices.to(device=self.codes.device, dtype=torch.long)
+        new_codes = new_codes.to(device=self.codes.device, dtype=torch.int8)
+        known = self.code_known[indices]
+        flipped = (self.codes[indices][known] != new_codes[known]).sum()
+        num_known_bits = int(known.sum()) * self.num_bits
+        self.codes[indices] = new_codes
+        self.code_known[indices] = True
+        return {"codes_flipped": float(flipped) / num_known_bits} if num_known_bits else {}
+
+    def _prepare_encoding(self, encoded: EncodedTrainingSet) -> EncodedTrainingSet:
+        check_hash_outputs(encoded.outputs, "encode_training_set().outputs")
+        indices = torch.as_tensor(encoded.indices).reshape(-1).long()
+        if len(indices) != encoded.outputs.shape[0]:
+            raise ValueError(
+                f"encode_training_set().indices must have one entry per output "
+                f"({encoded.outputs.shape[0]}); got {len(indices)}"
+            )
+        if self.codes is None:
+            self._allocate_codes(int(indices.max()) + 1, encoded.outputs.device)
+        elif int(indices.max()) >= len(self.codes):
+            raise ValueError(
+                f"encode_training_set().indices must be < num_train = {len(self.codes)}; "
+                f"got {int(indices.max())}"
+            )
+        return encoded._replace(indices=indices)
+
+    def on_epoch_start(self, epoch, encode_training_set):
+        if self.codes is not None and bool(self.code_known.all()) and epoch % self.update_every:
+            return
+        encoded = self._prepare_encoding(encode_training_set())
+        with torch.no_grad():
+            self._last_update = self._update_codes(encoded)
+
+    def _update_codes(self, encoded: EncodedTrainingSet) -> dict[str, float]:
+        raise NotImplementedError
+
+    def on_epoch_end(self, epoch: int) -> dict:
+        stats = {f"bdnn/{k}": v / max(self._num_batches, 1) for k, v in self._term_sums.items()}
+        stats.update({f"bdnn/{k}": v for k, v in self._last_update.items()})
+        self._term_sums, self._num_batches, self._last_update = {}, 0, {}
+        return stats
+
+
+class SHBDNNMethod(_BDNNMethod):
+    """Supervised BDNN (SH-BDNN, Do, Doan, Cheung, ECCV 2016, section 4).
+
+    Per batch (``H`` the ``(m, L)`` outputs, ``B`` the auxiliary codes of its samples)::
+
+        J = 1/2 [ l5 ||H H^T / L - S||^2 / m + l2 ||H - B||^2 / m
+                  + l3 ||H^T H / m - I||^2 + l4 ||H^T 1||^2 / m ]
+
+    with ``S_ij = +1`` when samples ``i`` and ``j`` share a label, ``-1`` otherwise. In the
+    authors' MATLAB layout ``H`` is ``(L, m)`` and the terms read ``||H^T H / L - S||``,
+    ``||H H^T / m - I||`` and ``||H 1||``. The weight decay ``(l1/2) sum ||W||^2`` of the
+    network belongs to the optimizer: use ``weight_decay=method.weight_decay`` (``l1``).
+    At the start of every ``update_every``-th epoch, ``B = binarize(H)`` over the whole
+    training set (the network fixed). Balance, independence and similarity are computed on the
+    batch: minibatch estimates of the full-data terms (the authors used full batches).
+
+    Args:
+        num_classes: number of classes (width of multi-hot labels).
+        num_bits: ``L``.
+        l1, l2, l3, l4, l5: the weights of the authors' code (defaults theirs).
+        seed: unused by SH-BDNN (nothing is random); accepted like every method's.
+        num_train: size of the training set, to allocate ``B`` now (else at the first update).
+        update_every: epochs between two updates of ``B``.
+    """
+
+    name = "sh-bdnn"
+
+    def __init__(
+        self,
+        num_classes: int,
+        num_bits: int,
+        l1: float = 1e-5,
+        l2: float = 5e-2,
+        l3: float = 1e-2,
+        l4: float = 5e-7,
+        l5: float = 1e-2,
+        seed: int = 0,
+        num_train: int | None = None,
+        update_every: int = 1,
+    ):
+        super().__init__(num_classes, num_bits, l1, l2, l3, l4, seed, num_train, update_every)
+        if not float(l5) >= 0:
+            raise ValueError(f"l5 must be >= 0; got {l5}")
+        self.l5 = float(l5)
+        self.similarity_loss = BDNNSimilarityLoss()
+
+    def _check_labels(self, labels) -> None:
+        if not isinstance(labels, torch.Tensor):
+            raise ValueError(f"labels must be a torch.Tensor; got {type(labels).__name__}")
+        if labels.ndim == 1 and not labels.is_floating_point() and len(labels):
+            low, high = int(labels.min()), int(labels.max())
+            if low < 0 or high >= self.num_classes:
+                bad = low if low < 0 else high
+                raise ValueError(
+                    f"labels must be in [0, num_classes) = [0, {self.num_classes}); got {bad}"
+                )
+        elif labels.ndim == 2 and labels.shape[1] != self.num_classes:
+            raise ValueError(
+                f"multi-hot labels must have num_classes = {self.num_classes} columns; "
+                f"got {labels.shape[1]}"
+            )
+
+    def compute_loss(self, outputs, labels, inputs, indices):
+        self._check_outputs(outputs, indices)
+        self._check_labels(labels)
+        terms = self._code_terms(outputs, indices)
+        terms["similarity"] = self.similarity_loss(outputs, labels)
+        weights = {
+            "similarity": self.l5,
+            "quantization": self.l2,
+            "independence": self.l3,
+            "balance": self.l4,
+        }
+        return self._weighted(terms, weights)
+
+    def _update_codes(self, encoded: EncodedTrainingSet) -> dict[str, float]:
+        return self._store_codes(binarize(encoded.outputs.detach()), encoded.indices)
+
+
+class UHBDNNMethod(_BDNNMethod):
+    """Unsupervised BDNN (UH-BDNN, Do, Doan, Cheung, ECCV 2016, section 3).
+
+    Per batch (``X`` the flattened ``(m, D)`` inputs, ``H`` the ``(m, L)`` outputs, ``B`` the
+    auxiliary codes of the batch's samples)::
+
+        J = 1/2 [ ||X - B W^T - 1 c^T||^2 / m + l1 ||W||^2 + l2 ||H - B||^2 / m
+                  + l3 ||H^T H / m - I||^2 + l4 ||H^T 1||^2 / m ]
+
+    (the authors' ``(1/2m)||X - W B - c||^2`` etc. in the MATLAB layout, ``X`` ``(D, m)``).
+    The decoder ``W`` ``(D x L)``, ``c`` is :attr:`reconstruction_loss` ``.decoder``, trained
+    with the network (its ``l1`` weight decay is in the loss; give the network's own weight
+    decay ``l1`` to the optimizer, without the method's parameters).
+
+    B-step, at the start of every ``update_every``-th epoch, with the network fixed: samples
+    without a code get ``binarize(H)`` (and the decoder its exact ridge fit the first time);
+    then ``num_sweeps`` sweeps of :func:`coordinate_descent_codes` minimize
+    ``(1/2m)||X - W B - c||^2 + (l2/2m)||H - B||^2`` bit by bit; then, if ``refit_decoder``,
+    ``W`` and ``c`` get their exact fit to the new ``B``. Batch statistics are minibatch
+    estimates of the full-data terms.
+
+    Args:
+        num_classes: unused (no labels); accepted like every method's.
+        num_bits: ``L``.
+        input_dim: ``D``, the number of input features (``C * H * W`` for images).
+        l1, l2, l3, l4: the weights of the authors' code (defaults theirs).
+        seed: seeds the decoder's initialization.
+        num_train: size of the training set, to allocate ``B`` now (else at the first update).
+        update_every: epochs between two B-steps.
+        num_sweeps: coordinate-descent sweeps per B-step.
+        refit_decoder: refit ``W``, ``c`` exactly after each B-step.
+    """
+
+    name = "uh-bdnn"
+
+    def __init__(
+        self,
+        num_classes: int,
+        num_bits: int,
+        input_dim: int | None = None,
+        l1: float = 1e-5,
+        l2: float = 5e-2,
+        l3: float = 1e-2,
+        l4: float = 5e-7,
+        seed: int = 0,
+        num_train: int | None = None,
+        update_every: int = 1,
+        num_sweeps: int = 3,
+        refit_decoder: bool = True,
+    ):
+        super().__init__(num_classes, num_bits, l1, l2, l3, l4, seed, num_train, update_every)
+        if input_dim is None:
+            raise ValueError("input_dim is required: UH-BDNN reconstructs the (flattened) inputs")
+        if isinstance(num_sweeps, bool) or not isinstance(num_sweeps, int) or num_sweeps < 1:
+            raise ValueError(f"num_sweeps must be a positive integer; got {num_sweeps!r}")
+        generator = torch.Generator().manual_seed(seed)
+        self.reconstruction_loss = BDNNReconstructionLoss(
+            input_dim, num_bits, l1=l1, generator=generator
+        )
+        self.num_sweeps = num_sweeps
+        self.refit_decoder = refit_decoder
+        self.register_buffer("decoder_fitted", torch.tensor(False))
+
+    @property
+    def weight_decay(self) -> float:
+        """``l1`` for the optimizer, on the network's weights (the decoder's is in the loss)."""
+        return self.l1
+
+    def compute_loss(self, outputs, labels, inputs, indices):
+        self._check_outputs(outputs, indices)
+        terms = self._code_terms(outputs, indices)
+        codes = self._batch_codes(outputs, indices)
+        terms["reconstruction"] = self.reconstruction_loss(codes, inputs).to(outputs.device)
+        weights = {
+            "reconstruction": 1.0,
+            "quantization": self.l2,
+            "independence": self.l3,
+            "balance": self.l4,
+        }
+        return self._weighted(terms, weights)
+
+    def _update_codes(self, encoded: EncodedTrainingSet) -> dict[str, float]:
+        weight = self.reconstruction_loss.decoder.weight
+        indices = encoded.indices
+        outputs = encoded.outputs.detach().to(device=weight.device, dtype=weight.dtype)
+        inputs = encoded.inputs.reshape(len(indices), -1).to(device=weight.device,
+                                                             dtype=weight.dtype)
+        if inputs.shape[1] != self.reconstruction_loss.input_dim:
+            raise ValueError(
+                f"encode_training_set().inputs must have input_dim = "
+                f"{self.reconstruction_loss.input_dim} features; got {inputs.shape[1]}"
+            )
+        idx = indices.to(self.codes.device)
+        known = self.code_known[idx].to(weight.device)
+        start = torch.where(
+            known[:, None], self.codes[idx].to(device=weight.device, dtype=weight.dtype),
+            binarize(outputs),
+        )
+        if not bool(self.decoder_fitted):
+            self.reconstruction_loss.fit(start, inputs)
+            self.decoder_fitted.fill_(True)
+        bias = self.reconstruction_loss.decoder.bias
+        before = uh_code_objective(start, inputs, outputs, weight, bias, self.l2).mean()
+        new_codes, sweeps = coordinate_descent_codes(
+            start, inputs, outputs, weight.detach(), bias.detach(), self.l2, self.num_sweeps
+        )
+        after = uh_code_objective(new_codes, inputs, outputs, weight, bias, self.l2).mean()
+        stats = self._store_codes(new_codes, indices)
+        if self.refit_decoder:
+            self.reconstruction_loss.fit(new_codes, inputs)
+        return {
+            **stats,
+            "code_objective_before": 0.5 * float(before),
+            "code_objective_after": 0.5 * float(after),
+            "code_sweeps": float(sweeps),
+        }
+
+
+register_method("sh-bdnn", SHBDNNMethod)
+register_method("uh-bdnn", UHBDNNMethod)
