@@ -1,0 +1,5 @@
+"""PML distances over binary codes."""
+
+from .hamming_distance import HammingDistance
+
+__all__ = ["HammingDistance"]
