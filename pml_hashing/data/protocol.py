@@ -119,3 +119,94 @@ def split_per_class(
             "validation": validation,
         }.items()
     }
+
+
+def split_random(
+    num_items: int,
+    query_size: int,
+    seed: int,
+    train_size: int | None = None,
+    validation_size: int = 0,
+) -> dict[str, np.ndarray]:
+    """Seeded split of multi-label data: random queries and validation, the rest database.
+
+    The multi-label counterpart of :func:`split_per_class` (a per-class quota is not defined
+    when an item has several labels): ``query_size`` random items are the queries, the rest
+    the database; ``validation_size`` database items are held out of training, and
+    training is ``train_size`` of the remaining database items (all of them when None).
+    Returns sorted index arrays.
+    """
+    train_need = 0 if train_size is None else train_size
+    need = query_size + validation_size + max(train_need, 1)
+    if num_items < need:
+        raise ValueError(
+            f"num_items must be at least query_size + validation_size + max(train_size, 1) = "
+            f"{need}; got {num_items}"
+        )
+    order = np.random.default_rng(seed).permutation(num_items)
+    rest = order[query_size:]
+    pool = rest[validation_size:]
+    parts = {
+        "query": order[:query_size],
+        "database": rest,
+        "train": pool if train_size is None else pool[:train_size],
+        "validation": rest[:validation_size],
+    }
+    return {name: np.sort(idx).astype(np.int64) for name, idx in parts.items()}
+
+
+SPLIT_NAMES = ("query", "database", "train", "validation")
+
+
+def read_splits(path, name: str, num_items: int, expected_sizes: dict[str, int]):
+    """Read a split written by :meth:`Protocol.save_splits` and check it fits the data set.
+
+    Args:
+        path: the JSON file.
+        name: the protocol name the split must have been saved for.
+        num_items: size of the source data set; every index must lie in ``[0, num_items)``.
+        expected_sizes: the size each split must have under the current arguments.
+
+    Returns:
+        ``(splits, seed)``: sorted int64 index arrays for ``train``, ``query``, ``database``
+        and ``validation`` (empty when absent), and the seed the split was drawn with.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"split_file {path} does not exist; write one with Protocol.save_splits(path)"
+        )
+    payload = json.loads(path.read_text())
+    if payload.get("name") != name:
+        raise ValueError(
+            f"split_file {path} holds a split of {payload.get('name')!r}; expected {name!r}"
+        )
+    saved = payload.get("splits", {})
+    splits = {}
+    for key in SPLIT_NAMES:
+        idx = np.asarray(saved.get(key, []), dtype=np.int64)
+        if len(idx) != expected_sizes.get(key, 0):
+            raise ValueError(
+                f"split_file {path}: split {key!r} must have {expected_sizes.get(key, 0)} items "
+                f"with these arguments; got {len(idx)}"
+            )
+        if len(idx) and (idx.min() < 0 or idx.max() >= num_items):
+            bad = int(idx.min()) if idx.min() < 0 else int(idx.max())
+            raise ValueError(
+                f"split_file {path}: indices must be in [0, num_items) = [0, {num_items}); "
+                f"got {bad} in split {key!r}"
+            )
+        splits[key] = np.sort(idx)
+    return splits, int(payload.get("seed", 0))
+
+
+def reuse_splits(fresh: dict[str, np.ndarray], name: str, num_items: int, seed: int, split_file):
+    """The split to use: ``fresh`` when ``split_file`` is None, else the saved one.
+
+    A saved split must have been saved for ``name`` and have the sizes ``fresh`` has (the
+    sizes the current arguments ask for). Returns ``(splits, seed)``.
+    """
+    if split_file is None:
+        return fresh, seed
+    expected = {key: len(idx) for key, idx in fresh.items()}
+    return read_splits(split_file, name, num_items, expected)

@@ -1,0 +1,256 @@
+"""NUS-WIDE-21 and ImageNet-100 from HashNet-style list files, split by their protocols."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .image_list_dataset import ImageListDataset, read_image_list
+from .protocol import Protocol, reuse_splits, split_per_class, split_random
+from .transforms import default_transform, probe_image_size
+
+# Sizes from DESIGN.md section 5 (the HashNet / DPN protocols).
+IMAGE_LIST_PROTOCOLS = {
+    "nuswide-21": {
+        "num_classes": 21,
+        "multi_label": True,
+        "topk": 5000,
+        "query_size": 2100,
+        "train_size": 10500,
+    },
+    "imagenet-100": {
+        "num_classes": 100,
+        "multi_label": False,
+        "topk": 1000,
+        "query_per_class": 50,
+        "train_per_class": 130,
+    },
+}
+HASHNET_FILES = ("train.txt", "test.txt", "database.txt")
+
+
+def layout_hint(name: str, root: Path) -> str:
+    spec = IMAGE_LIST_PROTOCOLS[name]
+    return (
+        f"expected layout: {root}/train.txt, test.txt and database.txt (HashNet's release), "
+        f"or a single list {root}/{name}.txt (or list_file=) to split with a seed; each line "
+        f"'relative/path.jpg 0 1 0 ...' with {spec['num_classes']} label columns, the paths "
+        "relative to image_root (default: root)"
+    )
+
+
+def find_lists(name: str, root: Path, list_file) -> list[Path]:
+    """The three HashNet lists, or the one list to split; errors name the expected path."""
+    if list_file is not None:
+        list_file = Path(list_file).expanduser()
+        if not list_file.is_file():
+            raise FileNotFoundError(
+                f"list_file {list_file} does not exist; {layout_hint(name, root)}"
+            )
+        return [list_file]
+    hashnet = [root / f for f in HASHNET_FILES]
+    present = [p.is_file() for p in hashnet]
+    if all(present):
+        return hashnet
+    if any(present):
+        missing = hashnet[present.index(False)]
+        raise FileNotFoundError(f"{missing} does not exist; {layout_hint(name, root)}")
+    single = root / f"{name}.txt"
+    if single.is_file():
+        return [single]
+    raise FileNotFoundError(f"{hashnet[0]} (or {single}) does not exist; {layout_hint(name, root)}")
+
+
+def resolve_path(listed: str, image_root: Path, strip_prefix: str | None) -> str:
+    if strip_prefix and listed.startswith(strip_prefix):
+        listed = listed[len(strip_prefix) :].lstrip("/")
+    return listed if os.path.isabs(listed) else str(image_root / listed)
+
+
+def single_labels(multi_hot: np.ndarray, list_path: Path) -> np.ndarray:
+    """One-hot rows -> integer labels; a row without exactly one 1 is an error."""
+    counts = multi_hot.sum(axis=1)
+    if (counts != 1).any():
+        row = int(np.flatnonzero(counts != 1)[0])
+        with list_path.open() as f:
+            # Only on the error path: map the item back to its line, blank lines included.
+            lines = [n for n, line in enumerate(f, start=1) if line.strip()]
+        raise ValueError(
+            f"{list_path}:{lines[row]}: {list_path.name} is single-label, so each line must "
+            f"have exactly one 1; got {int(counts[row])}"
+        )
+    return multi_hot.argmax(axis=1).astype(np.int64)
+
+
+def load_image_list_protocol(
+    name: str,
+    root=None,
+    seed: int = 0,
+    image_root=None,
+    list_file=None,
+    strip_prefix: str | None = None,
+    query_size: int | None = None,
+    train_size: int | None = None,
+    validation_size: int = 0,
+    query_per_class: int | None = None,
+    train_per_class: int | None = None,
+    validation_per_class: int = 0,
+    transform=None,
+    image_size: int = 224,
+    split_file=None,
+) -> Protocol:
+    """``nuswide-21`` (multi-label, R = 5000) or ``imagenet-100`` (R = 1000) from list files.
+
+    With HashNet's ``train.txt``, ``test.txt`` and ``database.txt`` under ``root``, those are
+    the training set, the queries and the database. With a single list (``root/NAME.txt`` or
+    ``list_file``), a seeded split is drawn: NUS-WIDE-21 takes ``query_size`` (2,100) random
+    queries, the rest is the database and ``train_size`` (10,500) database items train;
+    ImageNet-100 takes ``query_per_class`` (50) queries and ``train_per_class`` (130)
+    training items per class, the rest is the database. Validation (``validation_size``
+    for NUS-WIDE, ``validation_per_class`` for ImageNet-100) is held out of training.
+
+    Source indices (for :meth:`Protocol.save_splits`) count the lines of the single list, or
+    of ``train.txt``, ``test.txt`` and ``database.txt`` concatenated in that order.
+
+    Args:
+        name: ``nuswide-21`` or ``imagenet-100``.
+        root: folder of the list files.
+        seed: seed of the split (and of the validation hold-out).
+        image_root: folder the listed relative paths start from (default ``root``).
+        list_file: a single list file to split, instead of looking under ``root``.
+        strip_prefix: removed from the start of each listed path before joining it to
+            ``image_root`` (HashNet's lists carry the authors' absolute paths).
+        query_size, train_size, validation_size: NUS-WIDE-21 split sizes.
+        query_per_class, train_per_class, validation_per_class: ImageNet-100 split sizes.
+        transform: applied to each PIL image; default :func:`default_transform`.
+        image_size: side of the default transform's output.
+        split_file: a JSON file from :meth:`Protocol.save_splits` to reuse.
+
+    Returns:
+        A :class:`Protocol`; labels are multi-hot ``(N, 21)`` int64 for NUS-WIDE-21 and
+        integer ``(N,)`` int64 for ImageNet-100.
+    """
+    spec = IMAGE_LIST_PROTOCOLS[name]
+    multi_label = spec["multi_label"]
+    wrong = (
+        {
+            "query_per_class": query_per_class,
+            "train_per_class": train_per_class,
+            "validation_per_class": validation_per_class,
+        }
+        if multi_label
+        else {
+            "query_size": query_size,
+            "train_size": train_size,
+            "validation_size": validation_size,
+        }
+    )
+    for arg, value in wrong.items():
+        if value:
+            kind = (
+                "multi-label: use query_size, train_size, validation_size"
+                if multi_label
+                else "single-label: use query_per_class, train_per_class, validation_per_class"
+            )
+            raise ValueError(f"{arg} does not apply to {name} ({kind}); got {arg}={value}")
+    if root is None and list_file is None:
+        raise ValueError(f"root is required for {name}; {layout_hint(name, Path('ROOT'))}")
+    root = Path(root if root is not None else Path(list_file).parent).expanduser()
+    image_root = root if image_root is None else Path(image_root).expanduser()
+    lists = find_lists(name, root, list_file)
+
+    parsed = [read_image_list(p, spec["num_classes"]) for p in lists]
+    listed = [path for paths, _ in parsed for path in paths]
+    if multi_label:
+        labels = np.concatenate([lab for _, lab in parsed])
+    else:
+        labels = np.concatenate(
+            [single_labels(lab, p) for (_, lab), p in zip(parsed, lists, strict=True)]
+        )
+
+    if len(lists) == 3:
+        n_train, n_test = len(parsed[0][0]), len(parsed[1][0])
+        if query_size or train_size or query_per_class or train_per_class:
+            raise ValueError(
+                f"{root} holds HashNet's train/test/database lists, which fix the query and "
+                "training sets; query/train sizes apply to a single list only"
+            )
+        if multi_label:
+            held = split_random(n_train, query_size=0, seed=seed, validation_size=validation_size)
+        else:
+            held = split_per_class(
+                labels[:n_train],
+                query_per_class=0,
+                seed=seed,
+                validation_per_class=validation_per_class,
+            )
+        fresh = {
+            "train": held["train"],
+            "validation": held["validation"],
+            "query": np.arange(n_train, n_train + n_test, dtype=np.int64),
+            "database": np.arange(n_train + n_test, len(listed), dtype=np.int64),
+        }
+    elif multi_label:
+        fresh = split_random(
+            len(listed),
+            query_size=spec["query_size"] if query_size is None else query_size,
+            seed=seed,
+            train_size=spec["train_size"] if train_size is None else train_size,
+            validation_size=validation_size,
+        )
+    else:
+        train_per_class = spec["train_per_class"] if train_per_class is None else train_per_class
+        fresh = split_per_class(
+            labels,
+            query_per_class=spec["query_per_class"] if query_per_class is None else query_per_class,
+            seed=seed,
+            train_per_class=train_per_class,
+            validation_per_class=validation_per_class,
+        )
+        short = np.bincount(labels[fresh["train"]], minlength=spec["num_classes"])
+        if (short != train_per_class).any():
+            c = int(np.flatnonzero(short != train_per_class)[0])
+            raise ValueError(
+                f"train_per_class={train_per_class} but class {c} has only {int(short[c])} "
+                "items left for training after the queries and validation"
+            )
+    splits, seed = reuse_splits(fresh, name, len(listed), seed, split_file)
+
+    paths = [resolve_path(p, image_root, strip_prefix) for p in listed]
+    for key in ("query", "train"):
+        if len(splits[key]) and not os.path.isfile(paths[splits[key][0]]):
+            raise FileNotFoundError(
+                f"image {paths[splits[key][0]]} (listed as {listed[splits[key][0]]!r}) does not "
+                f"exist; {layout_hint(name, root)}; set image_root= or strip_prefix= to match"
+            )
+    custom_transform = transform is not None
+    transform = transform if custom_transform else default_transform(image_size)
+    target = torch.from_numpy(labels)
+
+    def subset(key):
+        return ImageListDataset(paths, target, splits[key], transform=transform)
+
+    result = Protocol(
+        name=name,
+        train=subset("train"),
+        query=subset("query"),
+        database=subset("database"),
+        validation=subset("validation") if len(splits["validation"]) else None,
+        num_classes=spec["num_classes"],
+        in_chans=3,
+        image_size=(image_size, image_size),
+        topk=spec["topk"],
+        multi_label=multi_label,
+        seed=seed,
+        info={
+            "lists": [str(p) for p in lists],
+            "image_root": str(image_root),
+            "split_file": None if split_file is None else str(split_file),
+        },
+    )
+    if custom_transform:
+        result.image_size = probe_image_size(result.query)
+    return result

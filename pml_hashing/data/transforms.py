@@ -1,0 +1,41 @@
+"""The default image transform of the file-based protocols."""
+
+from __future__ import annotations
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def default_transform(image_size: int = 224):
+    """Resize to ``image_size`` x ``image_size``, ToTensor, ImageNet mean/std normalization.
+
+    A fixed square size (not a shorter-side resize) so that every item batches with every
+    other. For a timm backbone pass its own transform instead::
+
+        config = timm.data.resolve_data_config({}, model=backbone)
+        transform = timm.data.create_transform(**config)
+
+    Args:
+        image_size: side of the output image in pixels.
+
+    Returns:
+        A callable from a PIL image to a float32 tensor ``(3, image_size, image_size)``.
+    """
+    from torchvision import transforms
+
+    return transforms.Compose(
+        [
+            transforms.Resize((image_size, image_size)),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+def probe_image_size(dataset) -> tuple[int, int]:
+    """``(H, W)`` of the first item of ``dataset`` after its transform (tensor or PIL image)."""
+    image = dataset[0][0]
+    if hasattr(image, "shape"):
+        return tuple(int(s) for s in image.shape[-2:])
+    width, height = image.size
+    return (int(height), int(width))
