@@ -1,0 +1,33 @@
+"""Retrieval metrics for learning to hash (DESIGN.md section 3).
+
+mAP@R of the hashing convention with an explicit tie rule (``ties="index"``, ``"random"``,
+``"expected"``), Hamming-ball statistics (precision within radius r, as in BDNN),
+precision@k / recall@k, precision/recall curves over radius and rank, and a PML
+``AccuracyCalculator`` that reports the hashing metrics.
+"""
+
+from .average_precision import average_precision_per_query, mean_average_precision
+from .hamming_ball_statistics import (
+    HammingBallStatistics,
+    hamming_ball_statistics,
+    precision_recall_by_radius,
+    precision_within_radius,
+)
+from .hashing_accuracy_calculator import HashingAccuracyCalculator
+from .precision_recall_curve import PrecisionRecallCurve, plot_precision_recall
+from .ranking_metrics import precision_at_k, precision_recall_by_rank, recall_at_k
+
+__all__ = [
+    "HammingBallStatistics",
+    "HashingAccuracyCalculator",
+    "PrecisionRecallCurve",
+    "average_precision_per_query",
+    "hamming_ball_statistics",
+    "mean_average_precision",
+    "plot_precision_recall",
+    "precision_at_k",
+    "precision_recall_by_radius",
+    "precision_recall_by_rank",
+    "precision_within_radius",
+    "recall_at_k",
+]

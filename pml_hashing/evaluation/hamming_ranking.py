@@ -1,0 +1,315 @@
+"""Validated retrieval inputs and the chunked Hamming ranking every metric is computed from.
+
+Definitions (DESIGN.md section 3), shared by every function of :mod:`pml_hashing.evaluation`:
+
+* Distance: ``d(q, i) = sum_k (1 - b_qk b_ik) / 2`` on codes in {-1, +1} or ternary codes in
+  {-1, 0, +1}; a 0 contributes 1/2 against anything. Internally distances are small integer
+  *keys*: ``d`` itself for binary codes (computed by faiss on packed bits), ``2 d`` (half-units)
+  for ternary codes (an exact float32 product of small integers, exact for ``K <= 2**24``).
+* Relevance: ``rel(q, i) = 1`` iff the labels share at least one label; labels are integer
+  ``(N,)`` or multi-hot ``(N, C)``.
+* Memory: queries are processed in chunks of ``chunk_size`` rows; the only queries x database
+  arrays are one chunk's distance and relevance blocks, reused across chunks, so memory does not
+  grow with the number of queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from ..codes import ArrayLike, to_numpy
+
+__all__ = [
+    "TIE_RULES",
+    "HammingRanking",
+    "check_ties",
+    "histograms",
+    "prepare_ranking",
+    "relevant_positions",
+]
+
+TIE_RULES = ("index", "random", "expected")
+
+# About 8M elements per chunk: ~32 MB of int32 distances, small next to the database itself.
+_CHUNK_ELEMENTS = 1 << 23
+
+
+def _codes(x: ArrayLike, name: str) -> np.ndarray:
+    arr = to_numpy(x)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (N, num_bits) array; got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must hold at least one code of at least one bit; got {arr.shape}")
+    if arr.dtype == np.bool_ or not (
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    ):
+        raise ValueError(
+            f"{name} must be a numeric array of -1/+1 (or ternary -1/0/+1) codes; "
+            f"got dtype {arr.dtype}"
+        )
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite; got NaN or infinite values")
+    lo, hi = arr.min(), arr.max()
+    out = arr.astype(np.int8) if lo >= -1 and hi <= 1 else None
+    if out is None or (np.issubdtype(arr.dtype, np.floating) and not np.array_equal(out, arr)):
+        bad = arr[(arr != -1) & (arr != 0) & (arr != 1)].ravel()[0]
+        raise ValueError(
+            f"{name} must contain only -1, 0 and +1 (binarize or ternarize the embeddings "
+            f"first); got {bad}"
+        )
+    return out
+
+
+def _labels(y: ArrayLike, name: str, num_rows: int, codes_name: str) -> np.ndarray:
+    arr = to_numpy(y)
+    if arr.ndim not in (1, 2):
+        raise ValueError(
+            f"{name} must be integer (N,) or multi-hot (N, C) labels; got shape {arr.shape}"
+        )
+    if arr.shape[0] != num_rows:
+        raise ValueError(
+            f"{name} must have one row per code of {codes_name} ({num_rows}); got shape {arr.shape}"
+        )
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.int64)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{name} must be numeric; got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} must be finite; got NaN or infinite values")
+        # PML hands labels over as float32; accept them when they hold integers.
+        if not np.array_equal(arr, np.round(arr)):
+            raise ValueError(f"{name} must hold integers (or 0/1 multi-hot); got fractional values")
+    if arr.ndim == 2:
+        if not np.all((arr == 0) | (arr == 1)):
+            raise ValueError(f"{name} given as (N, C) must be multi-hot with values 0 and 1")
+        return arr.astype(np.float32)
+    return arr.astype(np.int64)
+
+
+@dataclass
+class HammingRanking:
+    """Validated queries and database, ready to be ranked chunk by chunk.
+
+    Build it with :func:`prepare_ranking`. ``keys`` are distances in units of ``1 / key_unit``
+    bits (``key_unit`` is 1 for binary codes, 2 for ternary codes); ``num_bins`` keys exist
+    (``0 .. num_bins - 1``), and the key ``num_bins`` marks an excluded database item.
+    """
+
+    query: np.ndarray
+    database: np.ndarray
+    query_labels: np.ndarray
+    db_labels: np.ndarray
+    num_bits: int
+    ternary: bool
+    chunk_size: int
+    exclude_columns: np.ndarray | None
+
+    @property
+    def num_queries(self) -> int:
+        return self.query.shape[0]
+
+    @property
+    def num_db(self) -> int:
+        return self.database.shape[0]
+
+    @property
+    def num_candidates(self) -> int:
+        """Items ranked per query: the database, less the query itself when it is excluded."""
+        return self.num_db - (self.exclude_columns is not None)
+
+    @property
+    def key_unit(self) -> int:
+        return 2 if self.ternary else 1
+
+    @property
+    def num_bins(self) -> int:
+        return self.key_unit * self.num_bits + 1
+
+    @property
+    def multi_label(self) -> bool:
+        return self.db_labels.ndim == 2
+
+    def chunks(self) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+        """Yield ``(start, stop, keys, rel)`` per chunk of queries.
+
+        ``keys`` is ``(stop - start, num_db)`` unsigned integers and ``rel`` the matching boolean
+        relevance; both are views into buffers that the next chunk overwrites.
+        """
+        n, c = self.num_db, self.chunk_size
+        key_dtype = np.uint8 if self.num_bins < 256 else np.uint16
+        keys_buf = np.empty((c, n), dtype=key_dtype)
+        rel_buf = np.empty((c, n), dtype=bool)
+        if self.ternary:
+            dot_buf = np.empty((c, n), dtype=np.float32)
+            db_t = self.database.T
+        else:
+            dist_buf = np.empty((c, n), dtype=np.int32)
+            nbytes = self.database.shape[1]
+        if self.multi_label:
+            match_buf = np.empty((c, n), dtype=np.float32)
+            db_labels_t = self.db_labels.T
+        for start in range(0, self.num_queries, c):
+            stop = min(start + c, self.num_queries)
+            rows = stop - start
+            keys, rel = keys_buf[:rows], rel_buf[:rows]
+            if self.ternary:
+                dots = dot_buf[:rows]
+                np.matmul(self.query[start:stop], db_t, out=dots)
+                # 2d = K - <b_q, b_i>: small integers, exact in float32.
+                np.subtract(np.float32(self.num_bits), dots, out=dots)
+                np.copyto(keys, dots, casting="unsafe")
+            else:
+                dist = dist_buf[:rows]
+                q = np.ascontiguousarray(self.query[start:stop])
+                faiss.hammings(
+                    faiss.swig_ptr(q),
+                    faiss.swig_ptr(self.database),
+                    rows,
+                    n,
+                    nbytes,
+                    faiss.swig_ptr(dist),
+                )
+                np.copyto(keys, dist, casting="unsafe")
+            if self.multi_label:
+                match = match_buf[:rows]
+                np.matmul(self.query_labels[start:stop], db_labels_t, out=match)
+                np.greater(match, 0, out=rel)
+            else:
+                np.equal(self.query_labels[start:stop, None], self.db_labels[None, :], out=rel)
+            if self.exclude_columns is not None:
+                r = np.arange(rows)
+                cols = self.exclude_columns[start:stop]
+                keys[r, cols] = self.num_bins
+                rel[r, cols] = False
+            yield start, stop, keys, rel
+
+
+def prepare_ranking(
+    query_codes: ArrayLike,
+    query_labels: ArrayLike,
+    db_codes: ArrayLike,
+    db_labels: ArrayLike,
+    chunk_size: int | None = None,
+    exclude_self: bool = False,
+    shuffle_seed: int | None = None,
+) -> HammingRanking:
+    """Validate the four arrays once and build a :class:`HammingRanking`.
+
+    ``shuffle_seed`` (used by ``ties="random"``) applies one seeded random permutation to the
+    database, so that breaking ties by (permuted) position is a uniformly random tie order.
+    """
+    q = _codes(query_codes, "query_codes")
+    db = _codes(db_codes, "db_codes")
+    if q.shape[1] != db.shape[1]:
+        raise ValueError(
+            f"db_codes must have the same number of bits as query_codes ({q.shape[1]}); "
+            f"got {db.shape[1]}"
+        )
+    num_bits = q.shape[1]
+    if num_bits > 1 << 24:
+        raise ValueError(f"codes must have at most 2**24 bits; got {num_bits}")
+    ql = _labels(query_labels, "query_labels", q.shape[0], "query_codes")
+    dl = _labels(db_labels, "db_labels", db.shape[0], "db_codes")
+    if ql.ndim != dl.ndim or (ql.ndim == 2 and ql.shape[1] != dl.shape[1]):
+        raise ValueError(
+            f"db_labels must be of the same kind as query_labels (shape (N,) or (N, C) with the "
+            f"same C); got query_labels {ql.shape[1:]} per row and db_labels {dl.shape[1:]}"
+        )
+    if chunk_size is None:
+        chunk_size = max(1, min(4096, _CHUNK_ELEMENTS // db.shape[0]))
+    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
+        raise ValueError(f"chunk_size must be a positive integer or None; got {chunk_size!r}")
+    elif chunk_size <= 0:
+        raise ValueError(f"chunk_size must be a positive integer or None; got {chunk_size}")
+    chunk_size = int(min(chunk_size, q.shape[0]))
+
+    exclude_columns = None
+    if exclude_self:
+        nq = q.shape[0]
+        if db.shape[0] < max(nq, 2):
+            raise ValueError(
+                f"db_codes must start with the {nq} queries and hold at least 2 items when "
+                f"exclude_self=True; got {db.shape[0]} items"
+            )
+        if not np.array_equal(db[:nq], q) or not np.array_equal(dl[:nq], ql):
+            raise ValueError(
+                "db_codes and db_labels must start with query_codes and query_labels when "
+                "exclude_self=True (query i is database item i)"
+            )
+        exclude_columns = np.arange(nq)
+    if shuffle_seed is not None:
+        perm = np.random.default_rng(shuffle_seed).permutation(db.shape[0])
+        db, dl = db[perm], dl[perm]
+        if exclude_columns is not None:
+            inverse = np.empty_like(perm)
+            inverse[perm] = np.arange(perm.size)
+            exclude_columns = inverse[exclude_columns]
+
+    ternary = bool((q == 0).any() or (db == 0).any())
+    if ternary:
+        q_rep = q.astype(np.float32)
+        db_rep = db.astype(np.float32)
+    else:
+        # Packing pads the last byte with zeros in both codes, which adds no distance.
+        q_rep = np.packbits(q > 0, axis=1, bitorder="little")
+        db_rep = np.ascontiguousarray(np.packbits(db > 0, axis=1, bitorder="little"))
+    return HammingRanking(
+        query=q_rep,
+        database=db_rep,
+        query_labels=ql,
+        db_labels=dl,
+        num_bits=num_bits,
+        ternary=ternary,
+        chunk_size=chunk_size,
+        exclude_columns=exclude_columns,
+    )
+
+
+def check_ties(ties: str) -> str:
+    if ties not in TIE_RULES:
+        raise ValueError(f"ties must be one of {TIE_RULES}; got {ties!r}")
+    return ties
+
+
+def histograms(keys: np.ndarray, rel: np.ndarray, num_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: ``n[q, key]`` items and ``r[q, key]`` relevant items at each distance key."""
+    rows = keys.shape[0]
+    n = np.empty((rows, num_bins), dtype=np.int64)
+    r = np.empty((rows, num_bins), dtype=np.int64)
+    for i in range(rows):
+        # minlength num_bins + 1 keeps the excluded item's key out of the real bins.
+        n[i] = np.bincount(keys[i], minlength=num_bins + 1)[:num_bins]
+        r[i] = np.bincount(keys[i][rel[i]], minlength=num_bins + 1)[:num_bins]
+    return n, r
+
+
+def relevant_positions(
+    keys: np.ndarray, rel: np.ndarray, depth: int, num_candidates: int, num_bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and 0-based ranks of the relevant items among the first ``depth`` of each ranking.
+
+    The ranking sorts by distance key, equal keys by increasing database column (a stable
+    counting sort; the excluded item has the largest key and ranks last). Output is ordered by
+    row, then rank.
+    """
+    if depth >= num_candidates:
+        # numpy's stable argsort of 8/16-bit integers is a radix sort.
+        order = np.argsort(keys, axis=1, kind="stable")
+        ranked_rel = np.take_along_axis(rel, order, axis=1)
+        return np.nonzero(ranked_rel)
+    all_rows, all_pos = [], []
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        cumulative = np.cumsum(np.bincount(k, minlength=num_bins + 1)[:num_bins])
+        cutoff = int(np.searchsorted(cumulative, depth))  # first key reaching depth items
+        candidates = np.flatnonzero(k <= cutoff)  # in column order
+        top = candidates[np.argsort(k[candidates], kind="stable")[:depth]]
+        pos = np.flatnonzero(rel[i, top])
+        all_pos.append(pos)
+        all_rows.append(np.full(pos.size, i, dtype=np.intp))
+    return np.concatenate(all_rows), np.concatenate(all_pos)

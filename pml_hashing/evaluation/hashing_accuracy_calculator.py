@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+
+from ..codes import binarize
+from .average_precision import mean_average_precision
+from .hamming_ball_statistics import precision_within_radius
+
+
+class HashingAccuracyCalculator(AccuracyCalculator):
+    """PML's ``AccuracyCalculator`` plus the hashing metrics, computed on binarized embeddings.
+
+    Adds two metrics through PML's ``calculate_<name>`` protocol (select them with
+    ``include=`` / ``exclude=`` like PML's own):
+
+    * ``hashing_map``: mAP@R of the hashing literature (HashNet protocol) on
+      ``binarize(query)`` against ``binarize(reference)`` (``v >= 0 -> +1``), ranked by Hamming
+      distance with ``ties="index"``, over the WHOLE reference set (not PML's k nearest
+      neighbours), computed by :func:`~pml_hashing.evaluation.mean_average_precision`.
+      ``AP@R = sum_{k<=R} P(k) rel(k) / sum_{k<=R} rel(k)``, 0 when no relevant item is in the
+      top R, mean over all queries; R is ``hashing_topk`` (``None`` = all).
+    * ``precision_within_radius_2``: mean precision of the Hamming ball of radius 2 (an empty
+      ball counts 0), by :func:`~pml_hashing.evaluation.precision_within_radius`.
+
+    Why not PML's ``mean_average_precision``: with an integer ``k`` it divides the summed
+    precisions by the number of relevant items in the whole reference set, not by the number
+    retrieved in the top k, and it ranks by the float embeddings; the hashing papers' mAP@R is
+    neither. Neither hashing metric needs PML's k-NN, so they are not in ``requires_knn``.
+
+    ``ref_includes_query`` is honoured: when the reference starts with the queries (or
+    ``reference`` is omitted), each query's own item is left out of its ranking. Labels are
+    integer ``(N,)`` or multi-hot ``(N, C)``; relevance is sharing at least one label (PML's
+    ``label_comparison_fn`` is not used by the hashing metrics).
+
+    Args:
+        hashing_topk: R of ``hashing_map``; ``None`` ranks the whole reference set.
+        **kwargs: passed to PML's ``AccuracyCalculator``.
+    """
+
+    def __init__(self, *args, hashing_topk: int | None = None, **kwargs):
+        if hashing_topk is not None and (
+            isinstance(hashing_topk, bool) or not isinstance(hashing_topk, int) or hashing_topk <= 0
+        ):
+            raise ValueError(
+                f"hashing_topk must be a positive integer or None (R = all); got {hashing_topk!r}"
+            )
+        self.hashing_topk = hashing_topk
+        super().__init__(*args, **kwargs)
+
+    def calculate_hashing_map(
+        self, query, reference, query_labels, reference_labels, ref_includes_query, **kwargs
+    ):
+        return mean_average_precision(
+            binarize(query),
+            query_labels,
+            binarize(reference),
+            reference_labels,
+            topk=self.hashing_topk,
+            ties="index",
+            exclude_self=ref_includes_query,
+        )
+
+    def calculate_precision_within_radius_2(
+        self, query, reference, query_labels, reference_labels, ref_includes_query, **kwargs
+    ):
+        return precision_within_radius(
+            binarize(query),
+            query_labels,
+            binarize(reference),
+            reference_labels,
+            radius=2,
+            exclude_self=ref_includes_query,
+        )
