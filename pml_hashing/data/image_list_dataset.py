@@ -52,7 +52,7 @@ def read_image_list(path, num_classes: int) -> tuple[list[str], np.ndarray]:
         bad = int(np.flatnonzero(~ok)[0])
         raise ValueError(
             f"{path}:{line_numbers[bad // num_classes]}: labels must be 0 or 1; "
-            f"got {flat[bad]!r} in column {bad % num_classes + 2}"
+            f"got {str(flat[bad])!r} in column {bad % num_classes + 2}"
         )
     labels = (flat == "1").astype(np.int64).reshape(len(paths), num_classes)
     return paths, labels
