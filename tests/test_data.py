@@ -119,7 +119,7 @@ def test_missing_split_file_names_the_path(tmp_path):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    num_items=st.integers(10, 200),
+    num_items=st.integers(12, 200),
     query_size=st.integers(0, 5),
     validation_size=st.integers(0, 3),
     train_size=st.one_of(st.none(), st.integers(1, 4)),

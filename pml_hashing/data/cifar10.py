@@ -140,7 +140,7 @@ def load_cifar10(
             validation_per_class=validation_per_class,
         )
         fresh["query"] = np.arange(num_train, len(labels), dtype=np.int64)
-    check_train_size(fresh["train"], labels, train_per_class)
+    _check_train_size(fresh["train"], labels, train_per_class)
     splits, seed = reuse_splits(fresh, name, len(labels), seed, split_file)
 
     custom_transform = transform is not None
@@ -169,7 +169,7 @@ def load_cifar10(
     return result
 
 
-def check_train_size(train: np.ndarray, labels: np.ndarray, train_per_class: int | None):
+def _check_train_size(train: np.ndarray, labels: np.ndarray, train_per_class: int | None):
     """Refuse a training set smaller than asked for (a class ran out of items)."""
     if train_per_class is None:
         return

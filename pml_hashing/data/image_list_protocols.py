@@ -32,7 +32,7 @@ IMAGE_LIST_PROTOCOLS = {
 HASHNET_FILES = ("train.txt", "test.txt", "database.txt")
 
 
-def layout_hint(name: str, root: Path) -> str:
+def _layout_hint(name: str, root: Path) -> str:
     spec = IMAGE_LIST_PROTOCOLS[name]
     return (
         f"expected layout: {root}/train.txt, test.txt and database.txt (HashNet's release), "
@@ -42,13 +42,13 @@ def layout_hint(name: str, root: Path) -> str:
     )
 
 
-def find_lists(name: str, root: Path, list_file) -> list[Path]:
+def _find_lists(name: str, root: Path, list_file) -> list[Path]:
     """The three HashNet lists, or the one list to split; errors name the expected path."""
     if list_file is not None:
         list_file = Path(list_file).expanduser()
         if not list_file.is_file():
             raise FileNotFoundError(
-                f"list_file {list_file} does not exist; {layout_hint(name, root)}"
+                f"list_file {list_file} does not exist; {_layout_hint(name, root)}"
             )
         return [list_file]
     hashnet = [root / f for f in HASHNET_FILES]
@@ -57,20 +57,22 @@ def find_lists(name: str, root: Path, list_file) -> list[Path]:
         return hashnet
     if any(present):
         missing = hashnet[present.index(False)]
-        raise FileNotFoundError(f"{missing} does not exist; {layout_hint(name, root)}")
+        raise FileNotFoundError(f"{missing} does not exist; {_layout_hint(name, root)}")
     single = root / f"{name}.txt"
     if single.is_file():
         return [single]
-    raise FileNotFoundError(f"{hashnet[0]} (or {single}) does not exist; {layout_hint(name, root)}")
+    raise FileNotFoundError(
+        f"{hashnet[0]} (or {single}) does not exist; {_layout_hint(name, root)}"
+    )
 
 
-def resolve_path(listed: str, image_root: Path, strip_prefix: str | None) -> str:
+def _resolve_path(listed: str, image_root: Path, strip_prefix: str | None) -> str:
     if strip_prefix and listed.startswith(strip_prefix):
         listed = listed[len(strip_prefix) :].lstrip("/")
     return listed if os.path.isabs(listed) else str(image_root / listed)
 
 
-def single_labels(multi_hot: np.ndarray, list_path: Path) -> np.ndarray:
+def _single_labels(multi_hot: np.ndarray, list_path: Path) -> np.ndarray:
     """One-hot rows -> integer labels; a row without exactly one 1 is an error."""
     counts = multi_hot.sum(axis=1)
     if (counts != 1).any():
@@ -157,10 +159,10 @@ def load_image_list_protocol(
             )
             raise ValueError(f"{arg} does not apply to {name} ({kind}); got {arg}={value}")
     if root is None and list_file is None:
-        raise ValueError(f"root is required for {name}; {layout_hint(name, Path('ROOT'))}")
+        raise ValueError(f"root is required for {name}; {_layout_hint(name, Path('ROOT'))}")
     root = Path(root if root is not None else Path(list_file).parent).expanduser()
     image_root = root if image_root is None else Path(image_root).expanduser()
-    lists = find_lists(name, root, list_file)
+    lists = _find_lists(name, root, list_file)
 
     parsed = [read_image_list(p, spec["num_classes"]) for p in lists]
     listed = [path for paths, _ in parsed for path in paths]
@@ -168,7 +170,7 @@ def load_image_list_protocol(
         labels = np.concatenate([lab for _, lab in parsed])
     else:
         labels = np.concatenate(
-            [single_labels(lab, p) for (_, lab), p in zip(parsed, lists, strict=True)]
+            [_single_labels(lab, p) for (_, lab), p in zip(parsed, lists, strict=True)]
         )
 
     if len(lists) == 3:
@@ -219,12 +221,12 @@ def load_image_list_protocol(
             )
     splits, seed = reuse_splits(fresh, name, len(listed), seed, split_file)
 
-    paths = [resolve_path(p, image_root, strip_prefix) for p in listed]
+    paths = [_resolve_path(p, image_root, strip_prefix) for p in listed]
     for key in ("query", "train"):
         if len(splits[key]) and not os.path.isfile(paths[splits[key][0]]):
             raise FileNotFoundError(
                 f"image {paths[splits[key][0]]} (listed as {listed[splits[key][0]]!r}) does not "
-                f"exist; {layout_hint(name, root)}; set image_root= or strip_prefix= to match"
+                f"exist; {_layout_hint(name, root)}; set image_root= or strip_prefix= to match"
             )
     custom_transform = transform is not None
     transform = transform if custom_transform else default_transform(image_size)
