@@ -155,6 +155,21 @@ def test_similarity_loss_hand_worked_cases():
     assert float(BDNNSimilarityLoss()(h, torch.tensor([0, 1]))) == pytest.approx(1.0)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    code=st.lists(st.sampled_from([-1.0, 1.0]), min_size=1, max_size=16),
+    labels=st.lists(st.integers(0, 1), min_size=1, max_size=12),
+)
+def test_similarity_loss_is_zero_for_two_classes_with_opposite_codes(code, labels):
+    # Class 0 gets c and class 1 gets -c: inner products / L are exactly +1 or -1 = S.
+    code = torch.tensor(code, dtype=torch.float64)
+    labels = torch.tensor(labels)
+    h = torch.stack([code if int(y) == 0 else -code for y in labels])
+    assert float(BDNNSimilarityLoss()(h, labels)) == 0.0
+    multi_hot = torch.nn.functional.one_hot(labels, 2)
+    assert float(BDNNSimilarityLoss()(h, multi_hot)) == 0.0
+
+
 def test_similarity_loss_returns_per_sample_element_losses():
     generator = torch.Generator().manual_seed(7)
     h = torch.randn(9, 8, generator=generator, dtype=torch.float64)
