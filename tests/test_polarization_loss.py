@@ -1,7 +1,9 @@
 """Tests of PolarizationLoss against a plain-loop reference, and its fit with PML."""
 
+import importlib.util
 import math
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -317,3 +319,38 @@ def test_missing_target_miner_and_sizes_raise():
 def test_target_miner_of_wrong_type_raises():
     with pytest.raises(ValueError, match="target_miner must be a BaseTargetMiner; got Linear"):
         PolarizationLoss(target_miner=torch.nn.Linear(2, 2))
+
+
+# ---------------------------------------------------------------- benchmark smoke run
+
+
+def load_benchmark():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_loss.py"
+    spec = importlib.util.spec_from_file_location("bench_loss", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_benchmark_pairwise_hamming_baseline_matches_loop():
+    bench = load_benchmark()
+    embeddings, labels = random_batch(7, 8, 3, torch.float64, seed=12)
+    h = torch.tanh(embeddings).tolist()
+    total, count = 0.0, 0
+    for i in range(7):
+        for j in range(7):
+            if i != j:
+                d = 0.5 * (8 - sum(a * b for a, b in zip(h[i], h[j], strict=True)))
+                total += d if labels[i] == labels[j] else max(4.0 - d, 0.0)
+                count += 1
+    value = bench.PairwiseHammingLoss(8)(embeddings, labels)
+    assert_close(value, total / count, torch.float64)
+
+
+def test_loss_benchmark_quick_run_reports_every_loss_and_batch(capsys):
+    bench = load_benchmark()
+    rows = bench.main(["--quick"])
+    names = {"polarization", "pml-contrastive", "pairwise-hamming"}
+    assert {(r["batch"], r["loss"]) for r in rows} == {(b, n) for b in (32, 128) for n in names}
+    assert all(r["ratio"] == 1.0 for r in rows if r["loss"] == "polarization")
+    assert "x polarization" in capsys.readouterr().out
