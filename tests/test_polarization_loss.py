@@ -354,3 +354,14 @@ def test_loss_benchmark_quick_run_reports_every_loss_and_batch(capsys):
     assert {(r["batch"], r["loss"]) for r in rows} == {(b, n) for b in (32, 128) for n in names}
     assert all(r["ratio"] == 1.0 for r in rows if r["loss"] == "polarization")
     assert "x polarization" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("label_dtype", [torch.uint8, torch.int16, torch.int32])
+def test_small_integer_label_dtypes_give_the_int64_loss(label_dtype):
+    # N == num_classes and labels in {0, 1}: a uint8 tensor would index as a boolean mask
+    loss_fn = PolarizationLoss(target_miner=AdaptiveTargetMiner(6, 8, seed=1))
+    embeddings = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([1, 1, 0, 1, 1, 1])
+    expected = loop_sample_losses(embeddings, labels, loss_fn.targets, 1.0)
+    value = loss_fn(embeddings.requires_grad_(True), labels.to(label_dtype))
+    assert_close(value, sum(expected) / len(expected), torch.float32)

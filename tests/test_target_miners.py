@@ -477,3 +477,27 @@ def test_bad_num_bits_raise(bad):
 def test_random_expected_distance_hand_worked():
     # 2 * 8 * 0.25 * 0.75 = 3
     assert RandomTargetMiner(3, 8, p=0.25).expected_hamming_distance() == 3.0
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+@pytest.mark.parametrize("label_dtype", [torch.uint8, torch.int16, torch.int32])
+def test_small_integer_label_dtypes_index_classes_not_masks(kind, label_dtype):
+    # 12 labels for 12 classes: a uint8 tensor would silently act as a boolean mask
+    miner = make_miner(kind, num_classes=12)
+    labels = torch.tensor([1] * 6 + [0, 1, 0, 1, 1, 11], dtype=label_dtype)
+    out = miner(labels)
+    for i, label in enumerate(labels.tolist()):
+        assert out[i].tolist() == miner.targets[label].tolist()
+
+
+@pytest.mark.parametrize("label_dtype", [torch.uint8, torch.int16, torch.int32])
+def test_adaptive_observe_accepts_small_integer_label_dtypes(label_dtype):
+    miner = AdaptiveTargetMiner(4, 8, seed=0)
+    reference = AdaptiveTargetMiner(4, 8, seed=0)
+    generator = torch.Generator().manual_seed(4)
+    labels = torch.randint(0, 4, (16,), generator=generator)
+    embeddings = noisy_batch(miner.targets, labels, 0.2, generator, torch.float32)
+    miner.observe(embeddings, labels.to(label_dtype))
+    reference.observe(embeddings, labels)
+    assert reference.voters.sum() > 0
+    assert torch.equal(miner.votes, reference.votes)
