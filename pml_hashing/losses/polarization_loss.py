@@ -68,13 +68,12 @@ class PolarizationLoss(BaseMetricLossFunction):
     def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
         # Same as BaseMetricLossFunction.forward, except that multi-hot (N, C) labels pass.
         self.reset_stats()
-        self._check_inputs(embeddings, labels)
-        labels = c_f.to_device(labels, embeddings)
+        labels = c_f.to_device(self._check_inputs(embeddings, labels), embeddings)
         loss_dict = self.compute_loss(embeddings, labels, indices_tuple, ref_emb, ref_labels)
         self.add_embedding_regularization_to_loss_dict(loss_dict, embeddings)
         return self.reducer(loss_dict, embeddings, labels)
 
-    def _check_inputs(self, embeddings: torch.Tensor, labels) -> None:
+    def _check_inputs(self, embeddings: torch.Tensor, labels) -> torch.Tensor:
         if labels is None:
             raise ValueError("labels are required: PolarizationLoss pulls each class to a target")
         if embeddings.ndim != 2:
@@ -93,7 +92,7 @@ class PolarizationLoss(BaseMetricLossFunction):
             )
         if not bool(torch.isfinite(embeddings).all()):
             raise ValueError("embeddings contain NaN or infinite values")
-        self.target_miner.check_labels(labels)
+        return self.target_miner.check_labels(labels)
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         targets = self.target_miner.targets.to(device=embeddings.device, dtype=embeddings.dtype)

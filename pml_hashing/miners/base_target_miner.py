@@ -58,7 +58,10 @@ class BaseTargetMiner(ModuleWithRecords):
 
     # ---------------------------------------------------------------- codebook queries
     def check_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        """Validate integer ``(N,)`` or multi-hot ``(N, num_classes)`` labels; return them."""
+        """Validate integer ``(N,)`` or multi-hot ``(N, num_classes)`` labels; return them.
+
+        Integer labels come back as int64, whatever their integer dtype.
+        """
         if labels.ndim == 1:
             if labels.is_floating_point() or labels.dtype == torch.bool:
                 raise ValueError(
@@ -71,7 +74,8 @@ class BaseTargetMiner(ModuleWithRecords):
                     raise ValueError(
                         f"labels must be in [0, num_classes) = [0, {self.num_classes}); got {bad}"
                     )
-            return labels
+            # int64 for indexing: a uint8 index is a boolean mask, and one_hot needs int64.
+            return labels.long()
         if labels.ndim == 2:
             if labels.shape[1] != self.num_classes:
                 raise ValueError(
