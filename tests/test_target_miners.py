@@ -11,6 +11,7 @@ from pml_hashing.miners import (
     HadamardTargetMiner,
     MaxHammingDistanceTargetMiner,
     RandomTargetMiner,
+    base_target_miner,
 )
 
 DTYPES = (torch.float32, torch.float64)
@@ -501,3 +502,21 @@ def test_adaptive_observe_accepts_small_integer_label_dtypes(label_dtype):
     reference.observe(embeddings, labels)
     assert reference.voters.sum() > 0
     assert torch.equal(miner.votes, reference.votes)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 5, 100])
+def test_distance_stats_computed_in_row_blocks_match_loop(monkeypatch, chunk_rows):
+    monkeypatch.setattr(base_target_miner, "STATS_CHUNK_ROWS", chunk_rows)
+    miner = RandomTargetMiner(13, 6, seed=5)  # 6 bits: duplicate codes (distance 0) are likely
+    distances = loop_pair_distances(miner.targets)
+    assert miner.min_hamming_distance == min(distances)
+    assert miner.mean_hamming_distance == pytest.approx(sum(distances) / len(distances))
+
+
+def test_distance_stats_with_a_duplicated_code_give_min_zero(monkeypatch):
+    monkeypatch.setattr(base_target_miner, "STATS_CHUNK_ROWS", 2)
+    miner = RandomTargetMiner(5, 8, seed=0)
+    targets = miner.targets.clone()
+    targets[4] = targets[1]
+    miner.load_state_dict({"targets": targets})
+    assert miner.min_hamming_distance == 0

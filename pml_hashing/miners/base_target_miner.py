@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from pytorch_metric_learning.utils.module_with_records import ModuleWithRecords
 
+# Rows of the codebook per block when computing the min-distance stat (memory ~ rows * C).
+STATS_CHUNK_ROWS = 1024
+
 
 def pairwise_hamming_distances(codes: torch.Tensor) -> torch.Tensor:
     """All pairwise Hamming distances of +-1 codes, ``(K - C C^T) / 2``, by one matmul."""
@@ -105,11 +108,21 @@ class BaseTargetMiner(ModuleWithRecords):
         if self.num_classes < 2:
             self.min_hamming_distance = self.mean_hamming_distance = 0.0
             return
-        distances = self.pairwise_distances()
-        off_diagonal = ~torch.eye(self.num_classes, dtype=torch.bool, device=distances.device)
-        values = distances[off_diagonal]
-        self.min_hamming_distance = float(values.min())
-        self.mean_hamming_distance = float(values.mean())
+        # Never a (C, C) matrix: 40k classes would need ~13 GB per float64 copy.
+        codes = self.targets.to(torch.float32)  # inner products of +-1 codes are exact in fp32
+        num_classes, num_bits = codes.shape
+        # Mean over distinct pairs: bit k separates n1_k * (C - n1_k) pairs.
+        ones = (codes > 0).sum(dim=0).to(torch.float64)
+        num_pairs = num_classes * (num_classes - 1) / 2
+        self.mean_hamming_distance = float((ones * (num_classes - ones)).sum() / num_pairs)
+        # Min: the largest inner product between distinct classes, one block of rows at a time.
+        largest = -float("inf")
+        for start in range(0, num_classes, STATS_CHUNK_ROWS):
+            block = codes[start : start + STATS_CHUNK_ROWS] @ codes.T
+            rows = torch.arange(block.shape[0], device=block.device)
+            block[rows, rows + start] = -float("inf")  # a class against itself
+            largest = max(largest, float(block.max()))
+        self.min_hamming_distance = (num_bits - largest) / 2
 
     def reset_stats(self) -> None:
         # The codebook stats describe the miner, not the last call: keep them across resets.
