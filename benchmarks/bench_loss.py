@@ -15,7 +15,24 @@ one warm-up call) and the ratio to the polarization loss measured in the same ru
 wall-clock on whatever CPU runs it (a shared machine makes them noisy; compare ratios).
 
     python benchmarks/bench_loss.py                 # batch 256, 1024, 4096; K = 64; 7 repeats
+    python benchmarks/bench_loss.py --threads 1     # steadier on a shared, busy CPU
     python benchmarks/bench_loss.py --quick         # a smoke run
+
+Measured on a shared 2-core CPU (other jobs running; torch 2.14.1), ``--threads 1``:
+
+    batch  loss                median ms  x polarization
+      256  polarization            0.260             1.0
+      256  pml-contrastive         2.682            10.3
+      256  pairwise-hamming        3.019            11.6
+     1024  polarization            0.675             1.0
+     1024  pml-contrastive        57.801            85.7
+     1024  pairwise-hamming       47.038            69.7
+     4096  polarization            1.913             1.0
+     4096  pml-contrastive      1143.314           597.6
+     4096  pairwise-hamming     1732.848           905.8
+
+With the default two threads the same run was dominated by contention with the other jobs
+(polarization at batch 256 took 7.9 ms, at batch 1024 0.65 ms): use one thread there.
 """
 
 from __future__ import annotations
