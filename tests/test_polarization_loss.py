@@ -365,3 +365,61 @@ def test_small_integer_label_dtypes_give_the_int64_loss(label_dtype):
     expected = loop_sample_losses(embeddings, labels, loss_fn.targets, 1.0)
     value = loss_fn(embeddings.requires_grad_(True), labels.to(label_dtype))
     assert_close(value, sum(expected) / len(expected), torch.float32)
+
+
+# ---------------------------------------------------------------- two processes
+
+
+def global_batch():
+    generator = torch.Generator().manual_seed(21)
+    miner = AdaptiveTargetMiner(5, 16, seed=0)
+    labels = torch.randint(0, 5, (24,), generator=generator)
+    flips = torch.rand(24, 16, generator=generator) < 0.2
+    embeddings = torch.where(flips, -1.0, 1.0) * miner.targets[labels]
+    embeddings = embeddings * (torch.rand(24, 16, generator=generator) + 0.2)
+    return embeddings.to(torch.float64), labels
+
+
+def distributed_worker(rank, world_size, store, out_dir):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
+    try:
+        embeddings, labels = global_batch()
+        shard = slice(rank, None, world_size)
+        local = embeddings[shard].clone().requires_grad_(True)
+        loss_fn = PolarizationLoss(target_miner=AdaptiveTargetMiner(5, 16, seed=0))
+        value = DistributedLossWrapper(loss_fn)(local, labels[shard])
+        value.backward()
+        updated = loss_fn.end_epoch()
+        result = {"value": value.detach(), "grad": local.grad, "updated": updated}
+        result["targets"] = loss_fn.targets.clone()
+        torch.save(result, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_wrapper_value_gradient_and_shared_adaptive_codebook(tmp_path):
+    world_size = 2
+    torch.multiprocessing.start_processes(
+        distributed_worker,
+        args=(world_size, str(tmp_path / "store"), str(tmp_path)),
+        nprocs=world_size,
+        start_method="fork",
+    )
+    embeddings, labels = global_batch()
+    reference = AdaptiveTargetMiner(5, 16, seed=0)
+    expected = loop_sample_losses(embeddings, labels, reference.targets, 1.0)
+    reference.observe(embeddings, labels)  # one process seeing the whole batch
+    reference.end_epoch()
+    assert reference.num_changed_bits > 0  # the update is not a no-op
+    for rank in range(world_size):
+        result = torch.load(tmp_path / f"rank{rank}.pt")
+        # PML's wrapper: the mean over the gathered batch, times the world size
+        assert_close(result["value"], world_size * sum(expected) / len(expected), torch.float64)
+        shard = slice(rank, None, world_size)
+        grad = loop_mean_gradient(
+            embeddings[shard], labels[shard], AdaptiveTargetMiner(5, 16).targets, 1.0
+        )
+        assert_close(result["grad"], grad, torch.float64)
+        assert result["updated"] is True
+        assert torch.equal(result["targets"], reference.targets)
