@@ -1,0 +1,309 @@
+"""The ``pml-hashing`` command line: build, search and evaluate binary-code indexes.
+
+Codes are read from ``.npz`` files (``numpy.savez``) holding:
+
+* ``codes``: ``(N, K)`` codes in {-1, +1}, or raw network outputs (binarized with
+  ``v >= 0 -> +1``); for ``index evaluate`` also ternary codes in {-1, 0, +1} (DPN-T);
+* ``ids`` (optional, ``index build``): ``(N,)`` non-negative integer ids;
+* ``labels`` (``index evaluate``): integer ``(N,)`` or multi-hot ``(N, C)`` labels.
+
+Every subcommand reads its codes through :func:`read_codes`, the one place where another
+source of codes (e.g. encoding a dataset with a trained checkpoint) plugs in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .codes import binarize
+from .index import BinaryIndex
+
+# Rows per add/search call: keeps progress bars moving and faiss's temporaries bounded.
+_BLOCK = 65536
+
+_EPILOG = """\
+examples:
+  # codes.npz holds `codes` (N, K) (+-1 or raw outputs) and optionally `ids` (N,)
+  pml-hashing index build --codes db.npz --kind flat --out db.index
+  pml-hashing index build --codes db.npz --kind ivf --param nlist=1024 --param nprobe=8 \\
+      --out db.index
+  pml-hashing index search --index db.index --codes queries.npz -k 10 --out results.npz
+  pml-hashing index search --index db.index --codes queries.npz --radius 2 --out ball.npz
+  # query.npz and db.npz hold `codes` and `labels`
+  pml-hashing index evaluate --query query.npz --database db.npz --topk 5000 --ties index
+"""
+
+
+class CommandError(ValueError):
+    """A user error reported as ``pml-hashing: error: ...`` with exit status 1."""
+
+
+def read_codes(path: str, required: Sequence[str] = ("codes",)) -> dict[str, np.ndarray]:
+    """Read the arrays of an ``.npz`` code file, checking that ``required`` keys are present.
+
+    Args:
+        path: the ``.npz`` file.
+        required: keys that must be present (``codes`` and, for evaluation, ``labels``).
+
+    Returns:
+        a dict of the file's arrays.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise CommandError(f"{path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise CommandError(f"{path} is not a readable .npz file ({e})") from None
+    missing = [key for key in required if key not in arrays]
+    if missing:
+        raise CommandError(
+            f"{path} must hold the arrays {list(required)}; missing {missing} "
+            f"(found {sorted(arrays)})"
+        )
+    codes = arrays["codes"]
+    if codes.ndim != 2:
+        raise CommandError(f"{path}: codes must be a 2-D (N, num_bits) array; got {codes.shape}")
+    return arrays
+
+
+def _is_ternary(codes: np.ndarray) -> bool:
+    if codes.dtype in (np.uint8, np.bool_):
+        return False
+    return bool(np.isin(codes, (-1, 0, 1)).all() and (codes == 0).any())
+
+
+def _binary_codes(codes: np.ndarray, path: str) -> np.ndarray:
+    """Codes for a BinaryIndex: packed uint8 kept, ternary refused, anything else binarized."""
+    if _is_ternary(codes):
+        raise CommandError(
+            f"{path}: codes are ternary (-1/0/+1); binary indexes take +-1 codes or raw outputs "
+            "(use `index evaluate`, or pml_hashing.index.TernaryFlatIndex, for ternary codes)"
+        )
+    return codes
+
+
+def _evaluation_codes(codes: np.ndarray) -> np.ndarray:
+    """Codes in {-1, 0, +1} are kept (binary or ternary); raw outputs are binarized."""
+    if codes.dtype == np.bool_:
+        return np.where(codes, 1, -1).astype(np.int8)
+    if np.isin(codes, (-1, 0, 1)).all():
+        return codes
+    return binarize(codes)
+
+
+def _parse_params(pairs: Sequence[str]) -> dict[str, int]:
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise CommandError(f"--param must look like NAME=VALUE (e.g. nprobe=8); got {pair!r}")
+        try:
+            params[name] = int(value)
+        except ValueError:
+            raise CommandError(f"--param {name} must be an integer; got {value!r}") from None
+    return params
+
+
+def _blocks(n: int, description: str):
+    return tqdm(range(0, n, _BLOCK), desc=description, unit="block", disable=None, leave=False)
+
+
+def build_index(args: argparse.Namespace) -> int:
+    arrays = read_codes(args.codes)
+    codes = _binary_codes(arrays["codes"], args.codes)
+    ids = arrays.get("ids")
+    num_bits = codes.shape[1] * 8 if codes.dtype == np.uint8 else codes.shape[1]
+    index = BinaryIndex(num_bits, kind=args.kind, device=args.device, **_parse_params(args.param))
+    if not index.is_trained:
+        index.train(codes)
+    for start in _blocks(len(codes), "adding"):
+        stop = start + _BLOCK
+        index.add(codes[start:stop], None if ids is None else ids[start:stop])
+    index.save(args.out)
+    print(f"wrote {args.out}: {index.kind} index, {len(index)} codes of {index.num_bits} bits")
+    return 0
+
+
+def search_index(args: argparse.Namespace) -> int:
+    if (args.k is None) == (args.radius is None):
+        raise CommandError("give exactly one of -k (nearest neighbours) and --radius")
+    index = BinaryIndex.load(args.index, device=args.device)
+    queries = _binary_codes(read_codes(args.codes)["codes"], args.codes)
+    if args.k is not None:
+        parts = [
+            index.search(queries[s : s + _BLOCK], args.k)
+            for s in _blocks(len(queries), "searching")
+        ]
+        distances = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, args.k))
+        ids = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, args.k))
+        np.savez(args.out, distances=distances, ids=ids)
+        print(f"wrote {args.out}: distances and ids of shape {ids.shape} (id -1: no result)")
+        return 0
+    lims, distances, ids = index.range_search(queries, args.radius)
+    np.savez(args.out, lims=lims, distances=distances, ids=ids)
+    print(
+        f"wrote {args.out}: {len(ids)} results within radius {args.radius} for "
+        f"{len(queries)} queries (query i: lims[i]:lims[i+1])"
+    )
+    return 0
+
+
+def evaluate_codes(args: argparse.Namespace) -> int:
+    from .evaluation import hamming_ball_statistics, mean_average_precision
+
+    query = read_codes(args.query, required=("codes", "labels"))
+    database = read_codes(args.database, required=("codes", "labels"))
+    query_codes = _evaluation_codes(query["codes"])
+    db_codes = _evaluation_codes(database["codes"])
+    common = dict(
+        query_codes=query_codes,
+        query_labels=query["labels"],
+        db_codes=db_codes,
+        db_labels=database["labels"],
+    )
+    mean_ap = mean_average_precision(**common, topk=args.topk, ties=args.ties, seed=args.seed)
+    ball = hamming_ball_statistics(**common, radius=args.radius)
+    at = "all" if args.topk is None else str(args.topk)
+    results = {
+        "num_queries": len(query_codes),
+        "num_database": len(db_codes),
+        "num_bits": int(query_codes.shape[1]),
+        f"mAP@{at}": mean_ap,
+        "ties": args.ties,
+        f"precision_within_radius_{args.radius}": ball.precision,
+        "empty_ball_fraction": ball.empty_fraction,
+        "mean_ball_size": ball.mean_ball_size,
+    }
+    print(
+        f"{results['num_queries']} queries, {results['num_database']} database codes, "
+        f"{results['num_bits']} bits"
+    )
+    print(f"{'mAP@' + at + ' (ties=' + args.ties + ')':<36}{mean_ap:.4f}")
+    print(f"{'precision within radius ' + str(args.radius):<36}{ball.precision:.4f}")
+    print(f"{'  empty balls (count as 0)':<36}{ball.empty_fraction:.2%}")
+    print(f"{'  mean ball size':<36}{ball.mean_ball_size:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``pml-hashing`` (subcommands ``index build|search|evaluate``)."""
+    parser = argparse.ArgumentParser(
+        prog="pml-hashing",
+        description="Learning-to-hash tools: index binary codes with faiss, search, evaluate.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    index_parser = commands.add_parser(
+        "index",
+        help="build, search and evaluate binary-code indexes",
+        description="Build, search and evaluate binary-code indexes.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = index_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    build = actions.add_parser(
+        "build",
+        help="build a faiss binary index from an .npz of codes",
+        description=(
+            "Build a binary index from CODES.npz (`codes` (N, K), +-1 or raw outputs "
+            "binarized with v >= 0 -> +1, K a multiple of 8; optional `ids` (N,)) and save it."
+        ),
+        epilog="example:\n  pml-hashing index build --codes db.npz --kind hnsw --param M=32 "
+        "--out db.index",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    build.add_argument("--codes", required=True, help="input .npz with `codes` (and `ids`)")
+    build.add_argument(
+        "--kind",
+        default="flat",
+        choices=BinaryIndex.KINDS,
+        help="flat: exact; hnsw: graph (params M, ef_construction, ef_search); ivf: inverted "
+        "lists (nlist, nprobe), trained on the codes; multihash: exact radius search "
+        "(nhash, b, nflip). Default: flat",
+    )
+    build.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an integer index parameter, repeatable (e.g. --param nlist=1024 --param nprobe=8)",
+    )
+    build.add_argument("--out", required=True, help="index file to write")
+    build.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    build.set_defaults(run=build_index)
+
+    search = actions.add_parser(
+        "search",
+        help="k-NN or radius search of query codes in a saved index",
+        description=(
+            "Search the codes of QUERIES.npz in a saved index. With -k: writes `distances` "
+            "(Q, k) and `ids` (Q, k) (id -1 where fewer than k exist). With --radius: writes "
+            "faiss's `lims`, `distances`, `ids` for all codes within the radius (inclusive)."
+        ),
+        epilog="example:\n  pml-hashing index search --index db.index --codes queries.npz "
+        "-k 10 --out results.npz",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    search.add_argument("--index", required=True, help="index file written by `index build`")
+    search.add_argument("--codes", required=True, help=".npz with the query `codes`")
+    search.add_argument("-k", type=int, help="number of nearest neighbours")
+    search.add_argument("--radius", type=int, help="Hamming radius (inclusive) instead of -k")
+    search.add_argument("--out", required=True, help="results .npz to write")
+    search.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    search.set_defaults(run=search_index)
+
+    evaluate = actions.add_parser(
+        "evaluate",
+        help="mAP@R and precision within a Hamming radius",
+        description=(
+            "Hashing metrics of query codes against database codes. Both .npz files hold "
+            "`codes` (+-1, ternary -1/0/+1, or raw outputs, binarized) and `labels` (integer "
+            "(N,) or multi-hot (N, C); relevant = sharing a label). Prints mAP@R (the hashing "
+            "convention, over all queries) and the precision within the Hamming ball "
+            "(empty balls count 0; their fraction is printed too)."
+        ),
+        epilog="example:\n  pml-hashing index evaluate --query query.npz --database db.npz "
+        "--topk 5000 --ties expected",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("--query", required=True, help=".npz with query `codes` and `labels`")
+    evaluate.add_argument("--database", required=True, help=".npz with database codes, labels")
+    evaluate.add_argument("--topk", type=int, help="R of mAP@R (default: the whole database)")
+    evaluate.add_argument(
+        "--ties",
+        default="index",
+        choices=("index", "random", "expected"),
+        help="order of equal distances: database index (default), seeded random, or the "
+        "tie-aware expectation",
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="seed for --ties random")
+    evaluate.add_argument("--radius", type=float, default=2, help="Hamming radius (default 2)")
+    evaluate.add_argument("--json", help="also write the numbers to this JSON file")
+    evaluate.set_defaults(run=evaluate_codes)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pml-hashing`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    args = make_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ValueError as e:
+        print(f"pml-hashing: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
