@@ -1,0 +1,25 @@
+"""Training and encoding: the package side of ``recipes/train.py``.
+
+``run_experiment(config)`` trains, evaluates and writes ``runs/<name>/``;
+``encode_dataset(model, dataset)`` runs a model over a data set; ``load_checkpoint(path)``
+gives back the model and its target codes.
+"""
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ExperimentConfig, parse_config
+from .encoding import IndexedDataset, encode_dataset
+from .loop import build_model, build_protocol, run_experiment
+from .retrieval_report import retrieval_report
+
+__all__ = [
+    "ExperimentConfig",
+    "IndexedDataset",
+    "build_model",
+    "build_protocol",
+    "encode_dataset",
+    "load_checkpoint",
+    "parse_config",
+    "retrieval_report",
+    "run_experiment",
+    "save_checkpoint",
+]

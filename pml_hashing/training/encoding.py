@@ -1,0 +1,74 @@
+"""Run a model over a data set: real outputs in data set order, gathered across processes."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+class IndexedDataset(Dataset):
+    """Wraps a ``(image, label)`` data set to return ``(image, label, index)``."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        image, label = self.dataset[i]
+        return image, label, i
+
+
+@torch.no_grad()
+def encode_dataset(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    batch_size: int = 512,
+    accelerator=None,
+    num_workers: int = 0,
+    with_inputs: bool = False,
+):
+    """The model's outputs on every item of ``dataset``, in order.
+
+    Args:
+        model: maps a batch of images to ``(N, K)`` real outputs (``HashingModel``).
+        dataset: yields ``(image, label)``.
+        batch_size: per forward pass.
+        accelerator: an ``accelerate.Accelerator``: each process encodes its shard and the
+            results are gathered with ``gather_for_metrics``, which drops the samples that
+            the sampler repeated to even out the last batch, so no item is counted twice.
+        num_workers: DataLoader workers.
+        with_inputs: also return the flattened inputs (reconstruction methods need them).
+
+    Returns:
+        ``(outputs float32 (N, K), labels)`` on the CPU, plus ``inputs (N, D)`` when asked.
+    """
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    if accelerator is not None:
+        loader = accelerator.prepare_data_loader(loader)
+    outputs, labels, inputs = [], [], []
+    for images, targets in loader:
+        if accelerator is None:
+            device = next(model.parameters()).device
+            images = images.to(device)
+            out = model(images)
+        else:
+            with accelerator.autocast():
+                out = model(images)
+        out = out.float()
+        if accelerator is not None:
+            out, targets = accelerator.gather_for_metrics((out, targets))
+            if with_inputs:
+                images = accelerator.gather_for_metrics(images)
+        outputs.append(out.cpu())
+        labels.append(targets.cpu())
+        if with_inputs:
+            inputs.append(images.flatten(1).float().cpu())
+    model.train(was_training)
+    result = (torch.cat(outputs), torch.cat(labels))
+    if with_inputs:
+        result = result + (torch.cat(inputs),)
+    return result
