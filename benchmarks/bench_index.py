@@ -1,0 +1,216 @@
+"""Speed and recall of BinaryIndex kinds against an exact flat index, on random 64-bit codes.
+
+Tables (medians over ``--repeats`` runs, ratios against a plain baseline measured in the same
+run):
+
+1. k-NN (k = 100): flat (exact), HNSW (M 32) and IVF (nlist 1024, nprobe 8): build seconds,
+   queries per second, recall@100 against flat. Random codes tie massively at the 100th
+   distance, so recall counts a returned neighbour as correct when its distance is at most the
+   exact 100th distance (tie-aware recall), the only definition that does not depend on how
+   each index orders equal distances. HNSW is built on the first ``--hnsw-size`` codes (its
+   build takes about 45 s per million codes here) and compared with flat on the same codes.
+2. Radius-2 search: IndexBinaryMultiHash (nhash 3, exact for radius <= 2) vs flat range search,
+   for queries made from database codes with 0 to 3 random bit flips (random queries would
+   have empty balls).
+3. Library overhead: BinaryIndex.search vs the same faiss index called directly.
+4. Peak memory (ru_maxrss) of the process.
+
+Run ``python benchmarks/bench_index.py`` (about 3 minutes on 2 cores) or with ``--quick`` for
+a smoke run of a few seconds. Numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+
+import faiss
+import numpy as np
+
+from pml_hashing.index import BinaryIndex
+
+
+def median_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def tie_aware_recall(found_distances, found_ids, exact_distances) -> float:
+    kth = exact_distances[:, -1:]
+    return float(((found_distances <= kth) & (found_ids >= 0)).sum() / found_ids.size)
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print(f"\n{title}")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--size", type=int, help="database codes (default 1,000,000)")
+    parser.add_argument("--hnsw-size", type=int, help="codes in the HNSW index (default 200,000)")
+    parser.add_argument("--queries", type=int, help="number of queries (default 1,000)")
+    parser.add_argument("--repeats", type=int, help="timed repeats (default 3)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="faiss OpenMP threads (default 1: on a loaded 2-core machine 2 threads ran "
+        "10-20x slower than 1, spinning on each other)",
+    )
+    args = parser.parse_args(argv)
+    size = args.size or (20_000 if args.quick else 1_000_000)
+    hnsw_size = min(size, args.hnsw_size or (5_000 if args.quick else 200_000))
+    num_queries = args.queries or (100 if args.quick else 1_000)
+    repeats = args.repeats or (2 if args.quick else 3)
+    nlist = 64 if args.quick else 1024
+    faiss.omp_set_num_threads(args.threads)
+    num_bits, k = 64, 100
+
+    rng = np.random.default_rng(0)
+    database = rng.integers(0, 256, (size, num_bits // 8), dtype=np.uint8)
+    queries = rng.integers(0, 256, (num_queries, num_bits // 8), dtype=np.uint8)
+    print(
+        f"{size:,} random {num_bits}-bit codes, {num_queries:,} queries, k={k}, "
+        f"median of {repeats} repeats; HNSW on {hnsw_size:,} codes; "
+        f"{args.threads} faiss thread(s)"
+    )
+
+    # 1. k-NN
+    flat, flat_build = timed(lambda: _filled(BinaryIndex(num_bits, device="cpu"), database))
+    exact_d, exact_ids = flat.search(queries, k)
+    flat_s = median_seconds(lambda: flat.search(queries, k), repeats)
+    rows = [
+        ["flat", f"{size:,}", f"{flat_build:.2f}", f"{num_queries / flat_s:,.0f}", "1.00", "1.000"]
+    ]
+
+    ivf, ivf_build = timed(
+        lambda: _filled(BinaryIndex(num_bits, kind="ivf", nlist=nlist, nprobe=8), database)
+    )
+    ivf_d, ivf_ids = ivf.search(queries, k)
+    ivf_s = median_seconds(lambda: ivf.search(queries, k), repeats)
+    rows.append(
+        [
+            f"ivf (nlist {nlist}, nprobe 8)",
+            f"{size:,}",
+            f"{ivf_build:.2f}",
+            f"{num_queries / ivf_s:,.0f}",
+            f"{flat_s / ivf_s:.2f}",
+            f"{tie_aware_recall(ivf_d, ivf_ids, exact_d):.3f}",
+        ]
+    )
+
+    small_flat = _filled(BinaryIndex(num_bits, device="cpu"), database[:hnsw_size])
+    small_exact_d, _ = small_flat.search(queries, k)
+    small_flat_s = median_seconds(lambda: small_flat.search(queries, k), repeats)
+    rows.append(
+        ["flat", f"{hnsw_size:,}", "-", f"{num_queries / small_flat_s:,.0f}", "1.00", "1.000"]
+    )
+    hnsw, hnsw_build = timed(
+        lambda: _filled(BinaryIndex(num_bits, kind="hnsw", M=32), database[:hnsw_size])
+    )
+    hnsw_d, hnsw_ids = hnsw.search(queries, k)
+    hnsw_s = median_seconds(lambda: hnsw.search(queries, k), repeats)
+    rows.append(
+        [
+            f"hnsw (M 32, ef_search {hnsw.params['ef_search']})",
+            f"{hnsw_size:,}",
+            f"{hnsw_build:.2f}",
+            f"{num_queries / hnsw_s:,.0f}",
+            f"{small_flat_s / hnsw_s:.2f}",
+            f"{tie_aware_recall(hnsw_d, hnsw_ids, small_exact_d):.3f}",
+        ]
+    )
+    print_table(
+        f"k-NN, k={k} (speedup: against flat on the same codes)",
+        ["index", "codes", "build s", "queries/s", "speedup", "recall@100"],
+        rows,
+    )
+
+    # 2. radius 2
+    multihash, mh_build = timed(
+        lambda: _filled(BinaryIndex(num_bits, kind="multihash", nhash=3), database)
+    )
+    # Random queries have empty radius-2 balls; queries near database codes do not.
+    flips = rng.integers(0, 4, num_queries)
+    near = np.unpackbits(database[:num_queries], axis=1, bitorder="little")
+    for i, f in enumerate(flips):
+        near[i, rng.choice(num_bits, f, replace=False)] ^= 1
+    near = np.packbits(near, axis=1, bitorder="little")
+    flat_range_s = median_seconds(lambda: flat.range_search(near, 2), repeats)
+    mh_range_s = median_seconds(lambda: multihash.range_search(near, 2), repeats)
+    flat_found = flat.range_search(near, 2)
+    mh_found = multihash.range_search(near, 2)
+    same = all(np.array_equal(a, b) for a, b in zip(flat_found, mh_found, strict=True))
+    print_table(
+        "radius-2 search (inclusive; queries = database codes with 0-3 random bit flips)",
+        ["index", "build s", "queries/s", "speedup", "results", "equal to flat"],
+        [
+            [
+                "flat range_search",
+                "-",
+                f"{num_queries / flat_range_s:,.0f}",
+                "1.00",
+                f"{len(flat_found[2]):,}",
+                "-",
+            ],
+            [
+                "multihash (nhash 3)",
+                f"{mh_build:.2f}",
+                f"{num_queries / mh_range_s:,.0f}",
+                f"{flat_range_s / mh_range_s:.2f}",
+                f"{len(mh_found[2]):,}",
+                str(same),
+            ],
+        ],
+    )
+
+    # 3. overhead of the wrapper (binarize/pack is skipped: queries are already packed)
+    raw = flat.faiss_index
+    direct_s = median_seconds(lambda: raw.search(queries, k), repeats)
+    wrapped_s = median_seconds(lambda: flat.search(queries, k), repeats)
+    plus_minus = np.where(np.unpackbits(queries, axis=1, bitorder="little") > 0, 1.0, -1.0)
+    unpacked_s = median_seconds(lambda: flat.search(plus_minus, k), repeats)
+    print_table(
+        "library overhead (flat, k-NN)",
+        ["call", "seconds", "ratio to faiss"],
+        [
+            ["faiss IndexBinaryFlat.search (packed)", f"{direct_s:.4f}", "1.00"],
+            ["BinaryIndex.search (packed)", f"{wrapped_s:.4f}", f"{wrapped_s / direct_s:.3f}"],
+            [
+                "BinaryIndex.search (+-1 float64)",
+                f"{unpacked_s:.4f}",
+                f"{unpacked_s / direct_s:.3f}",
+            ],
+        ],
+    )
+
+    # 4. memory
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak memory (ru_maxrss): {peak_mib:,.0f} MiB")
+
+
+def _filled(index: BinaryIndex, codes: np.ndarray) -> BinaryIndex:
+    index.add(codes)
+    return index
+
+
+if __name__ == "__main__":
+    main()
