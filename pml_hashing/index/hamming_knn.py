@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 
 from .binary_index import BinaryIndex
@@ -81,14 +82,14 @@ class HammingKNN:
                 f"query must have shape (Q, {index.num_bits}) to match the reference; "
                 f"got {tuple(query.shape)}"
             )
-        searched = k + 1 if ref_includes_query else k
         available = index.ntotal - int(ref_includes_query)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k > available:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= available:
             raise ValueError(
                 f"k must be an integer in [1, {available}] (the reference items"
                 f"{', less the query itself' if ref_includes_query else ''}); got {k!r}"
             )
-        distances, indices = index.search(query, searched)
+        k = int(k)
+        distances, indices = index.search(query, k + 1 if ref_includes_query else k)
         distances = torch.from_numpy(distances.astype("float32"))
         indices = torch.from_numpy(indices)
         if ref_includes_query:
