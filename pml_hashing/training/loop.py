@@ -166,7 +166,10 @@ def run_experiment(config: ExperimentConfig | dict) -> dict:
         IndexedDataset(protocol.train),
         batch_size=config.batch_size,
         shuffle=True,
-        drop_last=False,
+        # Full global batches only: a short last batch cannot be split evenly across
+        # processes (Accelerate would pad it with repeated samples) and a batch of one
+        # breaks batch norm. A different tail is dropped each epoch.
+        drop_last=len(protocol.train) >= config.batch_size,
         num_workers=config.num_workers,
         generator=torch.Generator().manual_seed(config.seed),
     )
