@@ -36,9 +36,9 @@ class ExperimentConfig:
     p: float = 0.5  # ratio of +1 bits in random targets
     update_every: int = 1  # epochs between adaptive (DPN-A) target updates
     method_kwargs: dict = field(default_factory=dict)
-    epochs: int = 12
+    epochs: int = 15
     batch_size: int = 64  # global batch, split across processes
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-4
     optimizer: str = "adamw"  # adamw | sgd
     scheduler: str = "cosine"  # cosine | none

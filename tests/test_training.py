@@ -1,0 +1,186 @@
+"""The training loop: config errors before training, checkpoints, exact resume, the recipe."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pml_hashing.training import (
+    ExperimentConfig,
+    encode_dataset,
+    load_checkpoint,
+    parse_config,
+    run_experiment,
+)
+from pml_hashing.training.checkpoint import atomic_torch_save
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(tmp_path, **overrides) -> dict:
+    config = dict(
+        name="tiny",
+        output_dir=str(tmp_path),
+        dataset="digits",
+        bits=16,
+        backbone_kwargs={"widths": [8, 16]},
+        epochs=2,
+        batch_size=64,
+        log_with="none",
+        progress=False,
+        eval_batch_size=256,
+    )
+    config.update(overrides)
+    return config
+
+
+def test_unknown_config_key_is_refused_with_the_known_keys():
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['bitz'\]"):
+        ExperimentConfig.from_dict({"bitz": 64})
+
+
+def test_unknown_key_in_config_file_names_the_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("bits: 32\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match="run.yaml has unknown key"):
+        parse_config(["--config", str(path)])
+
+
+def test_flags_override_config_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("bits: 32\nmargin: 2.0\n")
+    config = parse_config(["--config", str(path), "--bits", "16", "--target-miner", "hadamard"])
+    assert (config.bits, config.margin, config.target_miner) == (16, 2.0, "hadamard")
+
+
+def test_bits_faiss_cannot_pack_are_refused():
+    with pytest.raises(ValueError, match="bits must be a positive multiple of 8"):
+        ExperimentConfig.from_dict({"bits": 12})
+
+
+def test_unknown_backbone_fails_before_training(tmp_path):
+    with pytest.raises(ValueError, match="'resnet_does_not_exist' is not a timm model"):
+        run_experiment(tiny_config(tmp_path, backbone="resnet_does_not_exist"))
+    assert not (tmp_path / "tiny" / "checkpoints").exists()
+
+
+def test_mismatched_weights_file_fails_before_training(tmp_path):
+    weights = tmp_path / "other.pth"
+    torch.save({"some.layer.weight": torch.zeros(3, 3)}, weights)
+    with pytest.raises(ValueError, match="does not match backbone"):
+        run_experiment(tiny_config(tmp_path, pretrained=str(weights)))
+    assert not (tmp_path / "tiny" / "checkpoints").exists()
+
+
+def test_local_pretrained_weights_are_loaded(tmp_path):
+    from pml_hashing.models import HashingModel
+
+    source = HashingModel("hashing_cnn_small", 16, in_chans=1, widths=(8, 16))
+    weights = tmp_path / "backbone.pth"
+    torch.save(source.backbone.state_dict(), weights)
+    model = HashingModel("hashing_cnn_small", 16, pretrained=weights, in_chans=1, widths=(8, 16))
+    for key, value in source.backbone.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[key], value)
+
+
+def test_pretrained_true_is_refused_because_it_would_download():
+    from pml_hashing.models import HashingModel
+
+    with pytest.raises(ValueError, match="would download"):
+        HashingModel("resnet18", 16, pretrained=True)
+
+
+def test_run_writes_metrics_and_a_checkpoint_that_encodes_the_same(tmp_path):
+    metrics = run_experiment(tiny_config(tmp_path, target_miner="adaptive"))
+    run_dir = tmp_path / "tiny"
+    written = json.loads((run_dir / "metrics.json").read_text())
+    result = written["last_epoch"]
+    assert 0.0 <= result["map"] <= 1.0 and 0.0 <= result["map_ternary"] <= 1.0
+    assert result["num_query"] == 1000 and result["num_database"] == 797
+    assert written["epochs_trained"] == 2 == len(metrics["history"])
+    splits = json.loads((run_dir / "splits.json").read_text())
+    assert not set(splits["splits"]["query"]) & set(splits["splits"]["database"])
+
+    model, method, config, _ = load_checkpoint(run_dir / "checkpoint.pt")
+    assert config.bits == 16 and method.target_miner.targets.shape == (10, 16)
+    # the checkpoint reproduces the reported number
+    from pml_hashing.data import load_protocol
+    from pml_hashing.training import retrieval_report
+
+    protocol = load_protocol("digits", seed=config.seed)
+    query = encode_dataset(model, protocol.query)
+    database = encode_dataset(model, protocol.database)
+    again = retrieval_report(*query, *database, ternary_margin=method.retrieval_margin())
+    assert again["map"] == pytest.approx(result["map"], abs=1e-6)
+
+
+def test_resumed_run_continues_exactly(tmp_path):
+    whole = run_experiment(tiny_config(tmp_path, name="whole", epochs=3, target_miner="adaptive"))
+    run_experiment(tiny_config(tmp_path, name="cut", epochs=3, target_miner="adaptive",
+                               max_train_steps=24))  # stops after 2 of 3 epochs (12 steps each)
+    resumed = run_experiment(
+        tiny_config(tmp_path, name="cut", epochs=3, target_miner="adaptive", resume="latest")
+    )
+    assert [e["losses"] for e in resumed["history"]] == [e["losses"] for e in whole["history"]]
+    assert resumed["last_epoch"]["map"] == whole["last_epoch"]["map"]
+    a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert torch.equal(a["method"]["loss.target_miner.targets"], b["method"]["loss.target_miner.targets"])
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="resume='latest' but .* does not exist"):
+        run_experiment(tiny_config(tmp_path, resume="latest"))
+
+
+def test_interrupted_save_leaves_the_previous_checkpoint_in_place(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    atomic_torch_save({"version": 1}, path)
+
+    def broken_save(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half a checkpo")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_torch_save({"version": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path) == {"version": 1}
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_not_a_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "random.pt"
+    path.write_bytes(b"\x00\x01 not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable pml-hashing checkpoint"):
+        load_checkpoint(path)
+
+
+def test_validation_split_selects_without_queries(tmp_path):
+    metrics = run_experiment(tiny_config(tmp_path, validation_per_class=10, epochs=2))
+    assert len(metrics["validation"]) == 2
+    assert metrics["best_epoch_by_validation"] in (1, 2)
+    assert "map" in metrics["best_by_validation"] and "map" in metrics["last_epoch"]
+    splits = json.loads((tmp_path / "tiny" / "splits.json").read_text())["splits"]
+    assert not set(splits["validation"]) & set(splits["train"])
+    assert not set(splits["validation"]) & set(splits["query"])
+
+
+@pytest.mark.slow
+def test_recipe_runs_under_accelerate_launch(tmp_path):
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(ROOT / "recipes" / "train.py"), "--dataset", "digits", "--bits", "16",
+        "--epochs", "1", "--output-dir", str(tmp_path), "--name", "recipe", "--no-progress",
+        "--backbone-kwargs", "{widths: [8, 16]}",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "recipe: mAP@all" in done.stdout
+    assert (tmp_path / "recipe" / "metrics.json").is_file()
