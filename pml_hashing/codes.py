@@ -12,12 +12,10 @@ Conventions used throughout pml-hashing:
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 import torch
 
-ArrayLike = Union[torch.Tensor, np.ndarray]
+ArrayLike = torch.Tensor | np.ndarray
 
 __all__ = [
     "binarize",

@@ -21,10 +21,12 @@ def main(argv=None) -> dict:
     if PartialState().is_main_process:
         result = metrics["last_epoch"]
         print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
-        line = f"{config.run_name()}: mAP@{result['topk']} {result['map']:.4f} (ties={result['ties']})"
+        line = f"{config.run_name()}: mAP@{result['topk']} {result['map']:.4f}"
+        line += f" (ties={result['ties']})"
         if "map_ternary" in result:
             line += f", ternary (DPN-T) {result['map_ternary']:.4f}"
-        line += f", precision within radius {result['radius']} {result['precision_within_radius']:.4f}"
+        precision = result["precision_within_radius"]
+        line += f", precision within radius {result['radius']} {precision:.4f}"
         print(line)
         print(f"written to {config.run_dir()}/metrics.json")
     return metrics

@@ -1,4 +1,4 @@
-"""Two CPU processes give the same codebook and weights as one process with the same global batch."""
+"""Two CPU processes: same codebook and weights as one process with the same global batch."""
 
 import json
 import os
@@ -87,4 +87,6 @@ def test_two_processes_match_one_process(tmp_path, monkeypatch):
     two_losses = [x for epoch in metrics0["history"] for x in epoch["losses"]]
     one_losses = [x for epoch in one["history"] for x in epoch["losses"]]
     assert len(two_losses) == len(one_losses)
-    torch.testing.assert_close(torch.tensor(two_losses), torch.tensor(one_losses), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        torch.tensor(two_losses), torch.tensor(one_losses), rtol=1e-4, atol=1e-4
+    )

@@ -119,8 +119,9 @@ def test_run_writes_metrics_and_a_checkpoint_that_encodes_the_same(tmp_path):
 
 def test_resumed_run_continues_exactly(tmp_path):
     whole = run_experiment(tiny_config(tmp_path, name="whole", epochs=3, target_miner="adaptive"))
-    run_experiment(tiny_config(tmp_path, name="cut", epochs=3, target_miner="adaptive",
-                               max_train_steps=24))  # stops after 2 of 3 epochs (12 steps each)
+    run_experiment(
+        tiny_config(tmp_path, name="cut", epochs=3, target_miner="adaptive", max_train_steps=24)
+    )  # stops after 2 of 3 epochs (12 steps each)
     resumed = run_experiment(
         tiny_config(tmp_path, name="cut", epochs=3, target_miner="adaptive", resume="latest")
     )
@@ -128,7 +129,9 @@ def test_resumed_run_continues_exactly(tmp_path):
     assert resumed["last_epoch"]["map"] == whole["last_epoch"]["map"]
     a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
     b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
-    assert torch.equal(a["method"]["loss.target_miner.targets"], b["method"]["loss.target_miner.targets"])
+    assert torch.equal(
+        a["method"]["loss.target_miner.targets"], b["method"]["loss.target_miner.targets"]
+    )
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
 
@@ -174,11 +177,31 @@ def test_validation_split_selects_without_queries(tmp_path):
 @pytest.mark.slow
 def test_recipe_runs_under_accelerate_launch(tmp_path):
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(ROOT / "recipes" / "train.py"), "--dataset", "digits", "--bits", "16",
-        "--epochs", "1", "--output-dir", str(tmp_path), "--name", "recipe", "--no-progress",
-        "--backbone-kwargs", "{widths: [8, 16]}",
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "recipes" / "train.py"),
+        "--dataset",
+        "digits",
+        "--bits",
+        "16",
+        "--epochs",
+        "1",
+        "--output-dir",
+        str(tmp_path),
+        "--name",
+        "recipe",
+        "--no-progress",
+        "--backbone-kwargs",
+        "{widths: [8, 16]}",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

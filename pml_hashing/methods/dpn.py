@@ -20,7 +20,7 @@ TARGET_MINERS = {
 
 
 def create_target_miner(name: str, num_classes: int, num_bits: int, seed: int = 0, **kwargs):
-    """A target miner by its recipe name: ``random``, ``hadamard``, ``max-hamming``, ``adaptive``."""
+    """A target miner by recipe name: ``random``, ``hadamard``, ``max-hamming``, ``adaptive``."""
     if name not in TARGET_MINERS:
         raise ValueError(f"target_miner must be one of {sorted(TARGET_MINERS)}; got {name!r}")
     return TARGET_MINERS[name](num_classes, num_bits, seed=seed, **kwargs)
@@ -59,7 +59,7 @@ class DPNMethod(HashingMethod):
 
     def compute_loss(self, outputs, labels, inputs, indices):
         loss = self.loss(outputs, labels)
-        for regularizer, weight in zip(self.regularizers, self.regularizer_weights):
+        for regularizer, weight in zip(self.regularizers, self.regularizer_weights, strict=True):
             loss = loss + weight * regularizer(outputs)
         return loss
 

@@ -23,6 +23,7 @@ class AdaptiveTargetMiner(BaseTargetMiner):
     Multi-hot labels ``(N, C)``: a sample is correctly coded when every class tied for the
     nearest target is one of its labels; it then votes for each of its labels.
 
+    With ``update_every > 1`` the votes of every epoch since the last update count.
     Votes are collected while the network changes within the epoch: they approximate
     Algorithm 1's "v <- Psi(x; w)" pass over the data, without a second forward pass.
     """
@@ -39,7 +40,7 @@ class AdaptiveTargetMiner(BaseTargetMiner):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be a probability in [0, 1]; got {p}")
         if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
-            raise ValueError(f"update_every must be a positive integer (epochs); got {update_every}")
+            raise ValueError(f"update_every must be a positive integer; got {update_every}")
         self.p = float(p)
         self.update_every = update_every
         super().__init__(num_classes, num_bits, seed=seed, **kwargs)

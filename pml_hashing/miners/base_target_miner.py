@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from pytorch_metric_learning.utils.module_with_records import ModuleWithRecords
 
@@ -13,6 +14,13 @@ def pairwise_hamming_distances(codes: torch.Tensor) -> torch.Tensor:
     """All pairwise Hamming distances of +-1 codes, ``(K - C C^T) / 2``, by one matmul."""
     codes = codes.to(torch.float64)
     return (codes.shape[1] - codes @ codes.T) / 2
+
+
+def _positive_int(value, name: str) -> int:
+    # numpy integers are fine (a class count read from data often is one); bools are not
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
 
 
 class BaseTargetMiner(ModuleWithRecords):
@@ -29,12 +37,8 @@ class BaseTargetMiner(ModuleWithRecords):
 
     def __init__(self, num_classes: int, num_bits: int, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
-        if isinstance(num_bits, bool) or not isinstance(num_bits, int) or num_bits < 1:
-            raise ValueError(f"num_bits must be a positive integer; got {num_bits!r}")
-        self.num_classes = num_classes
-        self.num_bits = num_bits
+        self.num_classes = _positive_int(num_classes, "num_classes")
+        self.num_bits = _positive_int(num_bits, "num_bits")
         self.seed = seed
         self.add_to_recordable_attributes(list_of_names=["num_classes", "num_bits"])
         self.add_to_recordable_attributes(

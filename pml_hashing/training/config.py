@@ -71,9 +71,7 @@ class ExperimentConfig:
         normalized = {str(k).replace("-", "_"): v for k, v in values.items()}
         unknown = sorted(set(normalized) - known)
         if unknown:
-            raise ValueError(
-                f"{source} has unknown key(s) {unknown}; known keys: {sorted(known)}"
-            )
+            raise ValueError(f"{source} has unknown key(s) {unknown}; known keys: {sorted(known)}")
         config = cls(**normalized)
         config.validate()
         return config
@@ -90,7 +88,8 @@ class ExperimentConfig:
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
-                raise ValueError(f"{key} must be one of {list(allowed)}; got {getattr(self, key)!r}")
+                got = getattr(self, key)
+                raise ValueError(f"{key} must be one of {list(allowed)}; got {got!r}")
         if self.mixed_precision not in (None, "no", "fp16", "bf16"):
             raise ValueError(
                 f"mixed_precision must be no, fp16 or bf16; got {self.mixed_precision!r}"

@@ -193,9 +193,12 @@ def run_experiment(config: ExperimentConfig | dict) -> dict:
         model, optimizer, train_loader, scheduler
     )
     accelerator.register_for_checkpointing(method)
-    accelerator.init_trackers(config.run_name(), config={
-        k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))
-    })
+    accelerator.init_trackers(
+        config.run_name(),
+        config={
+            k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))
+        },
+    )
 
     first_epoch, step, history = 0, 0, []
     if resume_from is not None:
@@ -275,7 +278,9 @@ def run_experiment(config: ExperimentConfig | dict) -> dict:
         "num_processes": num_processes,
         "epochs_trained": len(history),
         "train_seconds": train_seconds,
-        "final_train_loss": history[-1]["losses"][-1] if history and history[-1]["losses"] else None,
+        "final_train_loss": history[-1]["losses"][-1]
+        if history and history[-1]["losses"]
+        else None,
         "sizes": {
             "train": len(protocol.train),
             "query": len(protocol.query),
@@ -314,8 +319,10 @@ def run_experiment(config: ExperimentConfig | dict) -> dict:
         tmp = run_dir / "metrics.json.tmp"
         tmp.write_text(json.dumps(metrics, indent=2))
         os.replace(tmp, run_dir / "metrics.json")
-    accelerator.log({f"test/{k}": v for k, v in metrics["last_epoch"].items()
-                     if isinstance(v, float)}, step=step)
+    accelerator.log(
+        {f"test/{k}": v for k, v in metrics["last_epoch"].items() if isinstance(v, float)},
+        step=step,
+    )
     accelerator.end_training()
     metrics["history"] = history
     return metrics
