@@ -207,3 +207,34 @@ def test_recipe_runs_under_accelerate_launch(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "recipe: mAP@all" in done.stdout
     assert (tmp_path / "recipe" / "metrics.json").is_file()
+
+
+def test_evaluate_and_encode_recipes_reproduce_the_run(tmp_path):
+    import importlib.util
+
+    import numpy as np
+
+    def recipe(name):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "recipes" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    metrics = run_experiment(tiny_config(tmp_path, epochs=1))
+    checkpoint = str(tmp_path / "tiny" / "checkpoint.pt")
+    report = recipe("evaluate").main(
+        ["--checkpoint", checkpoint, "--out", str(tmp_path / "e.json")]
+    )
+    assert report["map"] == pytest.approx(metrics["last_epoch"]["map"], abs=1e-9)
+    assert json.loads((tmp_path / "e.json").read_text())["map"] == report["map"]
+    arrays = recipe("encode").main(
+        ["--checkpoint", checkpoint, "--split", "query", "--out", str(tmp_path / "q.npz")]
+    )
+    saved = np.load(tmp_path / "q.npz")
+    assert saved["codes"].shape == (1000, 16) and set(np.unique(saved["codes"])) <= {-1, 1}
+    assert np.array_equal(saved["codes"], np.where(saved["outputs"] >= 0, 1, -1))
+    assert np.array_equal(saved["ids"], arrays["ids"])
+    with pytest.raises(ValueError, match="split must be one of"):
+        from pml_hashing.training import encode_checkpoint
+
+        encode_checkpoint(checkpoint, split="test")

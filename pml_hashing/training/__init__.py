@@ -6,6 +6,7 @@ gives back the model and its target codes.
 """
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint_jobs import encode_checkpoint, evaluate_checkpoint
 from .config import ExperimentConfig, parse_config
 from .encoding import IndexedDataset, encode_dataset
 from .loop import build_model, build_protocol, run_experiment
@@ -16,7 +17,9 @@ __all__ = [
     "IndexedDataset",
     "build_model",
     "build_protocol",
+    "encode_checkpoint",
     "encode_dataset",
+    "evaluate_checkpoint",
     "load_checkpoint",
     "parse_config",
     "retrieval_report",

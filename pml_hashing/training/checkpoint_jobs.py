@@ -1,0 +1,105 @@
+"""Jobs on a trained checkpoint: encode a split of its data set, evaluate retrieval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..codes import binarize
+from .checkpoint import load_checkpoint
+from .config import ExperimentConfig
+from .encoding import encode_dataset
+from .retrieval_report import retrieval_report
+
+SPLITS = ("train", "query", "database", "validation")
+
+
+def _protocol_for(config: ExperimentConfig, model, dataset, root, split_file):
+    from .loop import build_protocol
+
+    overrides = {}
+    if dataset is not None:
+        overrides["dataset"] = dataset
+    if root is not None:
+        overrides["root"] = root
+    if split_file is not None:
+        overrides["split_file"] = str(split_file)
+    values = config.to_dict() | overrides
+    return build_protocol(ExperimentConfig.from_dict(values), model)
+
+
+def encode_checkpoint(
+    checkpoint,
+    split: str = "database",
+    out=None,
+    dataset: str | None = None,
+    root: str | None = None,
+    split_file=None,
+    batch_size: int = 512,
+    accelerator=None,
+) -> dict:
+    """Encode one split of the checkpoint's data set (or another one) with its model.
+
+    Args:
+        checkpoint: ``runs/<name>/checkpoint.pt``.
+        split: ``train``, ``query``, ``database`` or ``validation``.
+        out: if given, an ``.npz`` file with ``codes`` (+-1 int8), ``outputs`` (float32),
+            ``labels`` and ``ids`` (source-data indices), the input of
+            ``pml-hashing index build``.
+        dataset, root, split_file: override the checkpoint's data (default: the same
+            data set and seed, so the split is the one the model was evaluated on).
+
+    Returns:
+        The arrays as a dict.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
+    model, _, config, _ = load_checkpoint(checkpoint)
+    protocol = _protocol_for(config, model, dataset, root, split_file)
+    data = getattr(protocol, split)
+    if data is None:
+        raise ValueError(f"the protocol has no {split} split (set validation_per_class)")
+    outputs, labels = encode_dataset(model, data, batch_size, accelerator)
+    arrays = {
+        "codes": binarize(outputs.numpy()).astype(np.int8),
+        "outputs": outputs.numpy(),
+        "labels": labels.numpy(),
+        "ids": np.asarray(getattr(data, "indices", np.arange(len(outputs)))),
+    }
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out, **arrays)
+    return arrays
+
+
+def evaluate_checkpoint(
+    checkpoint,
+    dataset: str | None = None,
+    root: str | None = None,
+    split_file=None,
+    topk: int | None = None,
+    ties: str = "index",
+    radius: int = 2,
+    batch_size: int = 512,
+    accelerator=None,
+) -> dict:
+    """Encode query and database with a checkpoint's model and report retrieval quality
+    (binary and, for DPN, ternary mAP@R; precision within Hamming radius ``radius``)."""
+    model, method, config, _ = load_checkpoint(checkpoint)
+    protocol = _protocol_for(config, model, dataset, root, split_file)
+    query = encode_dataset(model, protocol.query, batch_size, accelerator)
+    database = encode_dataset(model, protocol.database, batch_size, accelerator)
+    report = retrieval_report(
+        *query,
+        *database,
+        topk=topk if topk is not None else protocol.topk,
+        ties=ties,
+        radius=radius,
+        ternary_margin=method.retrieval_margin(),
+        seed=config.seed,
+    )
+    report["checkpoint"] = str(checkpoint)
+    report["dataset"] = protocol.name
+    return report
