@@ -203,9 +203,9 @@ def test_ivf_explicit_train_then_add():
     "kind,params",
     [
         ("flat", {}),
-        ("hnsw", {"M": 8}),
+        ("hnsw", {"M": 8, "ef_search": 17}),
         ("ivf", {"nlist": 8, "nprobe": 3}),
-        ("multihash", {"nhash": 2}),
+        ("multihash", {"nhash": 2, "nflip": 1}),
     ],
 )
 def test_save_load_round_trip_keeps_results(tmp_path, kind, params):
@@ -219,6 +219,13 @@ def test_save_load_round_trip_keeps_results(tmp_path, kind, params):
     loaded = BinaryIndex.load(path, num_bits=32, kind=kind)
     assert (loaded.kind, loaded.num_bits, len(loaded)) == (kind, 32, 500)
     assert loaded.params == index.params
+    search_settings = {
+        "hnsw": lambda i: i.hnsw.efSearch,
+        "ivf": lambda i: i.nprobe,
+        "multihash": lambda i: i.nflip,
+        "flat": lambda i: None,
+    }[kind]
+    assert search_settings(loaded.faiss_index) == search_settings(index.faiss_index)
     for got, expected in zip(loaded.search(query, 5), index.search(query, 5), strict=True):
         np.testing.assert_array_equal(got, expected)
     if kind != "hnsw":

@@ -160,6 +160,15 @@ class BinaryIndex:
         index.nflip = p["nflip"]
         return index
 
+    def _apply_search_params(self) -> None:
+        # Search-time settings are not all serialized by faiss: set them again after a load.
+        if self._kind == "hnsw":
+            self._index.hnsw.efSearch = self._params["ef_search"]
+        elif self._kind == "ivf":
+            self._index.nprobe = self._params["nprobe"]
+        elif self._kind == "multihash":
+            self._index.nflip = self._params["nflip"]
+
     # ------------------------------------------------------------------ properties
     @property
     def num_bits(self) -> int:
@@ -495,6 +504,7 @@ class BinaryIndex:
             raise bad(f"the id array has {ids_nbytes} bytes; expected 0 or {8 * ntotal}")
         out = cls(file_bits, kind=file_kind, device=device, **params)
         out._index = index
+        out._apply_search_params()
         if ids_nbytes:
             out._ids = np.frombuffer(id_bytes, dtype="<i8").astype(np.int64)
         return out
