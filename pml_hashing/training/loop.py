@@ -226,6 +226,7 @@ def run_experiment(config: ExperimentConfig | dict) -> dict:
             leave=False,
         )
         epoch_losses = []
+        epoch_start = time.perf_counter()
         for images, labels, indices in bar:
             with accelerator.accumulate(model):
                 with accelerator.autocast():
@@ -244,9 +245,10 @@ def run_experiment(config: ExperimentConfig | dict) -> dict:
             if config.max_train_steps is not None and step >= config.max_train_steps:
                 stop = True
                 break
+        epoch_seconds = time.perf_counter() - epoch_start
         logs = {"train/loss": sum(epoch_losses) / max(len(epoch_losses), 1), "epoch": epoch + 1}
         logs.update(method.on_epoch_end(epoch))
-        history.append({"epoch": epoch + 1, "losses": epoch_losses})
+        history.append({"epoch": epoch + 1, "losses": epoch_losses, "seconds": epoch_seconds})
         if protocol.validation is not None:
             logs["validation/map"] = _validation_map(unwrapped, protocol, config, accelerator)
             validation_history.append({"epoch": epoch + 1, "map": logs["validation/map"]})
