@@ -351,10 +351,14 @@ def encoder_for(outputs, inputs, labels, indices):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sh_bdnn_loss_matches_loop_objective_with_stored_codes(dtype):
+@pytest.mark.parametrize("full_data_scale", [False, True])
+def test_sh_bdnn_loss_matches_loop_objective_with_stored_codes(dtype, full_data_scale):
     generator = torch.Generator().manual_seed(14)
     num_train, num_bits = 20, 8
-    method = SHBDNNMethod(num_classes=3, num_bits=num_bits, l2=0.3, l3=0.2, l4=0.1, l5=0.4)
+    method = SHBDNNMethod(num_classes=3, num_bits=num_bits, l2=0.3, l3=0.2, l4=0.1, l5=0.4,
+                          full_data_scale=full_data_scale)
+    # Similarity and balance sum over the batch's partners: M / m estimates the full data.
+    factor = num_train / 5 if full_data_scale else 1.0
     train_outputs = torch.randn(num_train, num_bits, generator=generator, dtype=dtype)
     order = torch.randperm(num_train, generator=generator)  # the encoding is in any order
     labels = torch.randint(0, 3, (num_train,), generator=generator)
@@ -365,10 +369,10 @@ def test_sh_bdnn_loss_matches_loop_objective_with_stored_codes(dtype):
     value = method.compute_loss(h, labels[indices], None, indices)
     stored = torch.where(train_outputs[indices] >= 0, 1.0, -1.0)
     expected = 0.5 * (
-        0.4 * float(loop_similarity_loss(h, labels[indices]))
+        0.4 * factor * float(loop_similarity_loss(h, labels[indices]))
         + 0.3 * loop_quantization_against(h, stored)
         + 0.2 * loop_independence(h)
-        + 0.1 * loop_balance(h)
+        + 0.1 * factor * loop_balance(h)
     )
     rel = 1e-5 if dtype == torch.float32 else 1e-10
     assert float(value.detach()) == pytest.approx(expected, rel=rel)
@@ -376,10 +380,13 @@ def test_sh_bdnn_loss_matches_loop_objective_with_stored_codes(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_uh_bdnn_loss_matches_loop_objective(dtype):
+@pytest.mark.parametrize("full_data_scale", [False, True])
+def test_uh_bdnn_loss_matches_loop_objective(dtype, full_data_scale):
     generator = torch.Generator().manual_seed(15)
     num_train, num_bits, d = 16, 4, 6
-    method = UHBDNNMethod(3, num_bits, input_dim=d, l1=0.01, l2=0.3, l3=0.2, l4=0.1).to(dtype)
+    method = UHBDNNMethod(3, num_bits, input_dim=d, l1=0.01, l2=0.3, l3=0.2, l4=0.1,
+                          full_data_scale=full_data_scale).to(dtype)
+    factor = num_train / 4 if full_data_scale else 1.0
     x = torch.randn(num_train, 2, 3, generator=generator, dtype=dtype)
     train_outputs = torch.randn(num_train, num_bits, generator=generator, dtype=dtype)
     method.on_epoch_start(0, encoder_for(train_outputs, x, None, torch.arange(num_train)))
@@ -393,7 +400,7 @@ def test_uh_bdnn_loss_matches_loop_objective(dtype):
                                   decoder.bias.detach(), 0.01))
         + 0.3 * loop_quantization_against(h, codes)
         + 0.2 * loop_independence(h)
-        + 0.1 * loop_balance(h)
+        + 0.1 * factor * loop_balance(h)
     )
     rel = 1e-5 if dtype == torch.float32 else 1e-10
     assert float(value.detach()) == pytest.approx(expected, rel=rel)
@@ -437,7 +444,7 @@ def test_methods_are_registered_and_round_trip_through_state_dict():
 
 
 def test_methods_fit_a_batch_of_one_without_the_batch_statistics():
-    method = SHBDNNMethod(3, 8, l2=0.3, l5=0.4)
+    method = SHBDNNMethod(3, 8, l2=0.3, l5=0.4, full_data_scale=False)
     h = torch.randn(1, 8, dtype=torch.float64)
     value = method.compute_loss(h, torch.tensor([1]), None, torch.tensor([0]))
     expected = 0.5 * (0.4 * float(loop_similarity_loss(h, torch.tensor([1])))
@@ -462,8 +469,10 @@ def test_method_input_errors():
     bad[0, 0] = float("inf")
     with pytest.raises(ValueError, match="outputs contain NaN or infinite"):
         method.compute_loss(bad, torch.tensor([0, 1, 2, 2]), None, torch.arange(4))
+    with pytest.raises(ValueError, match="full_data_scale needs the training-set size"):
+        SHBDNNMethod(3, 8).compute_loss(h, torch.tensor([0, 1, 2, 2]), None, torch.arange(4))
     with pytest.raises(ValueError, match="input_dim is required"):
         UHBDNNMethod(3, 8)
-    uh = UHBDNNMethod(3, 8, input_dim=5)
+    uh = UHBDNNMethod(3, 8, input_dim=5, num_train=4)
     with pytest.raises(ValueError, match="inputs must have input_dim = 5 features"):
         uh.compute_loss(h, None, torch.randn(4, 7), torch.arange(4))
