@@ -191,10 +191,15 @@ def test_ternary_zero_counts_half():
 def test_wide_ternary_codes_use_wide_keys():
     # K = 136 ternary: 2K + 1 = 273 half-distances, more than a byte holds.
     rng = np.random.default_rng(3)
-    q, ql, db, dl = random_problem(rng, 3, 20, 136, ternary=True)
+    q, ql, db, dl = random_problem(rng, 3, 12, 136, ternary=True)
+    rankings = naive_rankings(q, ql, db, dl)
     got = average_precision_per_query(q, ql, db, dl)
-    expected = [naive_ap(rels) for _, rels in naive_rankings(q, ql, db, dl)]
-    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    np.testing.assert_allclose(got, [naive_ap(r) for _, r in rankings], rtol=1e-12)
+    got = average_precision_per_query(q, ql, db, dl, ties="expected")
+    np.testing.assert_allclose(got, [naive_ap_all_orders(d, r) for d, r in rankings], rtol=1e-10)
+    stats = hamming_ball_statistics(q, ql, db, dl, radius=60)
+    sizes = [naive_ball(d, r, 60, sum(r))[2] for d, r in rankings]
+    assert stats.mean_ball_size == pytest.approx(np.mean(sizes))
 
 
 @pytest.mark.parametrize("ties", ["index", "random", "expected"])

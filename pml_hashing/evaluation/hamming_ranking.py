@@ -279,12 +279,19 @@ def check_ties(ties: str) -> str:
 def histograms(keys: np.ndarray, rel: np.ndarray, num_bins: int) -> tuple[np.ndarray, np.ndarray]:
     """Per query: ``n[q, key]`` items and ``r[q, key]`` relevant items at each distance key."""
     rows = keys.shape[0]
+    width = num_bins + 1  # the extra key is the excluded item's, dropped below
+    # One bincount per row over the composite key (rel, key) gives both histograms; it is
+    # about 3x faster than bincounting the relevant keys separately.
+    dtype = np.uint8 if 2 * width <= 256 else np.uint16
+    composite = rel.view(np.uint8).astype(dtype)
+    composite *= dtype(width)
+    composite += keys
     n = np.empty((rows, num_bins), dtype=np.int64)
     r = np.empty((rows, num_bins), dtype=np.int64)
     for i in range(rows):
-        # minlength num_bins + 1 keeps the excluded item's key out of the real bins.
-        n[i] = np.bincount(keys[i], minlength=num_bins + 1)[:num_bins]
-        r[i] = np.bincount(keys[i][rel[i]], minlength=num_bins + 1)[:num_bins]
+        counts = np.bincount(composite[i], minlength=2 * width)
+        r[i] = counts[width : width + num_bins]
+        n[i] = counts[:num_bins] + r[i]
     return n, r
 
 
