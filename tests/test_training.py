@@ -238,3 +238,22 @@ def test_evaluate_and_encode_recipes_reproduce_the_run(tmp_path):
         from pml_hashing.training import encode_checkpoint
 
         encode_checkpoint(checkpoint, split="test")
+
+
+def test_bf16_mixed_precision_and_gradient_accumulation_run(tmp_path):
+    metrics = run_experiment(
+        tiny_config(
+            tmp_path,
+            epochs=1,
+            mixed_precision="bf16",
+            gradient_accumulation_steps=2,
+            checkpoint_every=1,
+        )
+    )
+    assert 0.0 <= metrics["last_epoch"]["map"] <= 1.0
+    state = json.loads(
+        (tmp_path / "tiny" / "checkpoints" / "epoch_0001" / "training_state.json").read_text()
+    )
+    # 797 training images, global batch 64, full batches only: 12 batches, 6 optimizer steps
+    assert len(metrics["history"][0]["losses"]) == 12
+    assert state["step"] == 6
