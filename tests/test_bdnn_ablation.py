@@ -27,6 +27,6 @@ def test_code_statistics_match_a_hand_worked_case():
 
 @pytest.mark.slow
 def test_ablation_quick_run_prints_a_table(capsys):
-    load_script().main(["--quick", "--trainer", "builtin"])
+    load_script().main(["--quick"])
     out = capsys.readouterr().out
     assert "mAP" in out and "neither" in out and "full" in out
