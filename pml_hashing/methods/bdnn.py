@@ -257,10 +257,11 @@ class SHBDNNMethod(_BDNNMethod):
 
     Per batch (``H`` the ``(m, L)`` outputs, ``B`` the auxiliary codes of its samples)::
 
-        J = 1/2 [ l5 ||H H^T / L - S||^2 / m + l2 ||H - B||^2 / m
-                  + l3 ||H^T H / m - I||^2 + l4 ||H^T 1||^2 / m ]
+        J = 1/2 [ l5 f ||H H^T / L - S||^2 / m + l2 ||H - B||^2 / m
+                  + l3 ||H^T H / m - I||^2 + l4 f ||H^T 1||^2 / m ]
 
-    with ``S_ij = +1`` when samples ``i`` and ``j`` share a label, ``-1`` otherwise. In the
+    with ``f = M / m`` (``full_data_scale``, the default; ``M`` the training-set size) or 1,
+    and ``S_ij = +1`` when samples ``i`` and ``j`` share a label, ``-1`` otherwise. In the
     authors' MATLAB layout ``H`` is ``(L, m)`` and the terms read ``||H^T H / L - S||``,
     ``||H H^T / m - I||`` and ``||H 1||``. The weight decay ``(l1/2) sum ||W||^2`` of the
     network belongs to the optimizer: use ``weight_decay=method.weight_decay`` (``l1``).
@@ -350,9 +351,10 @@ class UHBDNNMethod(_BDNNMethod):
     auxiliary codes of the batch's samples)::
 
         J = 1/2 [ ||X - B W^T - 1 c^T||^2 / m + l1 ||W||^2 + l2 ||H - B||^2 / m
-                  + l3 ||H^T H / m - I||^2 + l4 ||H^T 1||^2 / m ]
+                  + l3 ||H^T H / m - I||^2 + l4 f ||H^T 1||^2 / m ]
 
-    (the authors' ``(1/2m)||X - W B - c||^2`` etc. in the MATLAB layout, ``X`` ``(D, m)``).
+    (the authors' ``(1/2m)||X - W B - c||^2`` etc. in the MATLAB layout, ``X`` ``(D, m)``;
+    ``f = M / m`` with ``full_data_scale``, else 1).
     The decoder ``W`` ``(D x L)``, ``c`` is :attr:`reconstruction_loss` ``.decoder``, trained
     with the network (its ``l1`` weight decay is in the loss; give the network's own weight
     decay ``l1`` to the optimizer, without the method's parameters).
