@@ -273,6 +273,21 @@ def test_random_ties_match_brute_force_on_the_permuted_database():
     np.testing.assert_allclose(got, [naive_ap(r) for _, r in ranked], rtol=1e-12)
 
 
+def test_random_ties_with_exclude_self_leave_the_query_out():
+    rng = np.random.default_rng(15)
+    _, _, db, dl = random_problem(rng, 1, 20, 8)
+    q, ql = db[:4], dl[:4]
+    perm = np.random.default_rng(5).permutation(len(db))
+    got = average_precision_per_query(q, ql, db, dl, ties="random", seed=5, exclude_self=True)
+    expected = []
+    for a in range(len(q)):
+        # The query's own item is database item a, found at permuted position perm == a.
+        keep = [j for j in range(len(db)) if perm[j] != a]
+        ((_, rels),) = naive_rankings(q[a : a + 1], ql[a : a + 1], db[perm][keep], dl[perm][keep])
+        expected.append(naive_ap(rels))
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.sampled_from([None, 3, 10]))
 def test_expected_ap_ignores_database_order(seed, topk):
@@ -412,6 +427,9 @@ def test_plot_precision_recall_writes_png(tmp_path):
         (dict(db=np.full((4, 8), 2.0)), r"db_codes must contain only -1, 0 and \+1.*got 2"),
         (dict(q=np.full((1, 8), 0.5)), r"query_codes must contain only -1, 0 and \+1"),
         (dict(q=np.ones(8)), r"query_codes must be a 2-D"),
+        (dict(q=np.ones((1, 8), dtype=np.uint8)), r"query_codes must hold -1/\+1 codes.*uint8"),
+        (dict(q=np.ones((1, 8), dtype=bool)), r"query_codes must hold -1/\+1 codes.*bool"),
+        (dict(db=np.eye(4, 8)), r"looks like 0/1 bits"),
         (dict(ql=[0.5]), r"query_labels must hold integers"),
         (dict(topk=0), r"topk must be a positive integer"),
         (dict(topk=-3), r"topk must be a positive integer"),

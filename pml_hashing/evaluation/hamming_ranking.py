@@ -44,9 +44,12 @@ def _codes(x: ArrayLike, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be a 2-D (N, num_bits) array; got shape {arr.shape}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} must hold at least one code of at least one bit; got {arr.shape}")
-    if arr.dtype == np.bool_ or not (
-        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
-    ):
+    if arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.unsignedinteger):
+        raise ValueError(
+            f"{name} must hold -1/+1 codes (or ternary -1/0/+1); got dtype {arr.dtype}, which "
+            "looks like 0/1 bits or packed codes (use 2 * bits - 1, or codes.unpack_bits)"
+        )
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise ValueError(
             f"{name} must be a numeric array of -1/+1 (or ternary -1/0/+1) codes; "
             f"got dtype {arr.dtype}"
@@ -251,6 +254,13 @@ def prepare_ranking(
             exclude_columns = inverse[exclude_columns]
 
     ternary = bool((q == 0).any() or (db == 0).any())
+    if ternary and not ((q == -1).any() or (db == -1).any()):
+        # Ternary codes without a single -1 are almost surely 0/1 bits, which would be
+        # ranked as "0 = unknown" and give a silently wrong number.
+        raise ValueError(
+            "query_codes and db_codes hold only 0 and +1, which looks like 0/1 bits; "
+            "pass -1/+1 codes (2 * bits - 1)"
+        )
     if ternary:
         q_rep = q.astype(np.float32)
         db_rep = db.astype(np.float32)
