@@ -498,3 +498,13 @@ def test_accuracy_calculator_topk_and_pml_metrics_coexist():
     assert 0 <= result["precision_at_1"] <= 1
     with pytest.raises(ValueError, match="hashing_topk"):
         HashingAccuracyCalculator(hashing_topk=0)
+
+
+def test_accuracy_calculator_multi_hot_labels_with_reference_including_query():
+    emb = torch.randn(30, 16)
+    labels = (torch.rand(30, 4) < 0.4).long()
+    calc = HashingAccuracyCalculator(include=("hashing_map",), device=torch.device("cpu"))
+    result = calc.get_accuracy(emb[:8], labels[:8], emb, labels, ref_includes_query=True)
+    codes = np.where(emb.numpy() >= 0, 1, -1)
+    rankings = naive_rankings(codes[:8], labels[:8].numpy(), codes, labels.numpy(), True)
+    assert result["hashing_map"] == pytest.approx(np.mean([naive_ap(r) for _, r in rankings]))
