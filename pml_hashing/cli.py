@@ -37,6 +37,11 @@ examples:
   pml-hashing index search --index db.index --codes queries.npz --radius 2 --out ball.npz
   # query.npz and db.npz hold `codes` and `labels`
   pml-hashing index evaluate --query query.npz --database db.npz --topk 5000 --ties index
+  # or straight from a model trained by recipes/train.py
+  pml-hashing index build --checkpoint runs/mnist-5k-dpn-64b-seed0/checkpoint.pt --out db.index
+  pml-hashing index evaluate --checkpoint runs/mnist-5k-dpn-64b-seed0/checkpoint.pt
+  pml-hashing encode --checkpoint runs/mnist-5k-dpn-64b-seed0/checkpoint.pt --split query \
+      --out query.npz
 """
 
 
@@ -71,6 +76,44 @@ def read_codes(path: str, required: Sequence[str] = ("codes",)) -> dict[str, np.
     if codes.ndim != 2:
         raise CommandError(f"{path}: codes must be a 2-D (N, num_bits) array; got {codes.shape}")
     return arrays
+
+
+def codes_from_source(args: argparse.Namespace, split: str, path_attr: str = "codes") -> tuple:
+    """The arrays of ``--codes FILE.npz``, or of ``--checkpoint`` encoding ``split``.
+
+    Returns ``(arrays, name)``; ``name`` is what error messages call the source.
+    """
+    path = getattr(args, path_attr, None)
+    checkpoint = getattr(args, "checkpoint", None)
+    if (path is None) == (checkpoint is None):
+        raise CommandError(f"give exactly one of --{path_attr} and --checkpoint")
+    if path is not None:
+        return read_codes(path), path
+    from .training import encode_checkpoint
+
+    split = getattr(args, "split", None) or split
+    arrays = encode_checkpoint(
+        checkpoint, split=split, dataset=args.dataset, root=args.root, split_file=args.split_file
+    )
+    return arrays, f"{checkpoint} ({split} split)"
+
+
+def _add_checkpoint_arguments(parser: argparse.ArgumentParser, default_split: str | None) -> None:
+    group = parser.add_argument_group(
+        "from a trained checkpoint (instead of an .npz of codes)",
+        "encode a split of the checkpoint's data set with its model (runs/<name>/checkpoint.pt)",
+    )
+    group.add_argument("--checkpoint", help="a checkpoint written by recipes/train.py")
+    if default_split is not None:
+        group.add_argument(
+            "--split",
+            default=default_split,
+            choices=("train", "query", "database", "validation"),
+            help=f"which split to encode (default: {default_split})",
+        )
+    group.add_argument("--dataset", help="another data set than the checkpoint's")
+    group.add_argument("--root", help="the data folder of a file-based data set")
+    group.add_argument("--split-file", help="a saved splits.json to reuse")
 
 
 def _is_ternary(codes: np.ndarray) -> bool:
@@ -116,8 +159,8 @@ def _blocks(n: int, description: str):
 
 
 def build_index(args: argparse.Namespace) -> int:
-    arrays = read_codes(args.codes)
-    codes = _binary_codes(arrays["codes"], args.codes)
+    arrays, source = codes_from_source(args, "database")
+    codes = _binary_codes(arrays["codes"], source)
     ids = arrays.get("ids")
     num_bits = codes.shape[1] * 8 if codes.dtype == np.uint8 else codes.shape[1]
     index = BinaryIndex(num_bits, kind=args.kind, device=args.device, **_parse_params(args.param))
@@ -135,7 +178,8 @@ def search_index(args: argparse.Namespace) -> int:
     if (args.k is None) == (args.radius is None):
         raise CommandError("give exactly one of -k (nearest neighbours) and --radius")
     index = BinaryIndex.load(args.index, device=args.device)
-    queries = _binary_codes(read_codes(args.codes)["codes"], args.codes)
+    arrays, source = codes_from_source(args, "query")
+    queries = _binary_codes(arrays["codes"], source)
     if args.k is not None:
         parts = [
             index.search(queries[s : s + _BLOCK], args.k)
@@ -158,8 +202,16 @@ def search_index(args: argparse.Namespace) -> int:
 def evaluate_codes(args: argparse.Namespace) -> int:
     from .evaluation import hamming_ball_statistics, mean_average_precision
 
-    query = read_codes(args.query, required=("codes", "labels"))
-    database = read_codes(args.database, required=("codes", "labels"))
+    if args.checkpoint is not None:
+        if args.query is not None or args.database is not None:
+            raise CommandError("give either --checkpoint or --query and --database, not both")
+        query = codes_from_source(_with(args, split="query"), "query", "query")[0]
+        database = codes_from_source(_with(args, split="database"), "database", "database")[0]
+    elif args.query is None or args.database is None:
+        raise CommandError("give --query and --database (.npz files), or --checkpoint")
+    else:
+        query = read_codes(args.query, required=("codes", "labels"))
+        database = read_codes(args.database, required=("codes", "labels"))
     query_codes = _evaluation_codes(query["codes"])
     db_codes = _evaluation_codes(database["codes"])
     common = dict(
@@ -195,6 +247,21 @@ def evaluate_codes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with(args: argparse.Namespace, **changes) -> argparse.Namespace:
+    return argparse.Namespace(**(vars(args) | changes))
+
+
+def encode_to_file(args: argparse.Namespace) -> int:
+    arrays, source = codes_from_source(args, args.split)
+    np.savez(args.out, **arrays)
+    codes = arrays["codes"]
+    print(
+        f"wrote {args.out}: codes, outputs, labels, ids of {len(codes)} items ({source}), "
+        f"{codes.shape[1]} bits"
+    )
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of ``pml-hashing`` (subcommands ``index build|search|evaluate``)."""
     parser = argparse.ArgumentParser(
@@ -217,14 +284,16 @@ def make_parser() -> argparse.ArgumentParser:
         "build",
         help="build a faiss binary index from an .npz of codes",
         description=(
-            "Build a binary index from CODES.npz (`codes` (N, K), +-1 or raw outputs "
+            "Build a binary index from CODES.npz or --checkpoint (`codes` (N, K), +-1 or raw "
+            "outputs "
             "binarized with v >= 0 -> +1, K a multiple of 8; optional `ids` (N,)) and save it."
         ),
         epilog="example:\n  pml-hashing index build --codes db.npz --kind hnsw --param M=32 "
         "--out db.index",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    build.add_argument("--codes", required=True, help="input .npz with `codes` (and `ids`)")
+    build.add_argument("--codes", help="input .npz with `codes` (and `ids`)")
+    _add_checkpoint_arguments(build, "database")
     build.add_argument(
         "--kind",
         default="flat",
@@ -257,7 +326,8 @@ def make_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     search.add_argument("--index", required=True, help="index file written by `index build`")
-    search.add_argument("--codes", required=True, help=".npz with the query `codes`")
+    search.add_argument("--codes", help=".npz with the query `codes`")
+    _add_checkpoint_arguments(search, "query")
     search.add_argument("-k", type=int, help="number of nearest neighbours")
     search.add_argument("--radius", type=int, help="Hamming radius (inclusive) instead of -k")
     search.add_argument("--out", required=True, help="results .npz to write")
@@ -278,8 +348,9 @@ def make_parser() -> argparse.ArgumentParser:
         "--topk 5000 --ties expected",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    evaluate.add_argument("--query", required=True, help=".npz with query `codes` and `labels`")
-    evaluate.add_argument("--database", required=True, help=".npz with database codes, labels")
+    evaluate.add_argument("--query", help=".npz with query `codes` and `labels`")
+    evaluate.add_argument("--database", help=".npz with database codes, labels")
+    _add_checkpoint_arguments(evaluate, None)
     evaluate.add_argument("--topk", type=int, help="R of mAP@R (default: the whole database)")
     evaluate.add_argument(
         "--ties",
@@ -292,6 +363,22 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--radius", type=float, default=2, help="Hamming radius (default 2)")
     evaluate.add_argument("--json", help="also write the numbers to this JSON file")
     evaluate.set_defaults(run=evaluate_codes)
+
+    encode = commands.add_parser(
+        "encode",
+        help="encode a split of a checkpoint's data set to an .npz of codes",
+        description=(
+            "Run a trained checkpoint's model over one split of its data set and write "
+            "`codes` (+-1), `outputs` (real v), `labels` and `ids` to an .npz, the input of "
+            "`index build`, `index search` and `index evaluate`."
+        ),
+        epilog="example:\n  pml-hashing encode --checkpoint runs/mnist-5k-dpn-64b-seed0/"
+        "checkpoint.pt --split database --out db.npz",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_checkpoint_arguments(encode, "database")
+    encode.add_argument("--out", required=True, help=".npz file to write")
+    encode.set_defaults(run=encode_to_file, codes=None)
     return parser
 
 
