@@ -121,9 +121,7 @@ def test_evaluate_binary_codes_tutorial_runs(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_accelerate_training_tutorial_runs(tmp_path, monkeypatch):
     path = page("accelerate-training.md")
-    launches = [
-        c for b in blocks(path, "bash") for c in commands(b) if "accelerate launch" in c
-    ]
+    launches = [c for b in blocks(path, "bash") for c in commands(b) if "accelerate launch" in c]
     assert any("--multi_gpu" in c and "ACCELERATE_USE_CPU=true" in c for c in launches)
     ran = 0
     for command in launches:
