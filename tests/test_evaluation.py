@@ -429,7 +429,6 @@ def test_plot_precision_recall_writes_png(tmp_path):
         (dict(q=np.ones(8)), r"query_codes must be a 2-D"),
         (dict(q=np.ones((1, 8), dtype=np.uint8)), r"query_codes must hold -1/\+1 codes.*uint8"),
         (dict(q=np.ones((1, 8), dtype=bool)), r"query_codes must hold -1/\+1 codes.*bool"),
-        (dict(db=np.eye(4, 8)), r"looks like 0/1 bits"),
         (dict(ql=[0.5]), r"query_labels must hold integers"),
         (dict(topk=0), r"topk must be a positive integer"),
         (dict(topk=-3), r"topk must be a positive integer"),
@@ -508,3 +507,11 @@ def test_accuracy_calculator_multi_hot_labels_with_reference_including_query():
     codes = np.where(emb.numpy() >= 0, 1, -1)
     rankings = naive_rankings(codes[:8], labels[:8].numpy(), codes, labels.numpy(), True)
     assert result["hashing_map"] == pytest.approx(np.mean([naive_ap(r) for _, r in rankings]))
+
+
+def test_zero_one_codes_warn_that_they_look_like_bits():
+    from pml_hashing.evaluation.hamming_ranking import ZeroOneCodesWarning
+
+    codes = np.eye(4, 8)
+    with pytest.warns(ZeroOneCodesWarning, match="looks like 0/1 bits"):
+        mean_average_precision(codes, np.arange(4), codes, np.arange(4))

@@ -15,6 +15,7 @@ Definitions (DESIGN.md section 3), shared by every function of :mod:`pml_hashing
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -36,6 +37,10 @@ TIE_RULES = ("index", "random", "expected")
 
 # About 8M elements per chunk: ~32 MB of int32 distances, small next to the database itself.
 _CHUNK_ELEMENTS = 1 << 23
+
+
+class ZeroOneCodesWarning(UserWarning):
+    """Codes hold only 0 and +1: 0/1 bits passed by mistake, or ternary codes with no -1."""
 
 
 def _codes(x: ArrayLike, name: str) -> np.ndarray:
@@ -255,11 +260,15 @@ def prepare_ranking(
 
     ternary = bool((q == 0).any() or (db == 0).any())
     if ternary and not ((q == -1).any() or (db == -1).any()):
-        # Ternary codes without a single -1 are almost surely 0/1 bits, which would be
-        # ranked as "0 = unknown" and give a silently wrong number.
-        raise ValueError(
-            "query_codes and db_codes hold only 0 and +1, which looks like 0/1 bits; "
-            "pass -1/+1 codes (2 * bits - 1)"
+        # Codes without a single -1 are most likely 0/1 bits, ranked here as "0 = unknown":
+        # say so loudly. It is only a warning because ternary (DPN-T) codes of a model that
+        # has polarized no output below -m are legitimately in {0, +1}.
+        warnings.warn(
+            "query_codes and db_codes hold only 0 and +1, which looks like 0/1 bits; they are "
+            "ranked as ternary codes (0 = unpolarized). Pass -1/+1 codes (2 * bits - 1) if "
+            "these are bits",
+            ZeroOneCodesWarning,
+            stacklevel=4,
         )
     if ternary:
         q_rep = q.astype(np.float32)
