@@ -1,7 +1,7 @@
 from .adaptive_target_miner import AdaptiveTargetMiner
 from .base_target_miner import BaseTargetMiner, pairwise_hamming_distances
 from .hadamard_target_miner import HadamardTargetMiner
-from .hamming_hard_pair_miner import HammingHardPairMiner as HammingHardPairMiner
+from .hamming_hard_pair_miner import HammingHardPairMiner
 from .max_hamming_distance_target_miner import MaxHammingDistanceTargetMiner
 from .random_target_miner import RandomTargetMiner
 
@@ -9,6 +9,7 @@ __all__ = [
     "AdaptiveTargetMiner",
     "BaseTargetMiner",
     "HadamardTargetMiner",
+    "HammingHardPairMiner",
     "MaxHammingDistanceTargetMiner",
     "RandomTargetMiner",
     "pairwise_hamming_distances",
