@@ -577,6 +577,8 @@ def build_options(args) -> dict:
         "tie_bits": (16, 32, 64),
         "output_margins": (0.1, 1.0),
     }
+    if args.bits:
+        options.update(variant_bits=tuple(args.bits), tie_bits=tuple(args.bits))
     if args.quick:
         options.update(
             seeds=[0],
@@ -600,6 +602,9 @@ def main(argv=None) -> dict[str, str]:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument(
+        "--bits", type=int, nargs="+", help="code lengths of variants/targets/ties (16 .. 128)"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="training processes in parallel")
     parser.add_argument("--plot-dir", type=Path, help="write the PNG plots here")
     parser.add_argument("--json", type=Path, help="also write the tables as JSON here")
