@@ -257,3 +257,13 @@ def test_bf16_mixed_precision_and_gradient_accumulation_run(tmp_path):
     # 797 training images, global batch 64, full batches only: 12 batches, 6 optimizer steps
     assert len(metrics["history"][0]["losses"]) == 12
     assert state["step"] == 6
+
+
+def test_data_kwargs_reach_the_loader(tmp_path):
+    config = ExperimentConfig.from_dict(
+        tiny_config(tmp_path, data_kwargs={"query_per_class": 20, "validation_per_class": 5})
+    )
+    from pml_hashing.training import build_protocol
+
+    protocol = build_protocol(config)
+    assert len(protocol.query) == 200 and len(protocol.validation) == 50

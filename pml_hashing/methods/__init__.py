@@ -17,18 +17,18 @@ def register_method(name: str, cls: type[HashingMethod]) -> None:
 
 def create_method(name: str, num_classes: int, num_bits: int, **kwargs) -> HashingMethod:
     """Build a hashing method by name (``dpn``, ``sh-bdnn``, ``uh-bdnn``)."""
-    try:
-        from . import bdnn  # noqa: F401  (registers sh-bdnn and uh-bdnn when present)
-    except ModuleNotFoundError as error:
-        if error.name != f"{__name__}.bdnn":
-            raise
     if name not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}; got {name!r}")
     return METHODS[name](num_classes, num_bits, **kwargs)
 
 
+# imported last: it registers itself with register_method above
+from .bdnn import SHBDNNMethod, UHBDNNMethod  # noqa: E402
+
 __all__ = [
     "DPNMethod",
+    "SHBDNNMethod",
+    "UHBDNNMethod",
     "EncodedTrainingSet",
     "HashingMethod",
     "METHODS",

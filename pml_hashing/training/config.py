@@ -24,6 +24,8 @@ class ExperimentConfig:
     root: str | None = None  # folder of a standard data set (cifar10-*, nuswide-21, ...)
     split_file: str | None = None  # reuse a saved split (splits.json of an earlier run)
     validation_per_class: int = 0  # held out of training for model selection
+    data_kwargs: dict = field(default_factory=dict)  # more load_protocol arguments, e.g.
+    # image_root / strip_prefix for list files, validation_size for multi-label NUS-WIDE
     method: str = "dpn"  # dpn | sh-bdnn | uh-bdnn
     bits: int = 64
     backbone: str = "hashing_cnn_small"

@@ -48,7 +48,7 @@ def build_model(config: ExperimentConfig, in_chans: int) -> HashingModel:
 
 def build_protocol(config: ExperimentConfig, model: HashingModel | None = None):
     """Load the config's data set; file-based data sets get the backbone's timm transform."""
-    kwargs = {}
+    kwargs = dict(config.data_kwargs)
     if config.validation_per_class:
         kwargs["validation_per_class"] = config.validation_per_class
     if config.dataset in FILE_PROTOCOLS and model is not None:
