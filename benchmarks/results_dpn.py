@@ -34,6 +34,7 @@ import math
 import statistics
 import sys
 import time
+import warnings
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -50,6 +51,7 @@ from pml_hashing.evaluation import (  # noqa: E402
     average_precision_per_query,
     mean_average_precision,
 )
+from pml_hashing.evaluation.hamming_ranking import ZeroOneCodesWarning  # noqa: E402
 from pml_hashing.methods import create_method  # noqa: E402
 from pml_hashing.miners import RandomTargetMiner  # noqa: E402
 from pml_hashing.models import HashingModel  # noqa: E402
@@ -156,15 +158,20 @@ def train_and_measure(spec: dict, options: dict) -> dict:
     db_out, db_labels = encode_dataset(model, protocol.database)
     query_codes, db_codes = binarize(query_out), binarize(db_out)
     args = (query_codes, query_labels, db_codes, db_labels)
-    result = {
-        "map": mean_average_precision(*args, ties="expected"),
-        "map_ternary": mean_average_precision(
+    with warnings.catch_warnings():
+        # An undertrained model (a --quick run) can have no output below -m: its ternary
+        # codes hold only 0 and +1, which are ternary codes here, not 0/1 bits.
+        warnings.simplefilter("ignore", ZeroOneCodesWarning)
+        map_ternary = mean_average_precision(
             ternarize(query_out, spec["margin"]),
             query_labels,
             ternarize(db_out, spec["margin"]),
             db_labels,
             ties="expected",
-        ),
+        )
+    result = {
+        "map": mean_average_precision(*args, ties="expected"),
+        "map_ternary": map_ternary,
         "ternary_zero_fraction": float((ternarize(db_out, spec["margin"]) == 0).float().mean()),
         "targets_mean_distance": method.target_miner.mean_hamming_distance,
         "targets_min_distance": method.target_miner.min_hamming_distance,
