@@ -146,7 +146,7 @@ def bundled_configs() -> dict[str, tuple[str, dict]]:
                     f"{variant.upper()}, {bits} bits, bundled digits (scikit-learn, 8x8): 1,000",
                     "queries, 797 database = training set, mAP@all. The setting of",
                     "docs/results.md (benchmarks/results_dpn.py trains the same model in its own",
-                    "loop); about ten seconds on one CPU core.",
+                    "loop); about 20 s of training on a CPU.",
                     f"accelerate launch recipes/train.py --config recipes/configs/digits_{variant}"
                     f"_{bits}.yaml",
                 ],
