@@ -404,7 +404,7 @@ def test_two_processes_wrapper_value_gradient_and_shared_adaptive_codebook(tmp_p
         distributed_worker,
         args=(world_size, str(tmp_path / "store"), str(tmp_path)),
         nprocs=world_size,
-        start_method="fork",
+        start_method="spawn",  # fork deadlocks once torch threads exist
     )
     embeddings, labels = global_batch()
     reference = AdaptiveTargetMiner(5, 16, seed=0)
