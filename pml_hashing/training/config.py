@@ -41,7 +41,7 @@ class ExperimentConfig:
     epochs: int = 15
     batch_size: int = 64  # global batch, split across processes
     lr: float = 3e-3
-    weight_decay: float = 1e-4
+    weight_decay: float | None = None  # None: BDNN's l1 for BDNN methods, else 1e-4
     optimizer: str = "adamw"  # adamw | sgd
     scheduler: str = "cosine"  # cosine | none
     gradient_accumulation_steps: int = 1

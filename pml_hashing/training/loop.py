@@ -177,12 +177,13 @@ def run_experiment(config: ExperimentConfig | dict) -> dict:
     method_parameters = [p for p in method.parameters() if p.requires_grad]
     if method_parameters:
         groups.append({"params": method_parameters, "lr": config.lr, "weight_decay": 0.0})
+    weight_decay = config.weight_decay
+    if weight_decay is None:  # BDNN's objective carries its own weight decay, l1
+        weight_decay = float(getattr(method, "weight_decay", 1e-4))
     if config.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=weight_decay)
     else:
-        optimizer = torch.optim.SGD(
-            groups, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay
-        )
+        optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=0.9, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
     total_steps = steps_per_epoch * config.epochs
     if config.scheduler == "cosine":
