@@ -13,6 +13,7 @@ from .hamming_ball_statistics import (
     precision_recall_by_radius,
     precision_within_radius,
 )
+from .hamming_ranking import ZeroOneCodesWarning
 from .hashing_accuracy_calculator import HashingAccuracyCalculator
 from .precision_recall_curve import PrecisionRecallCurve, plot_precision_recall
 from .ranking_metrics import precision_at_k, precision_recall_by_rank, recall_at_k
@@ -21,6 +22,7 @@ __all__ = [
     "HammingBallStatistics",
     "HashingAccuracyCalculator",
     "PrecisionRecallCurve",
+    "ZeroOneCodesWarning",
     "average_precision_per_query",
     "hamming_ball_statistics",
     "mean_average_precision",
