@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -75,6 +76,10 @@ def _make_accelerator(config: ExperimentConfig) -> Accelerator:
     kwargs = {}
     if config.mixed_precision is not None:
         kwargs["mixed_precision"] = config.mixed_precision
+    # Accelerate keeps one global state per process; a second run in the same process (a
+    # notebook, a sweep, the tests) with other settings must start from a clean one. The
+    # process group (PartialState) is kept.
+    AcceleratorState._reset_state()
     return Accelerator(
         cpu=not torch.cuda.is_available(),
         gradient_accumulation_steps=config.gradient_accumulation_steps,
