@@ -88,18 +88,17 @@ def _ap_from_positions(rows, pos, num_rows) -> np.ndarray:
 
 def _average_precisions(ranking: HammingRanking, topk: int | None, ties: str) -> np.ndarray:
     depth = ranking.num_candidates if topk is None else min(int(topk), ranking.num_candidates)
-    out = np.empty(ranking.num_queries)
     harmonic = _harmonic_numbers(ranking.num_db) if ties == "expected" else None
-    for start, stop, keys, rel in ranking.chunks():
+
+    def chunk_ap(start, stop, keys, rel) -> np.ndarray:
         if ties == "expected":
             n, r = histograms(keys, rel, ranking.num_bins)
-            out[start:stop] = _expected_ap_chunk(n, r, depth, harmonic)
-        else:
-            rows, pos = relevant_positions(
-                keys, rel, depth, ranking.num_candidates, ranking.num_bins
-            )
-            out[start:stop] = _ap_from_positions(rows, pos, stop - start)
-    return out
+            return _expected_ap_chunk(n, r, depth, harmonic)
+        rows, pos = relevant_positions(keys, rel, depth, ranking.num_candidates, ranking.num_bins)
+        return _ap_from_positions(rows, pos, stop - start)
+
+    parts = ranking.map_chunks(chunk_ap)
+    return np.concatenate(parts) if parts else np.empty(0)
 
 
 def average_precision_per_query(

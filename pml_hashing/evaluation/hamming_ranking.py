@@ -15,8 +15,10 @@ Definitions (DESIGN.md section 3), shared by every function of :mod:`pml_hashing
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import faiss
@@ -142,12 +144,42 @@ class HammingRanking:
     def multi_label(self) -> bool:
         return self.db_labels.ndim == 2
 
-    def chunks(self) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
-        """Yield ``(start, stop, keys, rel)`` per chunk of queries.
+    def map_chunks(self, fn, num_threads: int | None = None) -> list:
+        """``[fn(start, stop, keys, rel) for each chunk]``, in query order, on several threads.
+
+        The queries are cut into ``num_threads`` contiguous parts, each ranked chunk by chunk
+        with buffers of its own (memory grows with the threads, not with the queries). numpy's
+        sorts and faiss release the GIL, so the threads run in parallel. Default: one thread
+        per CPU core, at most 8.
+        """
+        if num_threads is None:
+            num_threads = min(os.cpu_count() or 1, 8)
+        chunks_total = -(-self.num_queries // self.chunk_size)
+        num_threads = max(1, min(int(num_threads), chunks_total))
+        per_part = -(-chunks_total // num_threads) * self.chunk_size
+        bounds = [
+            (first, min(first + per_part, self.num_queries))
+            for first in range(0, self.num_queries, per_part)
+        ]
+
+        def run(first: int, last: int) -> list:
+            return [fn(*chunk) for chunk in self.chunks(first, last)]
+
+        if len(bounds) == 1:
+            return run(*bounds[0])
+        with ThreadPoolExecutor(len(bounds)) as pool:
+            parts = [pool.submit(run, first, last) for first, last in bounds]
+            return [result for part in parts for result in part.result()]
+
+    def chunks(
+        self, first: int = 0, last: int | None = None
+    ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+        """Yield ``(start, stop, keys, rel)`` per chunk of the queries ``first .. last - 1``.
 
         ``keys`` is ``(stop - start, num_db)`` unsigned integers and ``rel`` the matching boolean
         relevance; both are views into buffers that the next chunk overwrites.
         """
+        last = self.num_queries if last is None else last
         n, c = self.num_db, self.chunk_size
         key_dtype = np.uint8 if self.num_bins < 256 else np.uint16
         keys_buf = np.empty((c, n), dtype=key_dtype)
@@ -161,8 +193,8 @@ class HammingRanking:
         if self.multi_label:
             match_buf = np.empty((c, n), dtype=np.float32)
             db_labels_t = self.db_labels.T
-        for start in range(0, self.num_queries, c):
-            stop = min(start + c, self.num_queries)
+        for start in range(first, last, c):
+            stop = min(start + c, last)
             rows = stop - start
             keys, rel = keys_buf[:rows], rel_buf[:rows]
             if self.ternary:
