@@ -104,7 +104,8 @@ def method_arguments(config: ExperimentConfig, protocol) -> dict:
         kwargs.setdefault("target_miner", config.target_miner)
         kwargs["target_miner_kwargs"] = miner_kwargs
     kwargs.setdefault("seed", config.seed)
+    if config.method in ("sh-bdnn", "uh-bdnn"):  # B has one code per training sample
+        kwargs.setdefault("num_train", len(protocol.train))
     if config.method == "uh-bdnn":
         kwargs.setdefault("input_dim", int(protocol.train[0][0].numel()))
-        kwargs.setdefault("num_train", len(protocol.train))
     return kwargs
