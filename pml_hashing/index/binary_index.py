@@ -10,6 +10,7 @@ import faiss
 import numpy as np
 
 from ..codes import ArrayLike, binarize, check_num_bits, pack_bits, to_numpy
+from .id_map import check_ids, extend_ids
 
 #: Distance reported for the padding slots of a k-NN result (``id == -1``), as faiss does.
 MISSING_DISTANCE = int(np.iinfo(np.int32).max)
@@ -264,31 +265,12 @@ class BinaryIndex:
                 insertion positions.
         """
         packed = self._packed(codes, "codes")
-        new_ids = None
-        if ids is not None:
-            new_ids = to_numpy(ids)
-            if new_ids.ndim != 1 or len(new_ids) != len(packed):
-                raise ValueError(
-                    f"ids must have shape (N,) = ({len(packed)},); got {new_ids.shape}"
-                )
-            if new_ids.size and not np.issubdtype(new_ids.dtype, np.integer):
-                raise ValueError(f"ids must be integers; got dtype {new_ids.dtype}")
-            new_ids = new_ids.astype(np.int64)
-            if new_ids.size and new_ids.min() < 0:
-                raise ValueError(
-                    f"ids must be >= 0 (-1 marks a missing result); got {int(new_ids.min())}"
-                )
+        new_ids = check_ids(ids, len(packed))
         if len(packed) == 0:
             return
         if not self._index.is_trained:
             self.train(packed)
-        start = self.ntotal
-        if new_ids is not None and self._ids is None:
-            self._ids = np.arange(start, dtype=np.int64)
-        if self._ids is not None:
-            if new_ids is None:
-                new_ids = np.arange(start, start + len(packed), dtype=np.int64)
-            self._ids = np.concatenate([self._ids, new_ids])
+        self._ids = extend_ids(self._ids, new_ids, self.ntotal, len(packed))
         self._index.add(packed)
         self._gpu_index = None
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..codes import ArrayLike, check_num_bits, to_numpy
+from .id_map import check_ids, extend_ids
 
 #: Distance reported for the padding slots of a k-NN result (``id == -1``).
 MISSING_TERNARY_DISTANCE = float("inf")
@@ -86,25 +87,8 @@ class TernaryFlatIndex:
             ids: optional ``(N,)`` non-negative integer ids (default: insertion positions).
         """
         sign, mask = self._planes(codes, "codes")
-        new_ids = None
-        if ids is not None:
-            new_ids = to_numpy(ids)
-            if new_ids.ndim != 1 or len(new_ids) != len(sign):
-                raise ValueError(f"ids must have shape (N,) = ({len(sign)},); got {new_ids.shape}")
-            if new_ids.size and not np.issubdtype(new_ids.dtype, np.integer):
-                raise ValueError(f"ids must be integers; got dtype {new_ids.dtype}")
-            new_ids = new_ids.astype(np.int64)
-            if new_ids.size and new_ids.min() < 0:
-                raise ValueError(
-                    f"ids must be >= 0 (-1 marks a missing result); got {int(new_ids.min())}"
-                )
-        start = self.ntotal
-        if new_ids is not None and self._ids is None:
-            self._ids = np.arange(start, dtype=np.int64)
-        if self._ids is not None:
-            if new_ids is None:
-                new_ids = np.arange(start, start + len(sign), dtype=np.int64)
-            self._ids = np.concatenate([self._ids, new_ids])
+        new_ids = check_ids(ids, len(sign))
+        self._ids = extend_ids(self._ids, new_ids, self.ntotal, len(sign))
         self._sign = np.concatenate([self._sign, sign])
         self._mask = np.concatenate([self._mask, mask])
 
