@@ -6,11 +6,10 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .array_image_dataset import ArrayImageDataset
+from .image_protocol import build_image_protocol
 from .protocol import Protocol, reuse_splits, split_per_class
-from .transforms import default_transform, probe_image_size
 
 CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 CIFAR10_LAYOUT = (
@@ -143,30 +142,19 @@ def load_cifar10(
     _check_train_size(fresh["train"], labels, train_per_class)
     splits, seed = reuse_splits(fresh, name, len(labels), seed, split_file)
 
-    custom_transform = transform is not None
-    transform = transform if custom_transform else default_transform(image_size)
-    target = torch.from_numpy(labels)
-
-    def subset(key):
-        return ArrayImageDataset(images, target, splits[key], transform=transform)
-
-    result = Protocol(
-        name=name,
-        train=subset("train"),
-        query=subset("query"),
-        database=subset("database"),
-        validation=subset("validation") if len(splits["validation"]) else None,
+    return build_image_protocol(
+        name,
+        lambda target, indices, tr: ArrayImageDataset(images, target, indices, transform=tr),
+        labels,
+        splits,
+        transform,
+        image_size,
+        seed,
         num_classes=10,
-        in_chans=3,
-        image_size=(image_size, image_size),
         topk=None,
         multi_label=False,
-        seed=seed,
         info={"root": str(root), "split_file": None if split_file is None else str(split_file)},
     )
-    if custom_transform:
-        result.image_size = probe_image_size(result.query)
-    return result
 
 
 def _check_train_size(train: np.ndarray, labels: np.ndarray, train_per_class: int | None):

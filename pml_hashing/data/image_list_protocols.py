@@ -6,11 +6,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .image_list_dataset import ImageListDataset, read_image_list
+from .image_protocol import build_image_protocol
 from .protocol import Protocol, reuse_splits, split_per_class, split_random
-from .transforms import default_transform, probe_image_size
 
 # Sizes from DESIGN.md section 5 (the HashNet / DPN protocols).
 IMAGE_LIST_PROTOCOLS = {
@@ -228,31 +227,20 @@ def load_image_list_protocol(
                 f"image {paths[splits[key][0]]} (listed as {listed[splits[key][0]]!r}) does not "
                 f"exist; {_layout_hint(name, root)}; set image_root= or strip_prefix= to match"
             )
-    custom_transform = transform is not None
-    transform = transform if custom_transform else default_transform(image_size)
-    target = torch.from_numpy(labels)
-
-    def subset(key):
-        return ImageListDataset(paths, target, splits[key], transform=transform)
-
-    result = Protocol(
-        name=name,
-        train=subset("train"),
-        query=subset("query"),
-        database=subset("database"),
-        validation=subset("validation") if len(splits["validation"]) else None,
+    return build_image_protocol(
+        name,
+        lambda target, indices, tr: ImageListDataset(paths, target, indices, transform=tr),
+        labels,
+        splits,
+        transform,
+        image_size,
+        seed,
         num_classes=spec["num_classes"],
-        in_chans=3,
-        image_size=(image_size, image_size),
         topk=spec["topk"],
         multi_label=multi_label,
-        seed=seed,
         info={
             "lists": [str(p) for p in lists],
             "image_root": str(image_root),
             "split_file": None if split_file is None else str(split_file),
         },
     )
-    if custom_transform:
-        result.image_size = probe_image_size(result.query)
-    return result

@@ -1,0 +1,51 @@
+"""Assemble a Protocol of RGB image subsets (the file-based data sets share this)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .protocol import Protocol
+from .transforms import default_transform, probe_image_size
+
+
+def build_image_protocol(
+    name: str,
+    make_subset: Callable[[torch.Tensor, np.ndarray, Callable], Dataset],
+    labels: np.ndarray,
+    splits: dict[str, np.ndarray],
+    transform,
+    image_size: int,
+    seed: int,
+    **fields,
+) -> Protocol:
+    """A :class:`Protocol` whose splits are ``make_subset(labels, indices, transform)``.
+
+    Without a ``transform`` the default one (resize to ``image_size``, ImageNet
+    normalization) is used; with one, ``image_size`` is measured on a transformed query.
+    ``fields`` are the remaining Protocol fields (``num_classes``, ``topk``, ...).
+    """
+    custom_transform = transform is not None
+    transform = transform if custom_transform else default_transform(image_size)
+    target = torch.from_numpy(labels)
+
+    def subset(key):
+        return make_subset(target, splits[key], transform)
+
+    result = Protocol(
+        name=name,
+        train=subset("train"),
+        query=subset("query"),
+        database=subset("database"),
+        validation=subset("validation") if len(splits["validation"]) else None,
+        in_chans=3,
+        image_size=(image_size, image_size),
+        seed=seed,
+        **fields,
+    )
+    if custom_transform:
+        result.image_size = probe_image_size(result.query)
+    return result
