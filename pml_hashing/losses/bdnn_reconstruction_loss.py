@@ -6,7 +6,7 @@ from pytorch_metric_learning.utils.module_with_records_and_reducer import (
     ModuleWithRecordsAndReducer,
 )
 
-from ..regularizers._validation import check_hash_outputs
+from .._validation import check_hash_outputs
 
 
 class BDNNReconstructionLoss(ModuleWithRecordsAndReducer):

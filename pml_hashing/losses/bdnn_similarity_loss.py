@@ -4,7 +4,7 @@ import torch
 from pytorch_metric_learning.losses import BaseMetricLossFunction
 from pytorch_metric_learning.utils import common_functions as c_f
 
-from ..regularizers._validation import check_hash_outputs
+from .._validation import check_hash_outputs
 
 
 def _check_labels(labels, num_rows: int, name: str) -> None:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import torch
 
+from .._validation import check_hash_outputs
 from ..codes import binarize
 from ..losses import BDNNReconstructionLoss, BDNNSimilarityLoss
 from ..regularizers import BitBalanceRegularizer, BitIndependenceRegularizer
-from ..regularizers._validation import check_hash_outputs
 from . import register_method
 from .base import EncodedTrainingSet, HashingMethod
 
