@@ -181,8 +181,8 @@ def _label_rules(shape: tuple, kind: str, name: str, num_rows, rows_name, num_cl
             f"multi-hot matrix?); pass class ids as shape (N,) ({name}.ravel()); got {shape}"
         )
     if num_rows is not None and shape[0] != num_rows:
-        of = f" of {rows_name}" if rows_name else ""
-        raise ValueError(f"{name} must have one row per row{of} ({num_rows}); got shape {shape}")
+        per = rows_name or "row"
+        raise ValueError(f"{name} must have one row per {per} ({num_rows}); got shape {shape}")
     if kind == "":
         raise ValueError(f"{name} must be numeric; got a non-numeric dtype")
     if len(shape) == 2 and num_classes is not None and shape[1] != num_classes:
@@ -276,7 +276,7 @@ def label_tensor(
         if labels.is_complex()
         else "int"
     )
-    _label_rules(shape, kind, name, num_rows, "embeddings" if num_rows is not None else "", None)
+    _label_rules(shape, kind, name, num_rows, "embedding", None)
     if labels.ndim == 1:
         if kind != "int":
             raise ValueError(

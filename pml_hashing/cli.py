@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._validation import TIE_RULES
 from .codes import binarize
 from .index import BinaryIndex
 
@@ -355,7 +356,7 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--ties",
         default="index",
-        choices=("index", "random", "expected"),
+        choices=TIE_RULES,
         help="order of equal distances: database index (default), seeded random, or the "
         "tie-aware expectation",
     )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
+from .._validation import check_integer
 from ..codes import binarize
 from .average_precision import mean_average_precision
 from .hamming_ball_statistics import precision_within_radius
@@ -38,13 +39,7 @@ class HashingAccuracyCalculator(AccuracyCalculator):
     """
 
     def __init__(self, *args, hashing_topk: int | None = None, **kwargs):
-        if hashing_topk is not None and (
-            isinstance(hashing_topk, bool) or not isinstance(hashing_topk, int) or hashing_topk <= 0
-        ):
-            raise ValueError(
-                f"hashing_topk must be a positive integer or None (R = all); got {hashing_topk!r}"
-            )
-        self.hashing_topk = hashing_topk
+        self.hashing_topk = check_integer(hashing_topk, "hashing_topk", minimum=1, allow_none=True)
         super().__init__(*args, **kwargs)
 
     def calculate_hashing_map(

@@ -63,13 +63,13 @@ class BinaryIndex:
     Codes may be given as ``(N, num_bits)`` torch tensors or numpy arrays, which are binarized
     with ``v >= 0 -> +1`` (so ``+-1`` codes and raw network outputs both work), boolean
     ``(N, num_bits)`` arrays (``True`` = +1), or codes already packed by
-    :func:`pml_hashing.codes.pack_bits`: ``uint8`` ``(N, num_bits / 8)``. A ``uint8`` array is always read as packed. ``num_bits`` must be a
-    positive multiple of 8: shorter codes are refused rather than padded, so that a code's
-    length never changes silently between training and retrieval. Codes whose values are all in
-    {-1, 0, +1} with some zeros (0/1 bits, or ternary codes: use
-    :class:`~pml_hashing.index.TernaryFlatIndex`) raise ``ValueError``: binarizing them would
-    map every 0 to +1 and make the distances wrong, as the command line and the metrics refuse
-    them too.
+    :func:`pml_hashing.codes.pack_bits`: ``uint8`` ``(N, num_bits / 8)``. A ``uint8`` array is
+    always read as packed. ``num_bits`` must be a positive multiple of 8: shorter codes are
+    refused rather than padded, so that a code's length never changes silently between training
+    and retrieval. Codes whose values are all in {-1, 0, +1} with some zeros (0/1 bits, or
+    ternary codes: use :class:`~pml_hashing.index.TernaryFlatIndex`) raise ``ValueError``:
+    binarizing them would map every 0 to +1 and make the distances wrong (the command line
+    refuses them too).
 
     Ids: :meth:`add` without ``ids`` numbers codes by insertion position (0, 1, ...), as faiss
     does. With ``ids`` (non-negative int64; not necessarily unique), the index keeps its own id

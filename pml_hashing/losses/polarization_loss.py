@@ -48,8 +48,7 @@ class PolarizationLoss(BaseMetricLossFunction):
         if target_miner is None:
             if num_classes is None or num_bits is None:
                 raise ValueError(
-                    "target_miner is required (or give num_classes and num_bits for random "
-                    "targets)"
+                    "target_miner is required (or give num_classes and num_bits for random targets)"
                 )
             target_miner = RandomTargetMiner(num_classes, num_bits, seed=seed)
         elif not isinstance(target_miner, BaseTargetMiner):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from pytorch_metric_learning.utils.module_with_records import ModuleWithRecords
+
+from .._validation import check_integer
 
 # Rows of the codebook per block when computing the min-distance stat (memory ~ rows * C).
 STATS_CHUNK_ROWS = 1024
@@ -18,9 +19,7 @@ def pairwise_hamming_distances(codes: torch.Tensor) -> torch.Tensor:
 
 def _positive_int(value, name: str) -> int:
     # numpy integers are fine (a class count read from data often is one); bools are not
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)
+    return check_integer(value, name, minimum=1)
 
 
 class BaseTargetMiner(ModuleWithRecords):
