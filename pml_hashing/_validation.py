@@ -33,6 +33,7 @@ __all__ = [
     "check_tie_rule",
     "check_hash_outputs",
     "check_finite",
+    "DeferredChecks",
     "label_array",
     "label_tensor",
     "code_array",
@@ -98,59 +99,63 @@ def check_tie_rule(ties, name: str = "ties") -> str:
 
 
 # ---------------------------------------------------------------------------- hash outputs
-class _DeferredFiniteCheck:
-    """Non-finite flags of CUDA tensors, accumulated on the device and read later.
+class DeferredChecks:
+    """Input checks of accelerator tensors, kept on the device and read later.
 
-    Reading a CUDA flag with ``bool()`` blocks the host until the GPU catches up; doing that
-    on every training step costs a sync per step. Instead the flag is OR-ed into a device
-    tensor and read by :meth:`raise_if_set` (at most every ``every`` calls, and whenever the
-    caller reaches a point that syncs anyway).
+    Reading a CUDA flag with ``bool()`` blocks the host until the GPU has caught up; doing it
+    on every training step costs one sync per step. Here each failed-check flag is OR-ed into
+    a device tensor (no sync) and the flags are read by :meth:`raise_if_set`: every ``every``
+    calls of :meth:`add`, and whenever the owner reaches a point that syncs anyway (the end of
+    an epoch). A NaN output therefore still raises ``ValueError``, at most ``every`` steps
+    late. CPU tensors are checked at once by the callers (reading a CPU flag costs nothing).
     """
 
     def __init__(self, every: int = 100):
-        self.every = every
+        self.every = check_integer(every, "every", minimum=1)
         self.calls = 0
-        self.flag: torch.Tensor | None = None
-        self.name = ""
+        self.flags: dict[str, torch.Tensor] = {}
 
-    def add(self, tensor: torch.Tensor, name: str) -> None:
-        bad = ~torch.isfinite(tensor).all()
-        self.flag = bad if self.flag is None else self.flag | bad
-        self.name = name
+    def add(self, failed: torch.Tensor, message: str) -> None:
+        """Record ``failed`` (a 0-d bool device tensor) under ``message``; no host sync."""
+        previous = self.flags.get(message)
+        self.flags[message] = failed if previous is None else previous | failed
         self.calls += 1
         if self.calls >= self.every:
             self.raise_if_set()
 
     def raise_if_set(self) -> None:
-        flag, self.flag, self.calls = self.flag, None, 0
-        if flag is not None and bool(flag):
-            raise ValueError(
-                f"{self.name} contained NaN or infinite values in one of the last calls "
-                "(checked on the GPU without a per-step sync; see PolarizationLoss)"
-            )
+        """Read the flags (one sync); raise ``ValueError`` with the first failed message."""
+        flags, self.flags, self.calls = self.flags, {}, 0
+        for message, failed in flags.items():
+            if bool(failed):
+                raise ValueError(
+                    f"{message} (in one of the last {self.every} calls or fewer: checked on "
+                    "the device without a per-step sync)"
+                )
 
 
-def check_finite(tensor: torch.Tensor, name: str, deferred: _DeferredFiniteCheck | None = None):
+def check_finite(tensor: torch.Tensor, name: str, deferred: DeferredChecks | None = None):
     """Raise ``ValueError`` if a floating tensor holds NaN or inf.
 
     On the CPU the check is immediate (reading the flag costs no device sync). On an
     accelerator with a ``deferred`` accumulator, the flag stays on the device and is read
-    later (see :class:`_DeferredFiniteCheck`), so a training step makes no host sync.
+    later (see :class:`DeferredChecks`), so a training step makes no host sync.
     """
     if not tensor.is_floating_point():
         return
+    message = f"{name} contain NaN or infinite values"
     if deferred is not None and tensor.device.type != "cpu":
-        deferred.add(tensor.detach(), name)
+        deferred.add(~torch.isfinite(tensor.detach()).all(), message)
         return
     if not bool(torch.isfinite(tensor).all()):
-        raise ValueError(f"{name} contain NaN or infinite values")
+        raise ValueError(message)
 
 
 def check_hash_outputs(
     embeddings,
     name: str = "embeddings",
     min_rows: int = 1,
-    deferred: _DeferredFiniteCheck | None = None,
+    deferred: DeferredChecks | None = None,
 ) -> None:
     """Raise ``ValueError`` unless ``embeddings`` is a finite float ``(N, K)`` tensor with
     ``N >= min_rows`` and ``K >= 1``."""
@@ -249,11 +254,16 @@ def label_tensor(
     num_rows: int | None = None,
     num_classes: int | None = None,
     device=None,
+    deferred: DeferredChecks | None = None,
 ) -> torch.Tensor:
     """Validated torch labels for losses and miners (numpy labels are converted).
 
     Integer ``(N,)`` labels come back as int64 (a uint8 index would be a boolean mask);
-    multi-hot ``(N, C)`` rows must hold only 0 and 1 and keep their dtype.
+    multi-hot ``(N, C)`` rows must hold only 0 and 1 and keep their dtype. Labels are moved
+    to ``device`` after the checks. Labels already on an accelerator with a ``deferred``
+    accumulator have their values checked there without a sync (see
+    :class:`DeferredChecks`); out-of-range class ids are then clamped so that indexing with
+    them cannot trigger a device-side assert before the deferred error is raised.
     """
     if labels is None:
         raise ValueError(f"{name} are required")
@@ -267,32 +277,43 @@ def label_tensor(
             f"{name} must be a torch tensor or numpy array of labels; got {type(labels).__name__}"
         )
     shape = tuple(labels.shape)
-    kind = (
-        "bool"
-        if labels.dtype == torch.bool
-        else "float"
-        if labels.is_floating_point()
-        else ""
-        if labels.is_complex()
-        else "int"
-    )
+    if labels.dtype == torch.bool:
+        kind = "bool"
+    elif labels.is_floating_point():
+        kind = "float"
+    elif labels.is_complex():
+        kind = ""
+    else:
+        kind = "int"
     _label_rules(shape, kind, name, num_rows, "embedding", None)
+    on_device = deferred is not None and labels.device.type != "cpu"
     if labels.ndim == 1:
         if kind != "int":
             raise ValueError(
                 f"integer {name} of shape (N,) must have an integer dtype; got {labels.dtype}"
             )
-        if num_classes is not None and labels.numel() > 0:
-            _check_class_range(int(labels.min()), int(labels.max()), name, num_classes)
         labels = labels.long()
+        if num_classes is not None and labels.numel() > 0:
+            if on_device:
+                deferred.add(
+                    ((labels < 0) | (labels >= num_classes)).any(),
+                    f"{name} must be in [0, num_classes) = [0, {num_classes})",
+                )
+                labels = labels.clamp(0, num_classes - 1)
+            else:
+                _check_class_range(int(labels.min()), int(labels.max()), name, num_classes)
     else:
         if num_classes is not None and labels.shape[1] != num_classes:
             raise ValueError(
                 f"multi-hot {name} must have shape (N, num_classes) = (N, {num_classes}); "
                 f"got {shape}"
             )
-        if not bool(((labels == 0) | (labels == 1)).all()):
-            raise ValueError(f"multi-hot {name} must contain only 0 and 1")
+        not_binary = ~((labels == 0) | (labels == 1)).all()
+        message = f"multi-hot {name} must contain only 0 and 1"
+        if on_device:
+            deferred.add(not_binary, message)
+        elif bool(not_binary):
+            raise ValueError(message)
     return labels if device is None else labels.to(device)
 
 

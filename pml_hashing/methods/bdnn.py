@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import check_hash_outputs, check_integer
+from .._validation import check_hash_outputs, check_integer, label_tensor
 from ..codes import binarize
 from ..losses import BDNNReconstructionLoss, BDNNSimilarityLoss
 from ..regularizers import BitBalanceRegularizer, BitIndependenceRegularizer
@@ -309,25 +309,12 @@ class SHBDNNMethod(_BDNNMethod):
         self.l5 = float(l5)
         self.similarity_loss = BDNNSimilarityLoss()
 
-    def _check_labels(self, labels) -> None:
-        if not isinstance(labels, torch.Tensor):
-            raise ValueError(f"labels must be a torch.Tensor; got {type(labels).__name__}")
-        if labels.ndim == 1 and not labels.is_floating_point() and len(labels):
-            low, high = int(labels.min()), int(labels.max())
-            if low < 0 or high >= self.num_classes:
-                bad = low if low < 0 else high
-                raise ValueError(
-                    f"labels must be in [0, num_classes) = [0, {self.num_classes}); got {bad}"
-                )
-        elif labels.ndim == 2 and labels.shape[1] != self.num_classes:
-            raise ValueError(
-                f"multi-hot labels must have num_classes = {self.num_classes} columns; "
-                f"got {labels.shape[1]}"
-            )
+    def _check_labels(self, labels) -> torch.Tensor:
+        return label_tensor(labels, "labels", num_classes=self.num_classes)
 
     def compute_loss(self, outputs, labels, inputs, indices):
         self._check_outputs(outputs, indices)
-        self._check_labels(labels)
+        labels = self._check_labels(labels).to(outputs.device)
         terms = self._code_terms(outputs, indices)
         factor = self.full_data_factor(outputs.shape[0])
         terms["similarity"] = self.similarity_loss(outputs, labels) * factor
