@@ -190,7 +190,7 @@ def test_similarity_loss_label_errors():
         loss(h, torch.zeros(4, 2, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="multi-hot labels must contain only 0 and 1"):
         loss(h, torch.full((4, 3), 2))
-    with pytest.raises(ValueError, match="must be integer class ids"):
+    with pytest.raises(ValueError, match="must have an integer dtype"):
         loss(h, torch.tensor([0.0, 1.0, 0.0, 1.0]))
     with pytest.raises(ValueError, match="ref_labels must be of the same kind"):
         loss(h, torch.tensor([0, 1, 0, 1]), ref_emb=h, ref_labels=torch.ones(4, 2))
