@@ -397,6 +397,24 @@ def binary_code_array(x, name: str, num_bits: int) -> np.ndarray:
     return pack_bits(binarize(arr))
 
 
+# ---------------------------------------------------------------------------- splits
+def check_split_payload(payload, name: str) -> dict:
+    """A saved split (``Protocol.save_splits``): ``{"name": str, "seed": int, "splits":
+    {split: [int, ...]}}``; returns it with ``seed`` as an int (0 when absent)."""
+    if not isinstance(payload, dict):
+        raise ValueError(f"{name} must hold a JSON object; got {type(payload).__name__}")
+    if not isinstance(payload.get("name"), str):
+        raise ValueError(f"{name}: 'name' must be a string; got {payload.get('name')!r}")
+    splits = payload.get("splits", {})
+    if not isinstance(splits, dict):
+        raise ValueError(f"{name}: 'splits' must map split names to index lists")
+    for key, indices in splits.items():
+        if not isinstance(indices, list) or not all(is_integer(i) for i in indices):
+            raise ValueError(f"{name}: split {key!r} must be a list of integer indices")
+    seed = check_integer(payload.get("seed", 0), f"{name}: 'seed'")
+    return {**payload, "splits": splits, "seed": seed}
+
+
 # ---------------------------------------------------------------------------- files
 def check_input_file(path, name: str) -> str:
     """``path`` as a string when it names an existing regular file, else ``ValueError``."""
