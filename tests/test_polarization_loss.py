@@ -282,7 +282,7 @@ def test_nan_or_infinite_embeddings_raise(loss_fn, bad):
 
 
 def test_labels_of_wrong_length_raise(loss_fn):
-    with pytest.raises(ValueError, match=r"labels must have one row per embedding \(4\); got shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"one row per embedding \(4\); got shape \(3,\)"):
         loss_fn(torch.randn(4, 16), torch.tensor([0, 1, 2]))
 
 
