@@ -388,6 +388,8 @@ def binary_code_array(x, name: str, num_bits: int) -> np.ndarray:
         return pack_bits(arr)
     if _kind_numpy(arr) not in ("int", "float"):
         raise ValueError(f"{name} must be numeric codes or raw outputs; got dtype {arr.dtype}")
+    if _kind_numpy(arr) == "float" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite; got NaN or infinite values")
     if arr.size and (arr == 0).any() and np.isin(arr, (-1, 0, 1)).all():
         what = "0/1 bits" if not (arr == -1).any() else "ternary codes (-1/0/+1)"
         raise ValueError(

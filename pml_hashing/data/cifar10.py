@@ -39,8 +39,9 @@ def read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise FileNotFoundError(f"CIFAR-10 batch {path} does not exist; {CIFAR10_LAYOUT}")
     expected = "a CIFAR-10 python batch (a pickled dict with b'data' and b'labels')"
     try:
-        with path.open("rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+        # From memory, not from the file: a damaged length field then fails at the end of
+        # the bytes instead of asking the file reader for gigabytes.
+        batch = pickle.loads(path.read_bytes(), encoding="bytes")
     except Exception as e:  # truncated, empty or not a pickle: name the file, not the frame
         raise ValueError(
             f"{path} is not readable as {expected} ({type(e).__name__}: {e}); {CIFAR10_LAYOUT}"
