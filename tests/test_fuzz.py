@@ -185,7 +185,7 @@ def test_fuzz_hamming_distance(q, r):
 def naive_map(q, ql, db, dl, topk):
     aps = []
     for i in range(len(q)):
-        d = [sum((1 - a * b) / 2 for a, b in zip(q[i], db[j])) for j in range(len(db))]
+        d = [sum((1 - a * b) / 2 for a, b in zip(q[i], db[j], strict=True)) for j in range(len(db))]
         order = sorted(range(len(db)), key=lambda j: (d[j], j))[: topk or len(db)]
         if ql.ndim == 1:
             rel = [ql[i] == dl[j] for j in order]
