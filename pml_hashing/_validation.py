@@ -44,6 +44,10 @@ __all__ = [
 
 #: How equal Hamming distances are ordered by the ranking metrics.
 TIE_RULES = ("index", "random", "expected")
+#: The longest code anything accepts: float32 distances are exact up to 2**24 bits.
+MAX_NUM_BITS = 1 << 24
+#: The largest target codebook (num_classes x num_bits), 1 GiB in float32.
+MAX_CODEBOOK_ELEMENTS = 1 << 28
 
 
 # ---------------------------------------------------------------------------- numbers

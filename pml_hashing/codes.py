@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._validation import check_integer
+from ._validation import MAX_NUM_BITS, check_integer
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -88,8 +88,8 @@ def ternarize(v: ArrayLike, margin: float = 1.0) -> ArrayLike:
 
 
 def check_num_bits(num_bits: int, name: str = "num_bits") -> int:
-    """Validate a code length that faiss can pack: a positive multiple of 8."""
-    num_bits = check_integer(num_bits, name)
+    """Validate a code length that faiss can pack: a positive multiple of 8, at most 2**24."""
+    num_bits = check_integer(num_bits, name, maximum=MAX_NUM_BITS)
     if num_bits <= 0 or num_bits % 8 != 0:
         raise ValueError(
             f"{name} must be a positive multiple of 8 (faiss packs codes into bytes); "

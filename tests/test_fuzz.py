@@ -382,8 +382,10 @@ def test_fuzz_target_miners(num_classes, num_bits, seed):
             lambda mc=miner_class: mc(num_classes, num_bits, seed=seed), "num_classes", "num_bits"
         )
         valid = is_int(num_classes) and is_int(num_bits) and num_classes >= 1 and num_bits >= 1
+        # Stated memory bounds: num_bits <= 2**24, a codebook of at most 2**28 entries.
+        valid = valid and num_bits <= 2**24 and int(num_classes) * int(num_bits) <= 2**28
         if miner_class is HadamardTargetMiner and valid:
-            valid = num_bits >= 2 and not num_bits & (num_bits - 1)
+            valid = 2 <= num_bits <= 4096 and not num_bits & (num_bits - 1)
             valid = valid and num_classes <= 2 * num_bits - 2
         assert ok == valid, (miner_class, num_classes, num_bits)
         if ok:

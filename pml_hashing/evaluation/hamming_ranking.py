@@ -24,7 +24,14 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from .._validation import TIE_RULES, check_integer, check_tie_rule, code_array, label_array
+from .._validation import (
+    MAX_NUM_BITS,
+    TIE_RULES,
+    check_integer,
+    check_tie_rule,
+    code_array,
+    label_array,
+)
 from ..codes import ArrayLike, pack_bool
 
 __all__ = [
@@ -202,7 +209,7 @@ def prepare_ranking(
             f"got {db.shape[1]}"
         )
     num_bits = q.shape[1]
-    if num_bits > 1 << 24:
+    if num_bits > MAX_NUM_BITS:
         raise ValueError(f"codes must have at most 2**24 bits; got {num_bits}")
     ql = _labels(query_labels, "query_labels", q.shape[0], "query_codes")
     dl = _labels(db_labels, "db_labels", db.shape[0], "db_codes")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from pytorch_metric_learning.utils.module_with_records import ModuleWithRecords
 
-from .._validation import check_integer, label_tensor
+from .._validation import MAX_CODEBOOK_ELEMENTS, MAX_NUM_BITS, check_integer, label_tensor
 
 # Rows of the codebook per block when computing the min-distance stat (memory ~ rows * C).
 STATS_CHUNK_ROWS = 1024
@@ -37,8 +37,13 @@ class BaseTargetMiner(ModuleWithRecords):
     def __init__(self, num_classes: int, num_bits: int, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = _positive_int(num_classes, "num_classes")
-        self.num_bits = _positive_int(num_bits, "num_bits")
-        self.seed = seed
+        self.num_bits = check_integer(num_bits, "num_bits", minimum=1, maximum=MAX_NUM_BITS)
+        if self.num_classes * self.num_bits > MAX_CODEBOOK_ELEMENTS:
+            raise ValueError(
+                f"num_classes * num_bits must be <= 2**28 (a 1 GiB codebook); got "
+                f"{self.num_classes} * {self.num_bits}"
+            )
+        self.seed = check_integer(seed, "seed", minimum=0, maximum=2**63 - 1)
         self.add_to_recordable_attributes(list_of_names=["num_classes", "num_bits"])
         self.add_to_recordable_attributes(
             list_of_names=["min_hamming_distance", "mean_hamming_distance"], is_stat=True

@@ -14,11 +14,12 @@ class HadamardTargetMiner(BaseTargetMiner):
     leaving ``K - 1`` balanced rows at distance exactly ``K / 2`` from each other. When more
     classes are needed, rows of ``[H; -H]`` are used (again without the all-ones and
     all-minus-ones rows): up to ``2K - 2`` classes, at distance ``K / 2`` or ``K``. A seeded
-    permutation chooses which rows go to which class.
+    permutation chooses which rows go to which class. ``num_bits <= 4096``.
     """
 
     def __init__(self, num_classes: int, num_bits: int, seed: int = 0, **kwargs):
-        num_bits = check_integer(num_bits, "num_bits", minimum=1)
+        # scipy builds the full K x K int64 matrix: 128 MiB at 4096 bits.
+        num_bits = check_integer(num_bits, "num_bits", minimum=1, maximum=4096)
         num_classes = check_integer(num_classes, "num_classes", minimum=1)
         if num_bits < 2 or num_bits & (num_bits - 1):
             raise ValueError(

@@ -6,7 +6,7 @@ import timm
 import torch
 from torch import nn
 
-from .._validation import check_integer
+from .._validation import MAX_NUM_BITS, check_integer
 from ..codes import binarize, ternarize
 from . import small_cnn  # noqa: F401  (registers hashing_cnn_small with timm)
 
@@ -67,7 +67,7 @@ class HashingModel(nn.Module):
         **timm_kwargs,
     ):
         super().__init__()
-        num_bits = check_integer(num_bits, "num_bits", minimum=1)
+        num_bits = check_integer(num_bits, "num_bits", minimum=1, maximum=MAX_NUM_BITS)
         if not timm.is_model(backbone):
             close = timm.list_models(f"*{backbone.split('_')[0]}*")[:5]
             raise ValueError(
