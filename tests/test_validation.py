@@ -68,6 +68,19 @@ def test_map_refuses_labels_of_shape_n_by_1():
     assert 0 <= value <= 1
 
 
+def test_accuracy_calculator_reads_n_by_1_labels_as_class_ids_like_pml():
+    generator = torch.Generator().manual_seed(0)
+    embeddings = torch.randn(12, 8, generator=generator)
+    labels = torch.randint(0, 3, (12,), generator=generator)
+    calculator = HashingAccuracyCalculator(include=("hashing_map",))
+    column = calculator.get_accuracy(embeddings, labels[:, None], embeddings, labels[:, None])
+    flat = calculator.get_accuracy(embeddings, labels, embeddings, labels)
+    assert column["hashing_map"] == flat["hashing_map"]
+    codes = np.where(embeddings.numpy() >= 0, 1, -1)
+    expected = mean_average_precision(codes, labels, codes, labels)
+    assert flat["hashing_map"] == pytest.approx(expected)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("labels", [torch.zeros(0, dtype=torch.long), torch.zeros((0, 3))])
 def test_polarization_loss_on_empty_batch_is_zero_with_a_gradient(dtype, labels):
