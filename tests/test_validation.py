@@ -371,3 +371,20 @@ def test_one_tie_rule_tuple_one_packer_one_label_check():
     assert not (package / "regularizers" / "_validation.py").exists()
     label_checks = [p.name for p, s in sources.items() if "must contain only 0 and 1" in s]
     assert label_checks == ["_validation.py"]
+
+
+def test_polarization_loss_follows_in_place_and_replaced_codebooks():
+    miner = RandomTargetMiner(3, 8)
+    loss_fn = PolarizationLoss(target_miner=miner)
+    embeddings, labels = torch.randn(4, 8, dtype=torch.float64), torch.tensor([0, 1, 2, 0])
+
+    def naive():
+        t = miner.targets.double()
+        return float(sum(torch.relu(1 - embeddings[i] * t[labels[i]]).sum() for i in range(4)) / 4)
+
+    assert float(loss_fn(embeddings, labels)) == pytest.approx(naive())
+    with torch.no_grad():
+        miner.targets.mul_(-1)  # in place, as an update could do
+    assert float(loss_fn(embeddings, labels)) == pytest.approx(naive())
+    miner.targets = -miner.targets  # a new tensor
+    assert float(loss_fn(embeddings, labels)) == pytest.approx(naive())

@@ -82,8 +82,26 @@ class PolarizationLoss(MultiLabelLoss):
                 f"target_miner.num_bits is {self.target_miner.num_bits}"
             )
 
+    def _targets_like(self, embeddings: torch.Tensor) -> torch.Tensor:
+        # A copy on the outputs' device, made once per codebook version: copying a CPU
+        # codebook to the GPU on every step would block the host like a sync.
+        # The key holds the source tensor itself (not its id, which a new codebook could reuse)
+        # and its version counter, which in-place updates bump.
+        targets = self.target_miner.targets
+        cached = getattr(self, "_targets_cache", None)
+        if (
+            cached is None
+            or cached[0] is not targets
+            or cached[1] != targets._version
+            or cached[2].device != embeddings.device
+            or cached[2].dtype != embeddings.dtype
+        ):
+            copy = targets.to(device=embeddings.device, dtype=embeddings.dtype)
+            cached = self._targets_cache = (targets, targets._version, copy)
+        return cached[2]
+
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
-        targets = self.target_miner.targets.to(device=embeddings.device, dtype=embeddings.dtype)
+        targets = self._targets_like(embeddings)
         if labels.ndim == 1:
             hinge = torch.relu(self.margin - embeddings * targets[labels])
             losses = hinge.sum(dim=1)
