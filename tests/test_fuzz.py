@@ -333,7 +333,7 @@ def test_fuzz_losses(seed, n, dtype, multi, mutation):
     elif mutation == "label length":
         call["labels"] = torch.cat([labels, labels[:1]])
     elif mutation == "label range":
-        call["labels"] = labels * 0 + 7 if not multi else labels * 2
+        call["labels"] = labels * 0 + 7 if not multi else labels * 0 + 2
     elif mutation == "float labels":
         call["labels"] = torch.zeros(n, dtype=dtype)
     elif mutation == "column labels":
