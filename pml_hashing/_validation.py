@@ -27,19 +27,23 @@ import numpy as np
 import torch
 
 __all__ = [
+    "MAX_CODEBOOK_ELEMENTS",
+    "MAX_NUM_BITS",
     "TIE_RULES",
-    "check_integer",
-    "check_real",
-    "check_tie_rule",
-    "check_hash_outputs",
-    "check_finite",
     "DeferredChecks",
+    "binary_code_array",
+    "check_finite",
+    "check_hash_outputs",
+    "check_input_file",
+    "check_integer",
+    "check_output_path",
+    "check_real",
+    "check_split_payload",
+    "check_tie_rule",
+    "code_array",
+    "is_integer",
     "label_array",
     "label_tensor",
-    "code_array",
-    "binary_code_array",
-    "check_output_path",
-    "check_input_file",
 ]
 
 #: How equal Hamming distances are ordered by the ranking metrics.
