@@ -95,10 +95,11 @@ def test_cross_batch_memory_with_a_pair_loss_and_a_hashing_regularizer():
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
     loss = memory(embeddings, labels)
     loss.backward()
-    assert torch.isfinite(loss) and embeddings.grad is not None
+    assert bool(torch.isfinite(loss.detach())) and embeddings.grad is not None
     plain = losses.ContrastiveLoss()(embeddings.detach(), labels)
     # The same batch twice in memory has the same pairs, plus the regularizer's term.
-    assert float(loss) == pytest.approx(float(plain) + float(regularizer(embeddings)), rel=1e-5)
+    expected = float(plain) + float(regularizer(embeddings.detach()))
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
 class _TinyDataset(torch.utils.data.Dataset):
