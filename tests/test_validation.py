@@ -156,6 +156,8 @@ def test_polarization_loss_takes_numpy_labels():
 def test_numpy_integers_are_integers_and_bools_are_not():
     miner = HadamardTargetMiner(num_classes=np.int64(5), num_bits=np.int64(16))
     assert miner.num_bits == 16 and isinstance(miner.num_bits, int)
+    with pytest.raises(ValueError, match="num_bits must be a power of two"):
+        HadamardTargetMiner(num_classes=3, num_bits=np.int64(12))
     calculator = HashingAccuracyCalculator(hashing_topk=np.int64(5))
     assert calculator.hashing_topk == 5 and isinstance(calculator.hashing_topk, int)
     assert RandomTargetMiner(np.int32(3), np.uint8(8)).num_classes == 3
