@@ -243,6 +243,9 @@ class _BDNNMethod(HashingMethod):
         raise NotImplementedError
 
     def on_epoch_end(self, epoch: int) -> dict:
+        similarity_loss = getattr(self, "similarity_loss", None)
+        if similarity_loss is not None:
+            similarity_loss.flush_checks()  # GPU-side input checks of the epoch (no-op on CPU)
         stats = {f"bdnn/{k}": v / max(self._num_batches, 1) for k, v in self._term_sums.items()}
         stats.update({f"bdnn/{k}": v for k, v in self._last_update.items()})
         self._term_sums, self._num_batches, self._last_update = {}, 0, {}
