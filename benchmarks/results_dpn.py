@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from pml_hashing._validation import TIE_RULES  # noqa: E402
 from pml_hashing.codes import binarize, ternarize  # noqa: E402
 from pml_hashing.data import load_protocol  # noqa: E402
 from pml_hashing.evaluation import (  # noqa: E402
@@ -60,7 +61,6 @@ from pml_hashing.training import encode_dataset  # noqa: E402
 STUDIES = ("margin", "ratio", "prop3", "variants", "targets", "outputs", "ties")
 MARGINS = (0.1, 0.5, 1.0, 2.0, 3.0)
 RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-TIE_RULES = ("index", "random", "expected")
 
 
 # ----------------------------------------------------------------------------- one run

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._validation import TIE_RULES, check_input_file, check_integer, check_output_path
 from .codes import binarize
 from .index import BinaryIndex
 
@@ -46,7 +47,13 @@ examples:
 
 
 class CommandError(ValueError):
-    """A user error reported as ``pml-hashing: error: ...`` with exit status 1."""
+    """A user error reported as ``pml-hashing: error: ...`` with exit status 2."""
+
+
+#: Exceptions that :func:`main` reports as ``pml-hashing: error: MESSAGE`` with exit status 2,
+#: like argparse's own errors: the package's documented input errors (``ValueError``, which
+#: every public boundary raises through ``pml_hashing._validation``) and file-system errors.
+USER_ERRORS = (ValueError, OSError)
 
 
 def read_codes(path: str, required: Sequence[str] = ("codes",)) -> dict[str, np.ndarray]:
@@ -59,19 +66,34 @@ def read_codes(path: str, required: Sequence[str] = ("codes",)) -> dict[str, np.
     Returns:
         a dict of the file's arrays.
     """
+    path = check_input_file(path, "code file")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+    except Exception as e:  # truncated zip, not numpy at all: say which file, not where
+        raise CommandError(
+            f"{path} is not a readable .npz file ({type(e).__name__}: {e})"
+        ) from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise CommandError(
+            f"{path} holds a single array (.npy); an .npz archive of named arrays is expected "
+            "(numpy.savez(path, codes=...))"
+        )
+    try:
+        with data:
             arrays = {key: data[key] for key in data.files}
-    except FileNotFoundError:
-        raise CommandError(f"{path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise CommandError(f"{path} is not a readable .npz file ({e})") from None
+    except Exception as e:  # a damaged member: zlib, EOF, bad header
+        raise CommandError(
+            f"{path} is not a readable .npz file ({type(e).__name__}: {e})"
+        ) from None
     missing = [key for key in required if key not in arrays]
     if missing:
         raise CommandError(
             f"{path} must hold the arrays {list(required)}; missing {missing} "
             f"(found {sorted(arrays)})"
         )
+    for key, array in arrays.items():
+        if array.dtype.kind not in "biuf":
+            raise CommandError(f"{path}: {key} must be a numeric array; got dtype {array.dtype}")
     codes = arrays["codes"]
     if codes.ndim != 2:
         raise CommandError(f"{path}: codes must be a 2-D (N, num_bits) array; got {codes.shape}")
@@ -355,7 +377,7 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--ties",
         default="index",
-        choices=("index", "random", "expected"),
+        choices=TIE_RULES,
         help="order of equal distances: database index (default), seeded random, or the "
         "tie-aware expectation",
     )
@@ -382,14 +404,38 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Checks that need no data, done before any work: output folders, counts."""
+    for attr, flag in (("out", "--out"), ("json", "--json")):
+        if getattr(args, attr, None) is not None:
+            check_output_path(getattr(args, attr), flag)
+    for attr, flag, minimum in (("k", "-k", 1), ("radius", "--radius", 0), ("topk", "--topk", 1)):
+        value = getattr(args, attr, None)
+        if value is not None and not isinstance(value, float):
+            check_integer(value, flag, minimum=minimum)
+    if isinstance(getattr(args, "radius", None), float) and not args.radius >= 0:
+        raise CommandError(f"--radius must be >= 0; got {args.radius}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``pml-hashing`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
-    args = make_parser().parse_args(argv)
+    """Run ``pml-hashing`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status.
+
+    Errors in the arguments or the input files print ``pml-hashing: error: MESSAGE`` on
+    stderr and return 2 (argparse's own errors exit with 2 too), without a traceback.
+    """
+    parser = make_parser()
+    args = parser.parse_args(argv)
     try:
+        _check_arguments(args)
         return args.run(args)
-    except ValueError as e:
-        print(f"pml-hashing: error: {e}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as e:
+        message = (
+            str(e)
+            if not isinstance(e, OSError) or not e.filename
+            else (f"{e.filename}: {e.strerror}")
+        )
+        print(f"pml-hashing: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

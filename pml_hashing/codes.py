@@ -15,12 +15,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._validation import MAX_NUM_BITS, check_integer
+
 ArrayLike = torch.Tensor | np.ndarray
 
 __all__ = [
     "binarize",
     "ternarize",
     "pack_bits",
+    "pack_bool",
     "unpack_bits",
     "check_num_bits",
     "to_numpy",
@@ -70,6 +73,8 @@ def ternarize(v: ArrayLike, margin: float = 1.0) -> ArrayLike:
     rule is symmetric (``|v| <= m`` is "unpolarized"). The two differ on a set of measure
     zero. Ternary codes are for retrieval only: ternarizing inside a loss has zero gradient.
     """
+    if isinstance(margin, (bool, np.bool_)) or not isinstance(margin, (int, float, np.number)):
+        raise ValueError(f"margin must be a real number >= 0; got {margin!r}")
     if not margin >= 0:
         raise ValueError(f"margin must be >= 0; got {margin}")
     _check_finite(v, "v")
@@ -83,10 +88,8 @@ def ternarize(v: ArrayLike, margin: float = 1.0) -> ArrayLike:
 
 
 def check_num_bits(num_bits: int, name: str = "num_bits") -> int:
-    """Validate a code length that faiss can pack: a positive multiple of 8."""
-    if isinstance(num_bits, bool) or not isinstance(num_bits, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer; got {num_bits!r}")
-    num_bits = int(num_bits)
+    """Validate a code length that faiss can pack: a positive multiple of 8, at most 2**24."""
+    num_bits = check_integer(num_bits, name, maximum=MAX_NUM_BITS)
     if num_bits <= 0 or num_bits % 8 != 0:
         raise ValueError(
             f"{name} must be a positive multiple of 8 (faiss packs codes into bytes); "
@@ -115,6 +118,18 @@ def pack_bits(codes: ArrayLike) -> np.ndarray:
                 "codes must contain only -1 and +1 (use binarize() first; ternary codes "
                 "need a sign plane and a mask plane)"
             )
+    return pack_bool(bits)
+
+
+def pack_bool(bits: np.ndarray) -> np.ndarray:
+    """Pack a boolean ``(N, K)`` array (any ``K``) into ``(N, ceil(K / 8))`` uint8.
+
+    The package's one bit packer (faiss's byte order, see the module docstring); the last
+    byte is padded with zero bits, which add no Hamming distance between two packed codes.
+    """
+    bits = np.asarray(bits)
+    if bits.dtype != np.bool_ or bits.ndim != 2:
+        raise ValueError(f"bits must be a 2-D boolean array; got {bits.dtype} {bits.shape}")
     return np.packbits(bits, axis=1, bitorder="little")
 
 

@@ -9,6 +9,7 @@ import json
 
 from accelerate import Accelerator
 
+from pml_hashing._validation import TIE_RULES
 from pml_hashing.training import evaluate_checkpoint
 
 
@@ -19,7 +20,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--root", help="its data folder")
     parser.add_argument("--split-file", help="a saved splits.json to reuse")
     parser.add_argument("--topk", type=int, help="R of mAP@R (default: the protocol's)")
-    parser.add_argument("--ties", default="index", choices=["index", "random", "expected"])
+    parser.add_argument("--ties", default="index", choices=TIE_RULES)
     parser.add_argument("--radius", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--out", help="write the report as JSON here")

@@ -109,25 +109,25 @@ def test_evaluate_reports_map_and_precision_within_radius(tmp_path, codes_and_la
     assert metrics["precision_within_radius_2"] == pytest.approx(expected_precision, abs=1e-9)
 
 
-def test_user_errors_exit_with_status_1_and_a_message(tmp_path, capsys):
+def test_user_errors_exit_with_status_2_and_a_message(tmp_path, capsys):
     missing = str(tmp_path / "missing.npz")
-    assert main(["index", "build", "--codes", missing, "--out", str(tmp_path / "x")]) == 1
+    assert main(["index", "build", "--codes", missing, "--out", str(tmp_path / "x")]) == 2
     assert f"{missing}: no such file" in capsys.readouterr().err
     no_codes = str(tmp_path / "wrong.npz")
     np.savez(no_codes, embeddings=np.ones((2, 8)))
-    assert main(["index", "build", "--codes", no_codes, "--out", str(tmp_path / "x")]) == 1
+    assert main(["index", "build", "--codes", no_codes, "--out", str(tmp_path / "x")]) == 2
     assert "must hold the arrays ['codes']; missing ['codes']" in capsys.readouterr().err
     ternary = write_codes(tmp_path / "t.npz", np.array([[1, 0, -1, 1, 1, 1, 1, 1]]))
-    assert main(["index", "build", "--codes", ternary, "--out", str(tmp_path / "x")]) == 1
+    assert main(["index", "build", "--codes", ternary, "--out", str(tmp_path / "x")]) == 2
     assert "codes are ternary" in capsys.readouterr().err
     bad_param = write_codes(tmp_path / "b.npz", np.ones((2, 8)))
     argv = ["index", "build", "--codes", bad_param, "--param", "nlist", "--out", "x"]
-    assert main(argv) == 1
+    assert main(argv) == 2
     assert "--param must look like NAME=VALUE" in capsys.readouterr().err
     not_an_index = str(tmp_path / "not.index")
     open(not_an_index, "wb").write(b"hello")
     argv = ["index", "search", "--index", not_an_index, "--codes", bad_param, "-k", "1"]
-    assert main([*argv, "--out", str(tmp_path / "r.npz")]) == 1
+    assert main([*argv, "--out", str(tmp_path / "r.npz")]) == 2
     assert f"{not_an_index} is not a readable pml-hashing" in capsys.readouterr().err
 
 

@@ -56,24 +56,26 @@ def test_flat_search_matches_brute_force_with_ties_by_position(dtype, num_bits):
     np.testing.assert_array_equal(ids, expected_ids)
 
 
-def test_k_larger_than_ntotal_pads_with_minus_one():
+def test_k_larger_than_ntotal_is_clamped_to_ntotal():
     rng = np.random.default_rng(0)
     database = random_codes(rng, 5, 16)
     query = random_codes(rng, 3, 16)
     for kind, params in [("flat", {}), ("hnsw", {"M": 4})]:
         index = BinaryIndex(16, kind=kind, device="cpu", **params)
         index.add(database)
-        distances, ids = index.search(query, 8)
-        expected_d, expected_ids = knn_by_loop(query, database, 8)
-        assert (ids[:, 5:] == -1).all() and (distances[:, 5:] == MISSING_DISTANCE).all()
-        np.testing.assert_array_equal(np.sort(ids[:, :5], axis=1), np.sort(expected_ids[:, :5]))
-        np.testing.assert_array_equal(distances, expected_d)
+        for k in (8, 10**9, np.int64(10**12)):
+            distances, ids = index.search(query, k)
+            expected_d, expected_ids = knn_by_loop(query, database, 5)
+            assert ids.shape == distances.shape == (3, 5)
+            np.testing.assert_array_equal(np.sort(ids, axis=1), np.sort(expected_ids, axis=1))
+            np.testing.assert_array_equal(distances, expected_d)
 
 
-def test_search_on_empty_index_returns_only_padding():
+def test_search_on_empty_index_returns_no_columns():
     index = BinaryIndex(16, device="cpu")
-    distances, ids = index.search(np.ones((2, 16)), 3)
-    assert (ids == -1).all() and (distances == MISSING_DISTANCE).all()
+    distances, ids = index.search(np.ones((2, 16)), 10**9)
+    assert ids.shape == distances.shape == (2, 0)
+    assert MISSING_DISTANCE == 2**31 - 1
 
 
 def test_ids_are_returned_instead_of_positions():

@@ -37,14 +37,31 @@ def read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One batch pickle: images ``(n, 32, 32, 3)`` uint8 and labels ``(n,)`` int64."""
     if not path.is_file():
         raise FileNotFoundError(f"CIFAR-10 batch {path} does not exist; {CIFAR10_LAYOUT}")
-    with path.open("rb") as f:
-        batch = pickle.load(f, encoding="bytes")
+    expected = "a CIFAR-10 python batch (a pickled dict with b'data' and b'labels')"
+    try:
+        # From memory, not from the file: a damaged length field then fails at the end of
+        # the bytes instead of asking the file reader for gigabytes.
+        batch = pickle.loads(path.read_bytes(), encoding="bytes")
+    except Exception as e:  # truncated, empty or not a pickle: name the file, not the frame
+        raise ValueError(
+            f"{path} is not readable as {expected} ({type(e).__name__}: {e}); {CIFAR10_LAYOUT}"
+        ) from None
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path} must hold {expected}; got a {type(batch).__name__}")
     data = batch.get(b"data", batch.get("data"))
     labels = batch.get(b"labels", batch.get("labels"))
     if data is None or labels is None:
         raise ValueError(f"{path} must hold the keys b'data' and b'labels'; got {list(batch)}")
-    data = np.asarray(data)
-    labels = np.asarray(labels, dtype=np.int64)
+    try:
+        data = np.asarray(data)
+        labels = np.asarray(labels)
+    except Exception as e:
+        raise ValueError(f"{path}: data and labels must be arrays ({e})") from None
+    if labels.dtype.kind not in "iu" or labels.ndim != 1:
+        raise ValueError(
+            f"{path}: labels must be a list of integers; got {labels.dtype} {labels.shape}"
+        )
+    labels = labels.astype(np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise ValueError(
             f"{path}: data must be uint8 of shape (n, 3072); got {data.dtype} {data.shape}"

@@ -32,20 +32,23 @@ def read_image_list(path, num_classes: int) -> tuple[list[str], np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"image list {path} does not exist")
     paths, rows = [], []
-    with path.open() as f:
-        for lineno, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) - 1 != num_classes:
-                raise ValueError(
-                    f"{path}:{lineno}: expected an image path and {num_classes} label columns; "
-                    f"got {len(parts) - 1} label columns"
-                )
-            paths.append(parts[0])
-            # One short string per line, converted in one numpy pass at the end: a Python
-            # int per label (128K lines x 100 columns for ImageNet-100) is slow and large.
-            rows.append("".join(parts[1:]))
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"image list {path} is not a text file ({e})") from None
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) - 1 != num_classes:
+            raise ValueError(
+                f"{path}:{lineno}: expected an image path and {num_classes} label columns; "
+                f"got {len(parts) - 1} label columns"
+            )
+        paths.append(parts[0])
+        # One short string per line, converted in one numpy pass at the end: a Python
+        # int per label (128K lines x 100 columns for ImageNet-100) is slow and large.
+        rows.append("".join(parts[1:]))
     flat = np.frombuffer("".join(rows).encode("utf-8"), dtype=np.uint8)
     if len(flat) != len(paths) * num_classes or not ((flat == 48) | (flat == 49)).all():
         _raise_first_bad_label(path)
@@ -101,6 +104,11 @@ class ImageListDataset(Dataset):
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"image {path} (item {i}) does not exist; check image_root and strip_prefix"
+            ) from None
+        except (OSError, ValueError, SyntaxError) as e:  # PIL: unidentified or truncated file
+            raise ValueError(
+                f"image {path} (item {i}) is not a readable image file (a JPEG, PNG or other "
+                f"format PIL opens); {type(e).__name__}: {e}"
             ) from None
         if self.transform is not None:
             image = self.transform(image)

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._validation import check_split_payload
+
 
 class TensorImageDataset(Dataset):
     """In-memory images ``(M, C, H, W)`` float32 and labels ``(M,)`` or multi-hot ``(M, C)``.
@@ -176,15 +178,19 @@ def read_splits(path, name: str, num_items: int, expected_sizes: dict[str, int])
         raise FileNotFoundError(
             f"split_file {path} does not exist; write one with Protocol.save_splits(path)"
         )
-    payload = json.loads(path.read_text())
+    try:
+        payload = json.loads(path.read_text())
+    except (ValueError, OSError) as e:
+        raise ValueError(f"split_file {path} is not readable JSON ({e})") from None
+    payload = check_split_payload(payload, f"split_file {path}")
     if payload.get("name") != name:
         raise ValueError(
             f"split_file {path} holds a split of {payload.get('name')!r}; expected {name!r}"
         )
-    saved = payload.get("splits", {})
+    saved = payload["splits"]
     splits = {}
     for key in SPLIT_NAMES:
-        idx = np.asarray(saved.get(key, []), dtype=np.int64)
+        idx = np.asarray(saved.get(key, []), dtype=np.int64)  # integers: checked above
         if len(idx) != expected_sizes.get(key, 0):
             raise ValueError(
                 f"split_file {path}: split {key!r} must have {expected_sizes.get(key, 0)} items "
@@ -197,7 +203,7 @@ def read_splits(path, name: str, num_items: int, expected_sizes: dict[str, int])
                 f"got {bad} in split {key!r}"
             )
         splits[key] = np.sort(idx)
-    return splits, int(payload.get("seed", 0))
+    return splits, payload["seed"]
 
 
 def reuse_splits(fresh: dict[str, np.ndarray], name: str, num_items: int, seed: int, split_file):

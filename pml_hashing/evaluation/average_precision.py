@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import hypergeom
 
+from .._validation import check_integer
 from ..codes import ArrayLike
 from .hamming_ranking import (
     HammingRanking,
@@ -20,8 +21,7 @@ __all__ = ["mean_average_precision", "average_precision_per_query"]
 def _check_topk(topk: int | None) -> None:
     if topk is None:
         return
-    if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk <= 0:
-        raise ValueError(f"topk must be a positive integer or None (R = all); got {topk!r}")
+    topk = check_integer(topk, "topk", minimum=1)
 
 
 def _harmonic_numbers(n: int) -> np.ndarray:
@@ -154,7 +154,7 @@ def average_precision_per_query(
         db_labels,
         chunk_size=chunk_size,
         exclude_self=exclude_self,
-        shuffle_seed=int(seed) if ties == "random" else None,
+        shuffle_seed=check_integer(seed, "seed") if ties == "random" else None,
     )
     return _average_precisions(ranking, topk, ties)
 

@@ -24,7 +24,15 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from ..codes import ArrayLike, to_numpy
+from .._validation import (
+    MAX_NUM_BITS,
+    TIE_RULES,
+    check_integer,
+    check_tie_rule,
+    code_array,
+    label_array,
+)
+from ..codes import ArrayLike, pack_bool
 
 __all__ = [
     "TIE_RULES",
@@ -35,8 +43,6 @@ __all__ = [
     "relevant_positions",
 ]
 
-TIE_RULES = ("index", "random", "expected")
-
 # About 8M elements per chunk: ~32 MB of int32 distances, small next to the database itself.
 _CHUNK_ELEMENTS = 1 << 23
 
@@ -46,59 +52,11 @@ class ZeroOneCodesWarning(UserWarning):
 
 
 def _codes(x: ArrayLike, name: str) -> np.ndarray:
-    arr = to_numpy(x)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (N, num_bits) array; got shape {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} must hold at least one code of at least one bit; got {arr.shape}")
-    if arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.unsignedinteger):
-        raise ValueError(
-            f"{name} must hold -1/+1 codes (or ternary -1/0/+1); got dtype {arr.dtype}, which "
-            "looks like 0/1 bits or packed codes (use 2 * bits - 1, or codes.unpack_bits)"
-        )
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(
-            f"{name} must be a numeric array of -1/+1 (or ternary -1/0/+1) codes; "
-            f"got dtype {arr.dtype}"
-        )
-    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite; got NaN or infinite values")
-    lo, hi = arr.min(), arr.max()
-    out = arr.astype(np.int8) if lo >= -1 and hi <= 1 else None
-    if out is None or (np.issubdtype(arr.dtype, np.floating) and not np.array_equal(out, arr)):
-        bad = arr[(arr != -1) & (arr != 0) & (arr != 1)].ravel()[0]
-        raise ValueError(
-            f"{name} must contain only -1, 0 and +1 (binarize or ternarize the embeddings "
-            f"first); got {bad}"
-        )
-    return out
+    return code_array(x, name)
 
 
 def _labels(y: ArrayLike, name: str, num_rows: int, codes_name: str) -> np.ndarray:
-    arr = to_numpy(y)
-    if arr.ndim not in (1, 2):
-        raise ValueError(
-            f"{name} must be integer (N,) or multi-hot (N, C) labels; got shape {arr.shape}"
-        )
-    if arr.shape[0] != num_rows:
-        raise ValueError(
-            f"{name} must have one row per code of {codes_name} ({num_rows}); got shape {arr.shape}"
-        )
-    if arr.dtype == np.bool_:
-        arr = arr.astype(np.int64)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"{name} must be numeric; got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name} must be finite; got NaN or infinite values")
-        # PML hands labels over as float32; accept them when they hold integers.
-        if not np.array_equal(arr, np.round(arr)):
-            raise ValueError(f"{name} must hold integers (or 0/1 multi-hot); got fractional values")
-    if arr.ndim == 2:
-        if not np.all((arr == 0) | (arr == 1)):
-            raise ValueError(f"{name} given as (N, C) must be multi-hot with values 0 and 1")
-        return arr.astype(np.float32)
-    return arr.astype(np.int64)
+    return label_array(y, name, num_rows, f"code of {codes_name}")
 
 
 @dataclass
@@ -251,7 +209,7 @@ def prepare_ranking(
             f"got {db.shape[1]}"
         )
     num_bits = q.shape[1]
-    if num_bits > 1 << 24:
+    if num_bits > MAX_NUM_BITS:
         raise ValueError(f"codes must have at most 2**24 bits; got {num_bits}")
     ql = _labels(query_labels, "query_labels", q.shape[0], "query_codes")
     dl = _labels(db_labels, "db_labels", db.shape[0], "db_codes")
@@ -262,10 +220,8 @@ def prepare_ranking(
         )
     if chunk_size is None:
         chunk_size = max(1, min(4096, _CHUNK_ELEMENTS // db.shape[0]))
-    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-        raise ValueError(f"chunk_size must be a positive integer or None; got {chunk_size!r}")
-    elif chunk_size <= 0:
-        raise ValueError(f"chunk_size must be a positive integer or None; got {chunk_size}")
+    else:
+        chunk_size = check_integer(chunk_size, "chunk_size", minimum=1)
     chunk_size = int(min(chunk_size, q.shape[0]))
 
     exclude_columns = None
@@ -307,8 +263,8 @@ def prepare_ranking(
         db_rep = db.astype(np.float32)
     else:
         # Packing pads the last byte with zeros in both codes, which adds no distance.
-        q_rep = np.packbits(q > 0, axis=1, bitorder="little")
-        db_rep = np.ascontiguousarray(np.packbits(db > 0, axis=1, bitorder="little"))
+        q_rep = pack_bool(q > 0)
+        db_rep = np.ascontiguousarray(pack_bool(db > 0))
     return HammingRanking(
         query=q_rep,
         database=db_rep,
@@ -322,9 +278,7 @@ def prepare_ranking(
 
 
 def check_ties(ties: str) -> str:
-    if ties not in TIE_RULES:
-        raise ValueError(f"ties must be one of {TIE_RULES}; got {ties!r}")
-    return ties
+    return check_tie_rule(ties)
 
 
 def histograms(keys: np.ndarray, rel: np.ndarray, num_bins: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
+from .._validation import check_integer
 from ..codes import binarize
 from .average_precision import mean_average_precision
 from .hamming_ball_statistics import precision_within_radius
@@ -30,7 +31,9 @@ class HashingAccuracyCalculator(AccuracyCalculator):
     ``ref_includes_query`` is honoured: when the reference starts with the queries (or
     ``reference`` is omitted), each query's own item is left out of its ranking. Labels are
     integer ``(N,)`` or multi-hot ``(N, C)``; relevance is sharing at least one label (PML's
-    ``label_comparison_fn`` is not used by the hashing metrics).
+    ``label_comparison_fn`` is not used by the hashing metrics). Labels of shape ``(N, 1)``,
+    which the hashing functions refuse as ambiguous, are read here as PML reads them: class
+    ids in a column (PML's testers hand labels over that way).
 
     Args:
         hashing_topk: R of ``hashing_map``; ``None`` ranks the whole reference set.
@@ -38,18 +41,18 @@ class HashingAccuracyCalculator(AccuracyCalculator):
     """
 
     def __init__(self, *args, hashing_topk: int | None = None, **kwargs):
-        if hashing_topk is not None and (
-            isinstance(hashing_topk, bool) or not isinstance(hashing_topk, int) or hashing_topk <= 0
-        ):
-            raise ValueError(
-                f"hashing_topk must be a positive integer or None (R = all); got {hashing_topk!r}"
-            )
-        self.hashing_topk = hashing_topk
+        self.hashing_topk = check_integer(hashing_topk, "hashing_topk", minimum=1, allow_none=True)
         super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def _class_ids(labels):
+        # PML's convention: an (N, 1) column holds class ids (one hierarchy level).
+        return labels[:, 0] if labels.ndim == 2 and labels.shape[1] == 1 else labels
 
     def calculate_hashing_map(
         self, query, reference, query_labels, reference_labels, ref_includes_query, **kwargs
     ):
+        query_labels, reference_labels = map(self._class_ids, (query_labels, reference_labels))
         return mean_average_precision(
             binarize(query),
             query_labels,
@@ -63,6 +66,7 @@ class HashingAccuracyCalculator(AccuracyCalculator):
     def calculate_precision_within_radius_2(
         self, query, reference, query_labels, reference_labels, ref_includes_query, **kwargs
     ):
+        query_labels, reference_labels = map(self._class_ids, (query_labels, reference_labels))
         return precision_within_radius(
             binarize(query),
             query_labels,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_integer
 from ..codes import ArrayLike
 from .hamming_ranking import (
     HammingRanking,
@@ -66,7 +67,7 @@ def _prepare(query_codes, query_labels, db_codes, db_labels, ties, seed, chunk_s
         db_labels,
         chunk_size=chunk_size,
         exclude_self=exclude,
-        shuffle_seed=int(seed) if ties == "random" else None,
+        shuffle_seed=check_integer(seed, "seed") if ties == "random" else None,
     )
 
 

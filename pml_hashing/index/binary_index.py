@@ -9,7 +9,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ..codes import ArrayLike, binarize, check_num_bits, pack_bits, to_numpy
+from .._validation import binary_code_array, check_input_file, check_integer
+from ..codes import ArrayLike, check_num_bits
 from .id_map import check_ids, extend_ids
 
 #: Distance reported for the padding slots of a k-NN result (``id == -1``), as faiss does.
@@ -60,12 +61,15 @@ class BinaryIndex:
       is approximate.
 
     Codes may be given as ``(N, num_bits)`` torch tensors or numpy arrays, which are binarized
-    with ``v >= 0 -> +1`` (so ``+-1`` codes and raw network outputs both work; ternary codes
-    need :class:`~pml_hashing.index.TernaryFlatIndex`), boolean ``(N, num_bits)`` arrays
-    (``True`` = +1), or codes already packed by :func:`pml_hashing.codes.pack_bits`: ``uint8``
-    ``(N, num_bits / 8)``. A ``uint8`` array is always read as packed. ``num_bits`` must be a
-    positive multiple of 8: shorter codes are refused rather than padded, so that a code's
-    length never changes silently between training and retrieval.
+    with ``v >= 0 -> +1`` (so ``+-1`` codes and raw network outputs both work), boolean
+    ``(N, num_bits)`` arrays (``True`` = +1), or codes already packed by
+    :func:`pml_hashing.codes.pack_bits`: ``uint8`` ``(N, num_bits / 8)``. A ``uint8`` array is
+    always read as packed. ``num_bits`` must be a positive multiple of 8: shorter codes are
+    refused rather than padded, so that a code's length never changes silently between training
+    and retrieval. Codes whose values are all in {-1, 0, +1} with some zeros (0/1 bits, or
+    ternary codes: use :class:`~pml_hashing.index.TernaryFlatIndex`) raise ``ValueError``:
+    binarizing them would map every 0 to +1 and make the distances wrong (the command line
+    refuses them too).
 
     Ids: :meth:`add` without ``ids`` numbers codes by insertion position (0, 1, ...), as faiss
     does. With ``ids`` (non-negative int64; not necessarily unique), the index keeps its own id
@@ -88,7 +92,7 @@ class BinaryIndex:
 
     def __init__(self, num_bits: int, kind: str = "flat", device: str = "auto", **params):
         self._num_bits = check_num_bits(num_bits)
-        if kind not in _DEFAULT_PARAMS:
+        if not isinstance(kind, str) or kind not in _DEFAULT_PARAMS:
             raise ValueError(f"kind must be one of {list(self.KINDS)}; got {kind!r}")
         self._kind = kind
         self._params = self._check_params(kind, params)
@@ -110,12 +114,12 @@ class BinaryIndex:
         if kind == "multihash" and merged["b"] is None:
             merged["b"] = min(self._num_bits // max(int(merged["nhash"]), 1), 64)
         for name, value in merged.items():
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ValueError(f"{name} must be an integer; got {value!r}")
-            merged[name] = int(value)
             minimum = 0 if name == "nflip" else 1
+            merged[name] = check_integer(value, name, minimum=0)
             if merged[name] < minimum:
                 raise ValueError(f"{name} must be >= {minimum}; got {value}")
+            if merged[name] > 2**31 - 1:
+                raise ValueError(f"{name} must be < 2**31 (faiss takes a C int); got {value}")
         if kind == "multihash":
             nhash, b = merged["nhash"], merged["b"]
             if b > 64 or nhash * b > self._num_bits:
@@ -126,7 +130,7 @@ class BinaryIndex:
         return merged
 
     def _resolve_device(self, device: str) -> str:
-        if device not in ("cpu", "cuda", "auto"):
+        if not isinstance(device, str) or device not in ("cpu", "cuda", "auto"):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'auto'; got {device!r}")
         if device == "auto":
             return "cuda" if self._kind == "flat" and faiss_has_gpu() else "cpu"
@@ -217,31 +221,11 @@ class BinaryIndex:
 
     # ------------------------------------------------------------------ inputs
     def _packed(self, codes: ArrayLike, name: str) -> np.ndarray:
-        arr = to_numpy(codes)
-        if arr.ndim != 2:
-            raise ValueError(f"{name} must be a 2-D (N, num_bits) array; got shape {arr.shape}")
-        if arr.dtype == np.uint8:
-            if arr.shape[1] * 8 != self._num_bits:
-                raise ValueError(
-                    f"{name} is uint8, read as packed codes with {arr.shape[1]} bytes "
-                    f"({arr.shape[1] * 8} bits) per code, but the index has "
-                    f"num_bits={self._num_bits} ({self._num_bits // 8} bytes)"
-                )
-            return np.ascontiguousarray(arr)
-        if arr.shape[1] != self._num_bits:
-            raise ValueError(
-                f"{name} has {arr.shape[1]} bits per code ({name}.shape[1]) but the index has "
-                f"num_bits={self._num_bits}"
-            )
-        if arr.dtype == np.bool_:
-            return pack_bits(arr)
-        return pack_bits(binarize(arr))
+        return binary_code_array(codes, name, self._num_bits)
 
     @staticmethod
     def _check_k(k: int) -> int:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer; got {k!r}")
-        return int(k)
+        return check_integer(k, "k", minimum=1)
 
     # ------------------------------------------------------------------ building
     def train(self, codes: ArrayLike) -> None:
@@ -300,16 +284,18 @@ class BinaryIndex:
 
         Args:
             codes: ``(Q, num_bits)`` query codes (or packed ``(Q, num_bits / 8)`` uint8).
-            k: number of neighbours; may exceed :attr:`ntotal`.
+            k: number of neighbours, a positive integer. A ``k`` above :attr:`ntotal` is
+                clamped to :attr:`ntotal`, so the result never takes more than ``Q x ntotal``
+                slots whatever ``k`` (an empty index gives ``(Q, 0)``).
 
         Returns:
             ``(distances, ids)``: ``int32 (Q, k)`` Hamming distances, ascending, and ``int64
-            (Q, k)`` ids. Slots beyond the results found hold id ``-1`` and distance
-            ``MISSING_DISTANCE`` (``2**31 - 1``). For ``kind="flat"`` equal distances are
-            ordered by insertion position (the id, when :meth:`add` got no ``ids``), and
-            the ``k`` kept are the first in that order.
+            (Q, k)`` ids (``k`` after clamping). Slots beyond the results found (approximate
+            kinds) hold id ``-1`` and distance ``MISSING_DISTANCE`` (``2**31 - 1``). For
+            ``kind="flat"`` equal distances are ordered by insertion position (the id, when
+            :meth:`add` got no ``ids``), and the ``k`` kept are the first in that order.
         """
-        k = self._check_k(k)
+        k = min(self._check_k(k), self.ntotal)
         packed = self._packed(codes, "codes")
         q = len(packed)
         if q == 0 or self.ntotal == 0:
@@ -324,9 +310,7 @@ class BinaryIndex:
         return distances, self._to_ids(positions)
 
     def _check_radius(self, radius: int) -> int:
-        if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
-            raise ValueError(f"radius must be a non-negative integer; got {radius!r}")
-        radius = int(radius)
+        radius = check_integer(radius, "radius", minimum=0)
         if self._kind == "hnsw":
             raise ValueError(
                 "range_search is not available for kind='hnsw' (faiss's binary HNSW has no "
@@ -351,7 +335,8 @@ class BinaryIndex:
 
         Args:
             codes: ``(Q, num_bits)`` query codes (or packed uint8).
-            radius: the largest Hamming distance kept, ``>= 0``.
+            radius: the largest Hamming distance kept, ``>= 0``; a radius above
+                :attr:`num_bits` keeps every code (it is clamped to ``num_bits``).
 
         Returns:
             ``(lims, distances, ids)`` in faiss's layout: the results of query ``i`` are
@@ -367,7 +352,9 @@ class BinaryIndex:
                 np.zeros(0, dtype=np.int32),
                 np.zeros(0, dtype=np.int64),
             )
-        lims, distances, positions = self._index.range_search(packed, radius + 1)
+        lims, distances, positions = self._index.range_search(
+            packed, min(radius, self._num_bits) + 1
+        )
         lims = lims.astype(np.int64)
         distances = distances.astype(np.int32)
         ids = self._to_ids(positions.astype(np.int64))
@@ -432,7 +419,7 @@ class BinaryIndex:
             ValueError: naming ``path`` when the file is not a pml-hashing index, is truncated
                 or corrupted, or does not match ``num_bits`` / ``kind``.
         """
-        path = os.fspath(path)
+        path = check_input_file(path, "index file")
         with open(path, "rb") as f:
             data = f.read()
 
@@ -452,7 +439,11 @@ class BinaryIndex:
             params, ntotal = dict(meta["params"]), int(meta["ntotal"])
             faiss_nbytes, ids_nbytes = int(meta["faiss_nbytes"]), int(meta["ids_nbytes"])
             crc = int(meta["crc32"])
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            if not isinstance(file_kind, str) or file_kind not in _DEFAULT_PARAMS:
+                raise ValueError(f"kind {file_kind!r} is not one of {list(_DEFAULT_PARAMS)}")
+            if min(file_bits, ntotal, faiss_nbytes, ids_nbytes) < 0:
+                raise ValueError("negative sizes")
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, OverflowError) as e:
             raise bad(f"unreadable metadata ({e})") from None
         if version != _FORMAT_VERSION:
             raise bad(f"format version {version}; this pml-hashing reads {_FORMAT_VERSION}")
@@ -484,7 +475,10 @@ class BinaryIndex:
             )
         if ids_nbytes not in (0, 8 * ntotal):
             raise bad(f"the id array has {ids_nbytes} bytes; expected 0 or {8 * ntotal}")
-        out = cls(file_bits, kind=file_kind, device=device, **params)
+        try:
+            out = cls(file_bits, kind=file_kind, device=device, **params)
+        except (ValueError, TypeError) as e:
+            raise bad(f"unreadable metadata ({e})") from None
         out._index = index
         out._apply_search_params()
         if ids_nbytes:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codes import ArrayLike, check_num_bits, to_numpy
+from .._validation import check_integer, code_array
+from ..codes import ArrayLike, check_num_bits, pack_bool, to_numpy
 from .id_map import check_ids, extend_ids
 
 #: Distance reported for the padding slots of a k-NN result (``id == -1``).
@@ -33,11 +34,8 @@ class TernaryFlatIndex:
 
     def __init__(self, num_bits: int, query_chunk: int = 256, database_chunk: int = 4096):
         self._num_bits = check_num_bits(num_bits)
-        for name, value in (("query_chunk", query_chunk), ("database_chunk", database_chunk)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        self.query_chunk = int(query_chunk)
-        self.database_chunk = int(database_chunk)
+        self.query_chunk = check_integer(query_chunk, "query_chunk", minimum=1)
+        self.database_chunk = check_integer(database_chunk, "database_chunk", minimum=1)
         self._words = -(-self._num_bits // 64)
         self._sign = np.zeros((0, self._words), dtype=np.uint64)
         self._mask = np.zeros((0, self._words), dtype=np.uint64)
@@ -65,15 +63,20 @@ class TernaryFlatIndex:
             raise ValueError(
                 f"{name} must have shape (N, num_bits) = (N, {self._num_bits}); got {arr.shape}"
             )
-        if arr.dtype == np.bool_ or not np.all((arr == 1) | (arr == 0) | (arr == -1)):
-            raise ValueError(
-                f"{name} must contain only -1, 0 and +1 (use pml_hashing.codes.ternarize on "
-                "network outputs first)"
+        if arr.shape[0] == 0:
+            return self._pack(np.zeros((0, self._num_bits), bool)), self._pack(
+                np.zeros((0, self._num_bits), bool)
             )
+        try:
+            arr = code_array(arr, name)
+        except ValueError as e:
+            raise ValueError(
+                f"{e} (use pml_hashing.codes.ternarize on network outputs first)"
+            ) from None
         return self._pack(arr > 0), self._pack(arr != 0)
 
     def _pack(self, bits: np.ndarray) -> np.ndarray:
-        packed = np.packbits(bits, axis=1, bitorder="little")
+        packed = pack_bool(bits)
         # Zero padding to whole 64-bit words: padded bits have mask 0, so they never count.
         padded = np.zeros((packed.shape[0], self._words * 8), dtype=np.uint8)
         padded[:, : packed.shape[1]] = packed
@@ -104,24 +107,23 @@ class TernaryFlatIndex:
 
         Args:
             codes: ``(Q, num_bits)`` query codes in {-1, 0, +1}.
-            k: number of neighbours; may exceed :attr:`ntotal`.
+            k: number of neighbours, a positive integer; a ``k`` above :attr:`ntotal` is
+                clamped to :attr:`ntotal` (so memory stays ``Q x ntotal`` whatever ``k``).
 
         Returns:
-            ``(distances, ids)``: ``float32 (Q, k)`` distances, multiples of 1/2, ascending
-            (exact: float32 holds them without rounding), and ``int64 (Q, k)`` ids; equal
-            distances are ordered by insertion position. Slots beyond :attr:`ntotal` hold id
-            ``-1`` and distance ``inf``.
+            ``(distances, ids)``: ``float32 (Q, min(k, ntotal))`` distances, multiples of 1/2,
+            ascending (exact: float32 holds them without rounding), and ``int64 (Q, k)`` ids; equal
+            distances are ordered by insertion position. An empty index gives ``(Q, 0)``.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer; got {k!r}")
-        k = int(k)
+        k = check_integer(k, "k", minimum=1)
         sign, mask = self._planes(codes, "codes")
         q, n = len(sign), self.ntotal
+        k = min(k, n)
         distances = np.full((q, k), MISSING_TERNARY_DISTANCE, dtype=np.float32)
         ids = np.full((q, k), -1, dtype=np.int64)
         if q == 0 or n == 0:
             return distances, ids
-        kept = min(k, n)
+        kept = k
         # One int64 key per (distance, position): sorting keys breaks ties by position.
         stride = np.int64(n)
         for q0 in range(0, q, self.query_chunk):

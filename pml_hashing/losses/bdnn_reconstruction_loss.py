@@ -6,7 +6,7 @@ from pytorch_metric_learning.utils.module_with_records_and_reducer import (
     ModuleWithRecordsAndReducer,
 )
 
-from ..regularizers._validation import check_hash_outputs
+from .._validation import check_hash_outputs, check_integer
 
 
 class BDNNReconstructionLoss(ModuleWithRecordsAndReducer):
@@ -42,9 +42,8 @@ class BDNNReconstructionLoss(ModuleWithRecordsAndReducer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for name, value in (("input_dim", input_dim), ("num_bits", num_bits)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        input_dim = check_integer(input_dim, "input_dim", minimum=1)
+        num_bits = check_integer(num_bits, "num_bits", minimum=1)
         l1 = float(l1)
         if not l1 >= 0:
             raise ValueError(f"l1 must be >= 0; got {l1}")
@@ -116,8 +115,11 @@ class BDNNReconstructionLoss(ModuleWithRecordsAndReducer):
         code_mean, input_mean = codes.mean(dim=0), inputs.mean(dim=0)
         centred_codes, centred_inputs = codes - code_mean, inputs - input_mean
         gram = centred_codes.T @ centred_codes
-        gram += codes.shape[0] * self.l1 * torch.eye(self.num_bits, dtype=gram.dtype,
-                                                    device=gram.device)
+        gram += (
+            codes.shape[0]
+            * self.l1
+            * torch.eye(self.num_bits, dtype=gram.dtype, device=gram.device)
+        )
         weight_t = torch.linalg.pinv(gram) @ (centred_codes.T @ centred_inputs)
         self.decoder.weight.copy_(weight_t.T)
         self.decoder.bias.copy_(input_mean - code_mean @ weight_t)

@@ -1,32 +1,12 @@
 from __future__ import annotations
 
 import torch
-from pytorch_metric_learning.losses import BaseMetricLossFunction
 from pytorch_metric_learning.utils import common_functions as c_f
 
-from ..regularizers._validation import check_hash_outputs
+from .multi_label_loss import MultiLabelLoss
 
 
-def _check_labels(labels, num_rows: int, name: str) -> None:
-    if labels is None:
-        raise ValueError(f"{name} are required: BDNNSimilarityLoss compares labels of pairs")
-    if not isinstance(labels, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor; got {type(labels).__name__}")
-    if labels.ndim not in (1, 2):
-        raise ValueError(
-            f"{name} must be integer (N,) or multi-hot (N, C); got shape {tuple(labels.shape)}"
-        )
-    if labels.shape[0] != num_rows:
-        raise ValueError(
-            f"{name} must have one row per embedding: {num_rows}; got {labels.shape[0]}"
-        )
-    if labels.ndim == 1 and labels.is_floating_point():
-        raise ValueError(f"{name} of shape (N,) must be integer class ids; got {labels.dtype}")
-    if labels.ndim == 2 and not bool(((labels == 0) | (labels == 1)).all()):
-        raise ValueError(f"{name} of shape (N, C) must be multi-hot (only 0 and 1)")
-
-
-class BDNNSimilarityLoss(BaseMetricLossFunction):
+class BDNNSimilarityLoss(MultiLabelLoss):
     """Similarity term of SH-BDNN (Do, Doan, Cheung, ECCV 2016, eq. 7): ``||H H^T / L - S||^2 / m``.
 
     ``H`` is the ``(m, L)`` batch of real outputs (PML layout), ``H H^T / L`` the ``m x m``
@@ -46,36 +26,11 @@ class BDNNSimilarityLoss(BaseMetricLossFunction):
       to itself (``S_ii = +1``, also for a multi-hot row with no label).
     * ``ref_emb`` / ``ref_labels`` (optional): compare ``embeddings`` with a reference set
       instead of with themselves (``(N, M)`` similarity, no diagonal rule); ``ref_labels``
-      must be of the same kind as ``labels``.
+      must be of the same kind as ``labels``. ``indices_tuple`` is refused (see
+      :class:`~pml_hashing.losses.MultiLabelLoss`).
     """
 
-    def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
-        # Same as BaseMetricLossFunction.forward, except that multi-hot (N, C) labels pass.
-        self.reset_stats()
-        check_hash_outputs(embeddings)
-        _check_labels(labels, embeddings.shape[0], "labels")
-        labels = c_f.to_device(labels, embeddings)
-        if ref_emb is not None:
-            check_hash_outputs(ref_emb, "ref_emb")
-            if ref_emb.shape[1] != embeddings.shape[1]:
-                raise ValueError(
-                    f"ref_emb must have {embeddings.shape[1]} bits like embeddings; "
-                    f"got {ref_emb.shape[1]}"
-                )
-            _check_labels(ref_labels, ref_emb.shape[0], "ref_labels")
-            if ref_labels.ndim != labels.ndim or (
-                labels.ndim == 2 and ref_labels.shape[1] != labels.shape[1]
-            ):
-                raise ValueError(
-                    f"ref_labels must be of the same kind as labels {tuple(labels.shape)}; "
-                    f"got shape {tuple(ref_labels.shape)}"
-                )
-            ref_labels = c_f.to_device(ref_labels, embeddings)
-        elif ref_labels is not None:
-            raise ValueError("ref_labels were given without ref_emb")
-        loss_dict = self.compute_loss(embeddings, labels, indices_tuple, ref_emb, ref_labels)
-        self.add_embedding_regularization_to_loss_dict(loss_dict, embeddings)
-        return self.reducer(loss_dict, embeddings, labels)
+    supports_ref = True
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         self_similarity = ref_emb is None

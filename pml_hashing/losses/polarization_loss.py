@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import torch
-from pytorch_metric_learning.losses import BaseMetricLossFunction
 from pytorch_metric_learning.utils import common_functions as c_f
 
+from .._validation import check_real
 from ..miners import BaseTargetMiner, RandomTargetMiner
+from .multi_label_loss import MultiLabelLoss
 
 
-class PolarizationLoss(BaseMetricLossFunction):
+class PolarizationLoss(MultiLabelLoss):
     """Polarization loss of the Deep Polarized Network (Fan et al., IJCAI 2020, eq. 3).
 
     ``L_P(v, t) = sum_k max(m - v_k t_k, 0)``: per sample, the sum over the K bits of a hinge
@@ -27,6 +28,13 @@ class PolarizationLoss(BaseMetricLossFunction):
             If omitted, ``num_classes`` and ``num_bits`` build a ``RandomTargetMiner``.
         num_classes, num_bits, seed: used only when ``target_miner`` is omitted.
 
+    Inputs are checked by :class:`~pml_hashing.losses.MultiLabelLoss` (labels as torch or
+    numpy; ``indices_tuple`` and ``ref_emb`` are refused; an empty batch gives 0 with a
+    gradient). NaN/inf outputs raise ``ValueError``: at once on the CPU; on a GPU the check
+    runs on the device and is read every ``check_every`` (100) calls and in :meth:`end_epoch`,
+    so that a training step makes no host sync (``bool(isfinite(...).all())`` per step would
+    block the CPU until the GPU caught up).
+
     When the target miner is adaptive (DPN-A), every call on outputs that require grad
     (training) hands the detached outputs to ``target_miner.observe``; call
     :meth:`end_epoch` once per epoch to apply the update.
@@ -42,14 +50,11 @@ class PolarizationLoss(BaseMetricLossFunction):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        margin = float(margin)
-        if not margin > 0:
-            raise ValueError(f"margin must be > 0; got {margin}")
+        margin = check_real(margin, "margin", minimum=0, strict=True)
         if target_miner is None:
             if num_classes is None or num_bits is None:
                 raise ValueError(
-                    "target_miner is required (or give num_classes and num_bits for random "
-                    "targets)"
+                    "target_miner is required (or give num_classes and num_bits for random targets)"
                 )
             target_miner = RandomTargetMiner(num_classes, num_bits, seed=seed)
         elif not isinstance(target_miner, BaseTargetMiner):
@@ -65,37 +70,38 @@ class PolarizationLoss(BaseMetricLossFunction):
         """The ``(num_classes, num_bits)`` codebook of the target miner."""
         return self.target_miner.targets
 
-    def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
-        # Same as BaseMetricLossFunction.forward, except that multi-hot (N, C) labels pass.
-        self.reset_stats()
-        labels = c_f.to_device(self._check_inputs(embeddings, labels), embeddings)
-        loss_dict = self.compute_loss(embeddings, labels, indices_tuple, ref_emb, ref_labels)
-        self.add_embedding_regularization_to_loss_dict(loss_dict, embeddings)
-        return self.reducer(loss_dict, embeddings, labels)
+    @property
+    def num_classes(self) -> int:
+        """Labels are class ids in ``[0, target_miner.num_classes)``."""
+        return self.target_miner.num_classes
 
-    def _check_inputs(self, embeddings: torch.Tensor, labels) -> torch.Tensor:
-        if labels is None:
-            raise ValueError("labels are required: PolarizationLoss pulls each class to a target")
-        if embeddings.ndim != 2:
-            raise ValueError(
-                f"embeddings must have shape (N, num_bits); got {tuple(embeddings.shape)}"
-            )
+    def check_embeddings(self, embeddings: torch.Tensor) -> None:
         if embeddings.shape[1] != self.target_miner.num_bits:
             raise ValueError(
                 f"embeddings have {embeddings.shape[1]} bits (embeddings.shape[1]) but "
                 f"target_miner.num_bits is {self.target_miner.num_bits}"
             )
-        if labels.shape[0] != embeddings.shape[0]:
-            raise ValueError(
-                f"labels must have one row per embedding: {embeddings.shape[0]}; "
-                f"got {labels.shape[0]}"
-            )
-        if not bool(torch.isfinite(embeddings).all()):
-            raise ValueError("embeddings contain NaN or infinite values")
-        return self.target_miner.check_labels(labels)
+
+    def _targets_like(self, embeddings: torch.Tensor) -> torch.Tensor:
+        # A copy on the outputs' device, made once per codebook version: copying a CPU
+        # codebook to the GPU on every step would block the host like a sync.
+        # The key holds the source tensor itself (not its id, which a new codebook could reuse)
+        # and its version counter, which in-place updates bump.
+        targets = self.target_miner.targets
+        cached = getattr(self, "_targets_cache", None)
+        if (
+            cached is None
+            or cached[0] is not targets
+            or cached[1] != targets._version
+            or cached[2].device != embeddings.device
+            or cached[2].dtype != embeddings.dtype
+        ):
+            copy = targets.to(device=embeddings.device, dtype=embeddings.dtype)
+            cached = self._targets_cache = (targets, targets._version, copy)
+        return cached[2]
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
-        targets = self.target_miner.targets.to(device=embeddings.device, dtype=embeddings.dtype)
+        targets = self._targets_like(embeddings)
         if labels.ndim == 1:
             hinge = torch.relu(self.margin - embeddings * targets[labels])
             losses = hinge.sum(dim=1)
@@ -117,5 +123,10 @@ class PolarizationLoss(BaseMetricLossFunction):
         }
 
     def end_epoch(self) -> bool:
-        """Tell the target miner an epoch ended (DPN-A updates here). Returns if it updated."""
+        """Tell the target miner an epoch ended (DPN-A updates here). Returns if it updated.
+
+        Also reads the input checks deferred on an accelerator (see below), so a NaN output
+        raises here at the latest.
+        """
+        self.flush_checks()
         return self.target_miner.end_epoch()

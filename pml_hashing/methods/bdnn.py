@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import torch
 
+from .._validation import check_hash_outputs, check_integer, label_tensor
 from ..codes import binarize
 from ..losses import BDNNReconstructionLoss, BDNNSimilarityLoss
 from ..regularizers import BitBalanceRegularizer, BitIndependenceRegularizer
-from ..regularizers._validation import check_hash_outputs
 from . import register_method
 from .base import EncodedTrainingSet, HashingMethod
 
@@ -98,13 +98,11 @@ class _BDNNMethod(HashingMethod):
         full_data_scale: bool,
     ):
         super().__init__(num_classes, num_bits)
-        if isinstance(num_bits, bool) or not isinstance(num_bits, int) or num_bits < 1:
-            raise ValueError(f"num_bits must be a positive integer; got {num_bits!r}")
+        num_bits = check_integer(num_bits, "num_bits", minimum=1)
         for name, value in (("l1", l1), ("l2", l2), ("l3", l3), ("l4", l4)):
             if not float(value) >= 0:
                 raise ValueError(f"{name} must be >= 0; got {value}")
-        if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
-            raise ValueError(f"update_every must be a positive integer; got {update_every!r}")
+        update_every = check_integer(update_every, "update_every", minimum=1)
         self.l1, self.l2, self.l3, self.l4 = float(l1), float(l2), float(l3), float(l4)
         self.seed = seed
         self.update_every = update_every
@@ -131,8 +129,7 @@ class _BDNNMethod(HashingMethod):
         return True
 
     def _allocate_codes(self, num_train: int, device) -> None:
-        if isinstance(num_train, bool) or not isinstance(num_train, int) or num_train < 1:
-            raise ValueError(f"num_train must be a positive integer; got {num_train!r}")
+        num_train = check_integer(num_train, "num_train", minimum=1)
         self.codes = torch.ones(num_train, self.num_bits, dtype=torch.int8, device=device)
         self.code_known = torch.zeros(num_train, dtype=torch.bool, device=device)
 
@@ -246,6 +243,9 @@ class _BDNNMethod(HashingMethod):
         raise NotImplementedError
 
     def on_epoch_end(self, epoch: int) -> dict:
+        similarity_loss = getattr(self, "similarity_loss", None)
+        if similarity_loss is not None:
+            similarity_loss.flush_checks()  # GPU-side input checks of the epoch (no-op on CPU)
         stats = {f"bdnn/{k}": v / max(self._num_batches, 1) for k, v in self._term_sums.items()}
         stats.update({f"bdnn/{k}": v for k, v in self._last_update.items()})
         self._term_sums, self._num_batches, self._last_update = {}, 0, {}
@@ -312,25 +312,12 @@ class SHBDNNMethod(_BDNNMethod):
         self.l5 = float(l5)
         self.similarity_loss = BDNNSimilarityLoss()
 
-    def _check_labels(self, labels) -> None:
-        if not isinstance(labels, torch.Tensor):
-            raise ValueError(f"labels must be a torch.Tensor; got {type(labels).__name__}")
-        if labels.ndim == 1 and not labels.is_floating_point() and len(labels):
-            low, high = int(labels.min()), int(labels.max())
-            if low < 0 or high >= self.num_classes:
-                bad = low if low < 0 else high
-                raise ValueError(
-                    f"labels must be in [0, num_classes) = [0, {self.num_classes}); got {bad}"
-                )
-        elif labels.ndim == 2 and labels.shape[1] != self.num_classes:
-            raise ValueError(
-                f"multi-hot labels must have num_classes = {self.num_classes} columns; "
-                f"got {labels.shape[1]}"
-            )
+    def _check_labels(self, labels) -> torch.Tensor:
+        return label_tensor(labels, "labels", num_classes=self.num_classes)
 
     def compute_loss(self, outputs, labels, inputs, indices):
         self._check_outputs(outputs, indices)
-        self._check_labels(labels)
+        labels = self._check_labels(labels).to(outputs.device)
         terms = self._code_terms(outputs, indices)
         factor = self.full_data_factor(outputs.shape[0])
         terms["similarity"] = self.similarity_loss(outputs, labels) * factor
@@ -405,8 +392,7 @@ class UHBDNNMethod(_BDNNMethod):
         )
         if input_dim is None:
             raise ValueError("input_dim is required: UH-BDNN reconstructs the (flattened) inputs")
-        if isinstance(num_sweeps, bool) or not isinstance(num_sweeps, int) or num_sweeps < 1:
-            raise ValueError(f"num_sweeps must be a positive integer; got {num_sweeps!r}")
+        num_sweeps = check_integer(num_sweeps, "num_sweeps", minimum=1)
         generator = torch.Generator().manual_seed(seed)
         self.reconstruction_loss = BDNNReconstructionLoss(
             input_dim, num_bits, l1=l1, generator=generator
@@ -437,8 +423,9 @@ class UHBDNNMethod(_BDNNMethod):
         weight = self.reconstruction_loss.decoder.weight
         indices = encoded.indices
         outputs = encoded.outputs.detach().to(device=weight.device, dtype=weight.dtype)
-        inputs = encoded.inputs.reshape(len(indices), -1).to(device=weight.device,
-                                                             dtype=weight.dtype)
+        inputs = encoded.inputs.reshape(len(indices), -1).to(
+            device=weight.device, dtype=weight.dtype
+        )
         if inputs.shape[1] != self.reconstruction_loss.input_dim:
             raise ValueError(
                 f"encode_training_set().inputs must have input_dim = "
@@ -447,7 +434,8 @@ class UHBDNNMethod(_BDNNMethod):
         idx = indices.to(self.codes.device)
         known = self.code_known[idx].to(weight.device)
         start = torch.where(
-            known[:, None], self.codes[idx].to(device=weight.device, dtype=weight.dtype),
+            known[:, None],
+            self.codes[idx].to(device=weight.device, dtype=weight.dtype),
             binarize(outputs),
         )
         if not bool(self.decoder_fitted):

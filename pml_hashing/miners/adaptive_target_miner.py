@@ -3,6 +3,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from .._validation import check_integer
 from .base_target_miner import BaseTargetMiner
 
 
@@ -39,8 +40,7 @@ class AdaptiveTargetMiner(BaseTargetMiner):
     ):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be a probability in [0, 1]; got {p}")
-        if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
-            raise ValueError(f"update_every must be a positive integer; got {update_every}")
+        update_every = check_integer(update_every, "update_every", minimum=1)
         self.p = float(p)
         self.update_every = update_every
         super().__init__(num_classes, num_bits, seed=seed, **kwargs)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from pytorch_metric_learning.utils.module_with_records import ModuleWithRecords
+
+from .._validation import MAX_CODEBOOK_ELEMENTS, MAX_NUM_BITS, check_integer, label_tensor
 
 # Rows of the codebook per block when computing the min-distance stat (memory ~ rows * C).
 STATS_CHUNK_ROWS = 1024
@@ -18,9 +19,7 @@ def pairwise_hamming_distances(codes: torch.Tensor) -> torch.Tensor:
 
 def _positive_int(value, name: str) -> int:
     # numpy integers are fine (a class count read from data often is one); bools are not
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)
+    return check_integer(value, name, minimum=1)
 
 
 class BaseTargetMiner(ModuleWithRecords):
@@ -38,8 +37,13 @@ class BaseTargetMiner(ModuleWithRecords):
     def __init__(self, num_classes: int, num_bits: int, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = _positive_int(num_classes, "num_classes")
-        self.num_bits = _positive_int(num_bits, "num_bits")
-        self.seed = seed
+        self.num_bits = check_integer(num_bits, "num_bits", minimum=1, maximum=MAX_NUM_BITS)
+        if self.num_classes * self.num_bits > MAX_CODEBOOK_ELEMENTS:
+            raise ValueError(
+                f"num_classes * num_bits must be <= 2**28 (a 1 GiB codebook); got "
+                f"{self.num_classes} * {self.num_bits}"
+            )
+        self.seed = check_integer(seed, "seed", minimum=0, maximum=2**63 - 1)
         self.add_to_recordable_attributes(list_of_names=["num_classes", "num_bits"])
         self.add_to_recordable_attributes(
             list_of_names=["min_hamming_distance", "mean_hamming_distance"], is_stat=True
@@ -64,38 +68,12 @@ class BaseTargetMiner(ModuleWithRecords):
             raise RuntimeError(f"{type(self).__name__}.make_targets returned values other than +-1")
 
     # ---------------------------------------------------------------- codebook queries
-    def check_labels(self, labels: torch.Tensor) -> torch.Tensor:
+    def check_labels(self, labels) -> torch.Tensor:
         """Validate integer ``(N,)`` or multi-hot ``(N, num_classes)`` labels; return them.
 
-        Integer labels come back as int64, whatever their integer dtype.
+        Torch tensors or numpy arrays; integer labels come back as int64 tensors.
         """
-        if labels.ndim == 1:
-            if labels.is_floating_point() or labels.dtype == torch.bool:
-                raise ValueError(
-                    f"integer labels of shape (N,) must have an integer dtype; got {labels.dtype}"
-                )
-            if labels.numel() > 0:
-                low, high = int(labels.min()), int(labels.max())
-                if low < 0 or high >= self.num_classes:
-                    bad = low if low < 0 else high
-                    raise ValueError(
-                        f"labels must be in [0, num_classes) = [0, {self.num_classes}); got {bad}"
-                    )
-            # int64 for indexing: a uint8 index is a boolean mask, and one_hot needs int64.
-            return labels.long()
-        if labels.ndim == 2:
-            if labels.shape[1] != self.num_classes:
-                raise ValueError(
-                    "multi-hot labels must have shape (N, num_classes) = "
-                    f"(N, {self.num_classes}); got {tuple(labels.shape)}"
-                )
-            if not bool(((labels == 0) | (labels == 1)).all()):
-                raise ValueError("multi-hot labels must contain only 0 and 1")
-            return labels
-        raise ValueError(
-            "labels must be integer (N,) or multi-hot (N, num_classes); "
-            f"got shape {tuple(labels.shape)}"
-        )
+        return label_tensor(labels, "labels", num_classes=self.num_classes)
 
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         """Targets of integer labels, ``(N, num_bits)``. Multi-hot labels: use ``.targets``."""

@@ -6,6 +6,7 @@ import timm
 import torch
 from torch import nn
 
+from .._validation import MAX_NUM_BITS, check_integer
 from ..codes import binarize, ternarize
 from . import small_cnn  # noqa: F401  (registers hashing_cnn_small with timm)
 
@@ -66,8 +67,7 @@ class HashingModel(nn.Module):
         **timm_kwargs,
     ):
         super().__init__()
-        if isinstance(num_bits, bool) or not isinstance(num_bits, int) or num_bits < 1:
-            raise ValueError(f"num_bits must be a positive integer; got {num_bits!r}")
+        num_bits = check_integer(num_bits, "num_bits", minimum=1, maximum=MAX_NUM_BITS)
         if not timm.is_model(backbone):
             close = timm.list_models(f"*{backbone.split('_')[0]}*")[:5]
             raise ValueError(

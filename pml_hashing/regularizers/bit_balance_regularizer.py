@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pytorch_metric_learning.regularizers import BaseRegularizer
 
-from ._validation import check_hash_outputs
+from .._validation import check_hash_outputs
 
 
 class BitBalanceRegularizer(BaseRegularizer):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 from pytorch_metric_learning.regularizers import BaseRegularizer
 
-from ._validation import check_hash_outputs
+from .._validation import check_hash_outputs
 
 
 class BitIndependenceRegularizer(BaseRegularizer):

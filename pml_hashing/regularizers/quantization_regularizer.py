@@ -3,8 +3,8 @@ from __future__ import annotations
 from pytorch_metric_learning.regularizers import BaseRegularizer
 from pytorch_metric_learning.utils import common_functions as c_f
 
+from .._validation import check_hash_outputs
 from ..codes import binarize
-from ._validation import check_hash_outputs
 
 
 class QuantizationRegularizer(BaseRegularizer):

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from .._validation import TIE_RULES
+
 
 @dataclass
 class ExperimentConfig:
@@ -85,7 +87,7 @@ class ExperimentConfig:
         choices = {
             "optimizer": ("adamw", "sgd"),
             "scheduler": ("cosine", "none"),
-            "ties": ("index", "random", "expected"),
+            "ties": TIE_RULES,
             "log_with": ("csv", "tensorboard", "none"),
         }
         for key, allowed in choices.items():

@@ -1,0 +1,392 @@
+"""Issue 10: every bad input gives a clear ValueError (or the CLI's exit status 2), never a
+silent wrong number or a traceback from deep inside a library. One test per reported case."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pml_hashing import _validation
+from pml_hashing.cli import main
+from pml_hashing.codes import pack_bits
+from pml_hashing.data.cifar10 import read_cifar10_batch
+from pml_hashing.data.image_list_dataset import ImageListDataset, read_image_list
+from pml_hashing.data.protocol import read_splits
+from pml_hashing.evaluation import HashingAccuracyCalculator, mean_average_precision
+from pml_hashing.index import BinaryIndex, TernaryFlatIndex
+from pml_hashing.losses import BDNNSimilarityLoss, MultiLabelLoss, PolarizationLoss
+from pml_hashing.miners import HadamardTargetMiner, RandomTargetMiner
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------ silent wrong results
+@pytest.mark.parametrize(
+    "codes, what",
+    [
+        (np.array([[0, 1] * 8, [1, 0] * 8]), "0/1 bits"),
+        (np.array([[0, 1, -1, 1] * 4, [1, 1, 1, -1] * 4]), "ternary codes"),
+        (torch.tensor([[0.0, 1.0] * 8, [1.0, 0.0] * 8]), "0/1 bits"),
+    ],
+)
+def test_binary_index_refuses_zero_one_and_ternary_codes(codes, what):
+    index = BinaryIndex(16, device="cpu")
+    with pytest.raises(ValueError, match=f"codes look like {what}"):
+        index.add(codes)
+    index.add(np.ones((2, 16)))
+    with pytest.raises(ValueError, match=f"codes look like {what}"):
+        index.search(codes, 1)
+    with pytest.raises(ValueError, match=f"codes look like {what}"):
+        index.range_search(codes, 1)
+
+
+def test_binary_index_still_binarizes_raw_outputs_and_reads_packed_codes():
+    rng = np.random.default_rng(0)
+    outputs = rng.normal(size=(6, 16))
+    outputs[0, 0] = 0.0  # an exact 0 among real outputs is binarized as +1
+    signs = np.where(outputs >= 0, 1, -1)
+    index = BinaryIndex(16, device="cpu")
+    index.add(outputs)
+    distances, ids = index.search(pack_bits(signs), 6)
+    expected = (signs[:, None, :] != signs[None, :, :]).sum(axis=2)
+    np.testing.assert_array_equal(np.take_along_axis(expected, ids, axis=1), distances)
+
+
+def test_map_refuses_labels_of_shape_n_by_1():
+    codes = np.where(np.random.default_rng(0).normal(size=(6, 8)) >= 0, 1, -1)
+    labels = np.array([[0], [1], [0], [1], [1], [0]])
+    with pytest.raises(ValueError, match=r"query_labels of shape \(N, 1\) are ambiguous"):
+        mean_average_precision(codes, labels, codes, labels)
+    flat = labels.ravel()
+    value = mean_average_precision(codes, flat, codes, flat)
+    assert 0 <= value <= 1
+
+
+def test_accuracy_calculator_reads_n_by_1_labels_as_class_ids_like_pml():
+    generator = torch.Generator().manual_seed(0)
+    embeddings = torch.randn(12, 8, generator=generator)
+    labels = torch.randint(0, 3, (12,), generator=generator)
+    calculator = HashingAccuracyCalculator(include=("hashing_map",))
+    column = calculator.get_accuracy(embeddings, labels[:, None], embeddings, labels[:, None])
+    flat = calculator.get_accuracy(embeddings, labels, embeddings, labels)
+    assert column["hashing_map"] == flat["hashing_map"]
+    codes = np.where(embeddings.numpy() >= 0, 1, -1)
+    expected = mean_average_precision(codes, labels, codes, labels)
+    assert flat["hashing_map"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("labels", [torch.zeros(0, dtype=torch.long), torch.zeros((0, 3))])
+def test_polarization_loss_on_empty_batch_is_zero_with_a_gradient(dtype, labels):
+    loss_fn = PolarizationLoss(num_classes=3, num_bits=8)
+    embeddings = torch.zeros((0, 8), dtype=dtype, requires_grad=True)
+    loss = loss_fn(embeddings, labels)
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    assert embeddings.grad.shape == (0, 8)
+
+
+# ------------------------------------------------------------------ tracebacks
+@pytest.mark.parametrize("k", [10**9, np.int64(10**12)])
+def test_search_with_huge_k_is_clamped_not_allocated(k):
+    index = BinaryIndex(16, device="cpu")
+    index.add(np.ones((10, 16)))
+    distances, ids = index.search(np.ones((3, 16)), k)
+    assert ids.shape == (3, 10) and (distances == 0).all()
+    ternary = TernaryFlatIndex(16)
+    ternary.add(np.ones((10, 16)))
+    assert ternary.search(np.ones((3, 16)), k)[1].shape == (3, 10)
+
+
+def test_range_search_with_huge_radius_keeps_everything():
+    index = BinaryIndex(16, device="cpu")
+    index.add(np.ones((4, 16)))
+    lims, distances, ids = index.range_search(-np.ones((2, 16)), 10**12)
+    assert lims.tolist() == [0, 4, 8] and (distances == 16).all()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"kind": ["flat"]},
+        {"kind": {"a": 1}},
+        {"num_bits": "sixteen"},
+        {"params": [1, 2]},
+        {"params": {"nprobe": "x"}},
+        {"ntotal": None},
+    ],
+)
+def test_load_with_malformed_metadata_names_the_file(tmp_path, change):
+    path = tmp_path / "db.index"
+    index = BinaryIndex(16, device="cpu")
+    index.add(np.ones((3, 16)))
+    index.save(path)
+    data = path.read_bytes()
+    meta_len = struct.unpack_from("<Q", data, 8)[0]
+    meta = json.loads(data[16 : 16 + meta_len])
+    meta.update(change)
+    new_meta = json.dumps(meta).encode()
+    path.write_bytes(data[:8] + struct.pack("<Q", len(new_meta)) + new_meta + data[16 + meta_len :])
+    with pytest.raises(ValueError, match=f"{path} is not a readable pml-hashing BinaryIndex"):
+        BinaryIndex.load(path)
+
+
+def test_load_of_a_missing_file_or_a_folder_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="no such file"):
+        BinaryIndex.load(tmp_path / "missing.index")
+    with pytest.raises(ValueError, match="not a regular file"):
+        BinaryIndex.load(tmp_path)
+
+
+def test_polarization_loss_takes_numpy_labels():
+    loss_fn = PolarizationLoss(num_classes=3, num_bits=8)
+    embeddings = torch.randn(4, 8)
+    expected = loss_fn(embeddings, torch.tensor([0, 1, 2, 0]))
+    np.testing.assert_allclose(float(loss_fn(embeddings, np.array([0, 1, 2, 0]))), float(expected))
+    multi_hot = np.array([[1, 0, 0], [0, 1, 1], [0, 0, 1], [1, 0, 0]])
+    assert torch.isfinite(loss_fn(embeddings, multi_hot))
+
+
+def test_numpy_integers_are_integers_and_bools_are_not():
+    miner = HadamardTargetMiner(num_classes=np.int64(5), num_bits=np.int64(16))
+    assert miner.num_bits == 16 and isinstance(miner.num_bits, int)
+    with pytest.raises(ValueError, match="num_bits must be a power of two"):
+        HadamardTargetMiner(num_classes=3, num_bits=np.int64(12))
+    calculator = HashingAccuracyCalculator(hashing_topk=np.int64(5))
+    assert calculator.hashing_topk == 5 and isinstance(calculator.hashing_topk, int)
+    assert RandomTargetMiner(np.int32(3), np.uint8(8)).num_classes == 3
+    index = BinaryIndex(np.int64(16), device="cpu", kind="ivf", nlist=np.int16(2))
+    assert index.params["nlist"] == 2
+    for bad in (True, np.bool_(True), 2.0, "8"):
+        with pytest.raises(ValueError, match="num_bits must be"):
+            HadamardTargetMiner(num_classes=3, num_bits=bad)
+        with pytest.raises(ValueError, match="hashing_topk must be"):
+            HashingAccuracyCalculator(hashing_topk=bad)
+
+
+def test_losses_refuse_indices_tuple_and_ref_emb_out_loud():
+    embeddings, labels = torch.randn(4, 8), torch.tensor([0, 1, 2, 0])
+    pairs = (torch.tensor([0]), torch.tensor([3]), torch.tensor([0]), torch.tensor([1]))
+    for loss_fn in (PolarizationLoss(num_classes=3, num_bits=8), BDNNSimilarityLoss()):
+        assert isinstance(loss_fn, MultiLabelLoss)
+        with pytest.raises(ValueError, match="indices_tuple is not supported"):
+            loss_fn(embeddings, labels, indices_tuple=pairs)
+    with pytest.raises(ValueError, match="ref_emb is not supported"):
+        PolarizationLoss(num_classes=3, num_bits=8)(embeddings, labels, ref_emb=embeddings)
+    # BDNNSimilarityLoss supports a reference set.
+    assert torch.isfinite(BDNNSimilarityLoss()(embeddings, labels, None, embeddings, labels))
+
+
+def test_polarization_nan_raises_at_once_on_cpu():
+    loss_fn = PolarizationLoss(num_classes=3, num_bits=8)
+    embeddings = torch.randn(4, 8)
+    embeddings[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="embeddings contain NaN or infinite values"):
+        loss_fn(embeddings, torch.tensor([0, 1, 2, 0]))
+
+
+class _FlagTensor:
+    """Stands in for a 0-d CUDA flag: counts host reads (``bool()``), the sync to avoid."""
+
+    reads = 0
+
+    def __init__(self, value: bool):
+        self.value = value
+
+    def __or__(self, other):
+        return _FlagTensor(self.value or other.value)
+
+    def __bool__(self):
+        _FlagTensor.reads += 1
+        return self.value
+
+
+def test_deferred_checks_raise_on_the_nth_call_and_on_flush():
+    _FlagTensor.reads = 0
+    checks = _validation.DeferredChecks(every=5)
+    for _ in range(4):
+        checks.add(_FlagTensor(False), "embeddings contain NaN or infinite values")
+    assert _FlagTensor.reads == 0
+    with pytest.raises(ValueError, match="embeddings contain NaN or infinite values"):
+        checks.add(_FlagTensor(True), "embeddings contain NaN or infinite values")
+    assert _FlagTensor.reads == 1
+    checks.add(_FlagTensor(True), "embeddings contain NaN or infinite values")
+    assert _FlagTensor.reads == 1
+    with pytest.raises(ValueError, match="last 5 calls"):
+        checks.raise_if_set()  # what PolarizationLoss.end_epoch does
+
+
+def test_polarization_loss_defers_its_checks_on_a_non_cpu_device(monkeypatch):
+    """The device path without a GPU: the meta device has no data, so any host read of a
+    flag would raise; the loss must only queue its checks on it."""
+    loss_fn = PolarizationLoss(num_classes=3, num_bits=8)
+    embeddings = torch.randn(4, 8, device="meta")
+    loss_fn.check_embeddings(embeddings)
+    _validation.check_hash_outputs(embeddings, deferred=loss_fn.deferred_checks)
+    labels = _validation.label_tensor(
+        torch.tensor([0, 1, 2, 5], device="meta"),
+        num_classes=3,
+        deferred=loss_fn.deferred_checks,
+    )
+    assert labels.device.type == "meta"
+    assert set(loss_fn.deferred_checks.flags) == {
+        "embeddings contain NaN or infinite values",
+        "labels must be in [0, num_classes) = [0, 3)",
+    }
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_polarization_loss_makes_no_host_sync_per_step_on_cuda():
+    loss_fn = PolarizationLoss(num_classes=3, num_bits=8)
+    embeddings = torch.randn(4, 8, device="cuda", requires_grad=True)
+    labels = torch.tensor([0, 1, 2, 0], device="cuda")
+    loss_fn(embeddings, labels)  # warm-up (lazy CUDA init, codebook copy)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            loss_fn(embeddings, labels).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    bad = embeddings.detach().clone()
+    bad[0, 0] = float("nan")
+    loss_fn(bad, labels)
+    with pytest.raises(ValueError, match="embeddings contain NaN or infinite values"):
+        loss_fn.end_epoch()
+
+
+# ------------------------------------------------------------------ the command line
+def _write(path: Path, **arrays) -> str:
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def _cli_error(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pml-hashing: error: ") and "Traceback" not in err
+    return err
+
+
+def test_cli_errors_exit_2_with_a_message(tmp_path, capsys):
+    codes = _write(tmp_path / "c.npz", codes=np.ones((3, 16)), labels=np.arange(3))
+    index_path = str(tmp_path / "db.index")
+    assert main(["index", "build", "--codes", codes, "--out", index_path]) == 0
+    capsys.readouterr()
+    out = str(tmp_path / "r.npz")
+    search = ["index", "search", "--codes", codes, "--out", out]
+    assert "no such file" in _cli_error(
+        [*search, "--index", str(tmp_path / "no"), "-k", "1"], capsys
+    )
+    assert "not a regular file" in _cli_error(
+        [*search, "--index", str(tmp_path), "-k", "1"], capsys
+    )
+    truncated = tmp_path / "t.npz"
+    truncated.write_bytes(Path(codes).read_bytes()[:100])
+    err = _cli_error(["index", "build", "--codes", str(truncated), "--out", index_path], capsys)
+    assert f"{truncated} is not a readable .npz file" in err
+    npy = tmp_path / "c.npy"
+    np.save(npy, np.ones((3, 16)))
+    err = _cli_error(["index", "build", "--codes", str(npy), "--out", index_path], capsys)
+    assert "an .npz archive of named arrays is expected" in err
+    strings = _write(tmp_path / "s.npz", codes=np.array([["a"] * 16] * 2))
+    err = _cli_error(["index", "build", "--codes", strings, "--out", index_path], capsys)
+    assert "codes must be a numeric array" in err
+    missing_folder = str(tmp_path / "nowhere" / "x.npz")
+    err = _cli_error([*search[:-1], missing_folder, "--index", index_path, "-k", "1"], capsys)
+    assert "--out" in err and "does not exist" in err
+    empty = _write(tmp_path / "e.npz", codes=np.ones((0, 16)))
+    err = _cli_error(
+        ["index", "search", "--codes", empty, "--out", out, "--index", index_path, "-k", "-3"],
+        capsys,
+    )
+    assert "-k must be a positive integer; got -3" in err
+
+
+def test_cli_evaluate_checks_the_json_path_before_printing(tmp_path, capsys):
+    codes = _write(tmp_path / "c.npz", codes=np.ones((3, 16)), labels=np.arange(3))
+    argv = ["index", "evaluate", "--query", codes, "--database", codes]
+    err = _cli_error([*argv, "--json", str(tmp_path / "no" / "m.json")], capsys)
+    assert "--json" in err
+    assert capsys.readouterr().out == ""
+
+
+# ------------------------------------------------------------------ file loaders
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"", "is not readable as a CIFAR-10 python batch"),
+        (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]})[:40], "is not"),
+        (pickle.dumps([1, 2, 3]), "got a list"),
+        (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": ["a", "b"]}), "labels"),
+    ],
+)
+def test_cifar10_bad_batches_name_the_file(tmp_path, content, match):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=match) as error:
+        read_cifar10_batch(path)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["not json", "[1, 2]", '{"name": 3}', '{"name": "digits", "splits": {"train": ["a"]}}'],
+)
+def test_bad_split_file_names_the_file(tmp_path, content):
+    path = tmp_path / "splits.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match="split_file") as error:
+        read_splits(path, "digits", 10, {"train": 1})
+    assert str(path) in str(error.value)
+
+
+def test_corrupt_jpeg_in_a_list_dataset_names_the_file(tmp_path):
+    image = tmp_path / "broken.jpg"
+    image.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    dataset = ImageListDataset([str(image)], torch.tensor([[1, 0]]), [0])
+    with pytest.raises(ValueError, match=f"image {image} .* is not a readable image file"):
+        dataset[0]
+
+
+def test_binary_list_file_names_the_file(tmp_path):
+    path = tmp_path / "list.txt"
+    path.write_bytes(b"\xff\xfe\x00img.jpg 1 0\n")
+    with pytest.raises(ValueError, match=f"image list {path} is not a text file"):
+        read_image_list(path, 2)
+
+
+# ------------------------------------------------------------------ the structure
+def test_one_tie_rule_tuple_one_packer_one_label_check():
+    """The rules live in pml_hashing/_validation.py (and the one packer in codes.py)."""
+    package = REPO / "pml_hashing"
+    sources = {p: p.read_text() for p in package.rglob("*.py")}
+    tie_tuple = '("index", "random", "expected")'
+    assert [p.name for p, s in sources.items() if tie_tuple in s] == ["_validation.py"]
+    packers = [p.name for p, s in sources.items() if "np.packbits(" in s]
+    assert packers == ["codes.py"]
+    assert not (package / "regularizers" / "_validation.py").exists()
+    label_checks = [p.name for p, s in sources.items() if "must contain only 0 and 1" in s]
+    assert label_checks == ["_validation.py"]
+
+
+def test_polarization_loss_follows_in_place_and_replaced_codebooks():
+    miner = RandomTargetMiner(3, 8)
+    loss_fn = PolarizationLoss(target_miner=miner)
+    embeddings, labels = torch.randn(4, 8, dtype=torch.float64), torch.tensor([0, 1, 2, 0])
+
+    def naive():
+        t = miner.targets.double()
+        return float(sum(torch.relu(1 - embeddings[i] * t[labels[i]]).sum() for i in range(4)) / 4)
+
+    assert float(loss_fn(embeddings, labels)) == pytest.approx(naive())
+    with torch.no_grad():
+        miner.targets.mul_(-1)  # in place, as an update could do
+    assert float(loss_fn(embeddings, labels)) == pytest.approx(naive())
+    miner.targets = -miner.targets  # a new tensor
+    assert float(loss_fn(embeddings, labels)) == pytest.approx(naive())
