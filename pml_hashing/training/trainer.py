@@ -190,6 +190,20 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _truncate_csv_log(path: Path, last_step: int) -> None:
+    """Drop the rows a killed run logged after its last checkpoint (they are logged again)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [
+        line
+        for line in lines[1:]
+        if not line.split(",", 1)[0].isdigit() or int(line.split(",", 1)[0]) <= last_step
+    ]
+    if len(keep) != len(lines):
+        write_text_atomic(path, "".join(keep))
+
+
 def _clone_state(module: torch.nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -592,6 +606,8 @@ class Trainer:
         self.epoch_losses = list(shared["epoch_losses"])
         self.epoch_seconds = shared["epoch_seconds"]
         _set_rng_state(own["rng"])
+        if accelerator.is_main_process:
+            _truncate_csv_log(self.run_dir / "logs" / "metrics.csv", self.global_step)
         where = f"epoch {self.epoch}" + (
             f", batch {self.batch_in_epoch} of epoch {self.epoch + 1}"
             if self.batch_in_epoch
