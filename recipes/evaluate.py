@@ -1,6 +1,6 @@
 """Evaluate a trained checkpoint on its query and database splits.
 
-accelerate launch recipes/evaluate.py --checkpoint runs/mnist-5k-dpn-random-64b-seed0/checkpoint.safetensors
+accelerate launch recipes/evaluate.py --checkpoint runs/mnist-5k-dpn-random-64b-seed0
 accelerate launch recipes/evaluate.py --checkpoint ... --ties expected --out eval.json
 """
 

@@ -388,3 +388,11 @@ def test_own_protocol_and_own_data_sets(tmp_path):
     )  # fmt: skip
     assert loose["sizes"]["train"] == len(protocol.train)
     assert loose["last_epoch"]["num_database"] == len(protocol.database)
+
+
+def test_a_rerun_of_the_same_config_with_csv_logs_replaces_the_first(tmp_path):
+    first = run_experiment(tiny_config(tmp_path, epochs=1, log_with="csv"))
+    again = run_experiment(tiny_config(tmp_path, epochs=1, log_with="csv"))
+    assert without_timings(again) == without_timings(first)
+    rows = (tmp_path / "tiny" / "logs" / "metrics.csv").read_text().splitlines()
+    assert sum(row.split(",")[1] == "train/loss" for row in rows[1:]) == 1  # not appended

@@ -251,7 +251,9 @@ def test_bf16_mixed_precision_and_gradient_accumulation_run(tmp_path):
         )
     )
     assert 0.0 <= metrics["last_epoch"]["map"] <= 1.0
-    state = json.loads((tmp_path / "tiny" / "checkpoints" / "epoch_0001" / "state.json").read_text())
+    state = json.loads(
+        (tmp_path / "tiny" / "checkpoints" / "epoch_0001" / "state.json").read_text()
+    )
     # 797 training images, global batch 64, full batches only: 12 batches, 6 optimizer steps
     assert len(metrics["history"][0]["losses"]) == 12
     assert state["progress"]["global_step"] == 6

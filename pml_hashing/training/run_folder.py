@@ -43,6 +43,10 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _holds_something(path: Path) -> bool:
+    return path.is_file() or (path.is_dir() and any(path.iterdir()))
+
+
 def describe_differences(differences: dict, first: str, second: str) -> str:
     return ", ".join(f"{k} ({first} {a!r}, {second} {b!r})" for k, (a, b) in differences.items())
 
@@ -117,7 +121,8 @@ class RunFolder:
                 return owner
             except (ValueError, KeyError, TypeError) as error:
                 return {"unreadable": f"{path} is unreadable ({error})"}
-        if any((self.run_dir / name).exists() for name in RUN_OUTPUTS):
+        # an empty folder is nothing (a tracker makes logs/ as it starts)
+        if any(_holds_something(self.run_dir / name) for name in RUN_OUTPUTS):
             return {"unreadable": f"{self.run_dir} holds run outputs without a {RUN_FILE}"}
         return None
 
