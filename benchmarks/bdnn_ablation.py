@@ -166,7 +166,7 @@ def train_run_experiment(dataset, bits, method_kwargs, seed, epochs, batch_size,
         }
         with contextlib.redirect_stdout(io.StringIO()):
             metrics = run_experiment(config)
-        model, _, _, _ = load_checkpoint(Path(output_dir) / "run" / "checkpoint.pt")
+        model, _, _, _ = load_checkpoint(Path(output_dir) / "run" / "checkpoint.safetensors")
     protocol = load_protocol(dataset, seed=seed)
     query_out, query_labels = encode_dataset(model, protocol.query)
     db_out, db_labels = encode_dataset(model, protocol.database)

@@ -39,9 +39,9 @@ examples:
   # query.npz and db.npz hold `codes` and `labels`
   pml-hashing index evaluate --query query.npz --database db.npz --topk 5000 --ties index
   # or straight from a model trained by recipes/train.py
-  pml-hashing index build --checkpoint runs/mnist-5k-dpn-64b-seed0/checkpoint.pt --out db.index
-  pml-hashing index evaluate --checkpoint runs/mnist-5k-dpn-64b-seed0/checkpoint.pt
-  pml-hashing encode --checkpoint runs/mnist-5k-dpn-64b-seed0/checkpoint.pt --split query \
+  pml-hashing index build --checkpoint runs/mnist-5k-dpn-random-64b-seed0 --out db.index
+  pml-hashing index evaluate --checkpoint runs/mnist-5k-dpn-random-64b-seed0
+  pml-hashing encode --checkpoint runs/mnist-5k-dpn-random-64b-seed0 --split query \
       --out query.npz
 """
 
@@ -123,9 +123,12 @@ def codes_from_source(args: argparse.Namespace, split: str, path_attr: str = "co
 def _add_checkpoint_arguments(parser: argparse.ArgumentParser, default_split: str | None) -> None:
     group = parser.add_argument_group(
         "from a trained checkpoint (instead of an .npz of codes)",
-        "encode a split of the checkpoint's data set with its model (runs/<name>/checkpoint.pt)",
+        "encode a split of the checkpoint's data set with its model (runs/<name>/ or its "
+        "checkpoint.safetensors)",
     )
-    group.add_argument("--checkpoint", help="a checkpoint written by recipes/train.py")
+    group.add_argument(
+        "--checkpoint", help="a run folder or checkpoint.safetensors written by recipes/train.py"
+    )
     if default_split is not None:
         group.add_argument(
             "--split",
@@ -394,8 +397,8 @@ def make_parser() -> argparse.ArgumentParser:
             "`codes` (+-1), `outputs` (real v), `labels` and `ids` to an .npz, the input of "
             "`index build`, `index search` and `index evaluate`."
         ),
-        epilog="example:\n  pml-hashing encode --checkpoint runs/mnist-5k-dpn-64b-seed0/"
-        "checkpoint.pt --split database --out db.npz",
+        epilog="example:\n  pml-hashing encode --checkpoint runs/mnist-5k-dpn-random-64b-seed0/"
+        "checkpoint.safetensors --split database --out db.npz",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_checkpoint_arguments(encode, "database")

@@ -1,6 +1,6 @@
 """Encode a split of a checkpoint's data set to an .npz (codes, outputs, labels, ids).
 
-    accelerate launch recipes/encode.py --checkpoint runs/<name>/checkpoint.pt \
+    accelerate launch recipes/encode.py --checkpoint runs/<name>/checkpoint.safetensors \
         --split database --out database.npz
     pml-hashing index build --codes database.npz --out database.index
 """
@@ -15,7 +15,7 @@ from pml_hashing.training.checkpoint_jobs import SPLITS
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="runs/<name>/checkpoint.pt")
+    parser.add_argument("--checkpoint", required=True, help="runs/<name>/checkpoint.safetensors")
     parser.add_argument("--split", default="database", choices=SPLITS)
     parser.add_argument("--out", required=True, help="the .npz file to write")
     parser.add_argument("--dataset", help="another data set than the checkpoint's")

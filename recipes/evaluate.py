@@ -1,6 +1,6 @@
 """Evaluate a trained checkpoint on its query and database splits.
 
-accelerate launch recipes/evaluate.py --checkpoint runs/mnist-5k-dpn-64b-seed0/checkpoint.pt
+accelerate launch recipes/evaluate.py --checkpoint runs/mnist-5k-dpn-random-64b-seed0
 accelerate launch recipes/evaluate.py --checkpoint ... --ties expected --out eval.json
 """
 
@@ -15,7 +15,7 @@ from pml_hashing.training import evaluate_checkpoint
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="runs/<name>/checkpoint.pt")
+    parser.add_argument("--checkpoint", required=True, help="runs/<name>/checkpoint.safetensors")
     parser.add_argument("--dataset", help="another data set than the checkpoint's")
     parser.add_argument("--root", help="its data folder")
     parser.add_argument("--split-file", help="a saved splits.json to reuse")

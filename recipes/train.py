@@ -4,31 +4,41 @@
     accelerate launch recipes/train.py --bits 32 --target-miner adaptive
     accelerate launch recipes/train.py --method sh-bdnn --bits 16 --dataset digits
     accelerate launch recipes/train.py --config recipes/configs/cifar10-1_dpn_64.yaml
+    accelerate launch recipes/train.py --help                # every flag, its default, choices
 
-Writes runs/<name>/metrics.json, checkpoint.pt, splits.json, checkpoints/ and logs/.
+Writes runs/<name>/metrics.json, checkpoint.safetensors, splits.json, run.json,
+checkpoints/ and logs/. A bad flag or config value, a changed config on --resume, or a run
+folder that another config's run owns is a usage error (exit 2) before anything is trained.
 """
 
 import json
 
-from pml_hashing.training import parse_config, run_experiment
+from pml_hashing.training import Trainer, parse_config
+from pml_hashing.training.config import build_parser
 
 
 def main(argv=None) -> dict:
-    config = parse_config(argv)
-    metrics = run_experiment(config)
+    parser = build_parser()
+    try:
+        config = parse_config(argv)
+        trainer = Trainer(config)
+        trainer.build()  # checks the resume point and the run folder, builds everything
+    except ValueError as error:
+        parser.error(str(error))
+    metrics = trainer.run()
     from accelerate import PartialState
 
     if PartialState().is_main_process:
         result = metrics["last_epoch"]
         print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
-        line = f"{config.run_name()}: mAP@{result['topk']} {result['map']:.4f}"
+        line = f"{trainer.run_name}: mAP@{result['topk']} {result['map']:.4f}"
         line += f" (ties={result['ties']})"
         if "map_ternary" in result:
             line += f", ternary (DPN-T) {result['map_ternary']:.4f}"
         precision = result["precision_within_radius"]
         line += f", precision within radius {result['radius']} {precision:.4f}"
         print(line)
-        print(f"written to {config.run_dir()}/metrics.json")
+        print(f"written to {trainer.run_dir}/metrics.json")
     return metrics
 
 

@@ -11,19 +11,19 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 
-from pml_hashing.training import loop, run_experiment
+from pml_hashing.training import run_experiment, trainer
 
 
 def main(output_dir: str, name: str) -> None:
     captured = {}
-    evaluate = loop._evaluate
+    evaluate = trainer._evaluate
 
     def capturing_evaluate(model, method, *args, **kwargs):
         captured["model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         captured["targets"] = method.target_miner.targets.detach().clone()
         return evaluate(model, method, *args, **kwargs)
 
-    loop._evaluate = capturing_evaluate
+    trainer._evaluate = capturing_evaluate
     config = json.loads(Path(output_dir, "config.json").read_text())
     config.update(output_dir=output_dir, name=name)
     metrics = run_experiment(config)

@@ -25,7 +25,7 @@ def checkpoint(tmp_path_factory):
             checkpoint_every=0,
         )
     )
-    return out / "cli" / "checkpoint.pt", metrics
+    return out / "cli" / "checkpoint.safetensors", metrics
 
 
 def test_evaluate_from_checkpoint_matches_the_training_run(checkpoint, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pml_hashing.training import run_experiment
+from pml_hashing.training import load_checkpoint, run_experiment
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,7 @@ def test_two_processes_match_one_process(tmp_path):
 
     # the same global batch on one process
     one = run_experiment(_config(str(tmp_path), "one"))
-    single = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=False)
+    single = load_checkpoint(tmp_path / "one" / "checkpoint.safetensors")[3]
     assert torch.equal(single["method"]["loss.target_miner.targets"], rank0["targets"])
     for key, value in single["model"].items():
         torch.testing.assert_close(rank0["model"][key], value, rtol=1e-4, atol=1e-5)

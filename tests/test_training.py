@@ -104,7 +104,7 @@ def test_run_writes_metrics_and_a_checkpoint_that_encodes_the_same(tmp_path):
     splits = json.loads((run_dir / "splits.json").read_text())
     assert not set(splits["splits"]["query"]) & set(splits["splits"]["database"])
 
-    model, method, config, _ = load_checkpoint(run_dir / "checkpoint.pt")
+    model, method, config, _ = load_checkpoint(run_dir / "checkpoint.safetensors")
     assert config.bits == 16 and method.target_miner.targets.shape == (10, 16)
     # the checkpoint reproduces the reported number
     from pml_hashing.data import load_protocol
@@ -127,8 +127,8 @@ def test_resumed_run_continues_exactly(tmp_path):
     )
     assert [e["losses"] for e in resumed["history"]] == [e["losses"] for e in whole["history"]]
     assert resumed["last_epoch"]["map"] == whole["last_epoch"]["map"]
-    a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
-    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    a = load_checkpoint(tmp_path / "whole" / "checkpoint.safetensors")[3]
+    b = load_checkpoint(tmp_path / "cut" / "checkpoint.safetensors")[3]
     assert torch.equal(
         a["method"]["loss.target_miner.targets"], b["method"]["loss.target_miner.targets"]
     )
@@ -221,7 +221,7 @@ def test_evaluate_and_encode_recipes_reproduce_the_run(tmp_path):
         return module
 
     metrics = run_experiment(tiny_config(tmp_path, epochs=1))
-    checkpoint = str(tmp_path / "tiny" / "checkpoint.pt")
+    checkpoint = str(tmp_path / "tiny" / "checkpoint.safetensors")
     report = recipe("evaluate").main(
         ["--checkpoint", checkpoint, "--out", str(tmp_path / "e.json")]
     )
@@ -252,11 +252,11 @@ def test_bf16_mixed_precision_and_gradient_accumulation_run(tmp_path):
     )
     assert 0.0 <= metrics["last_epoch"]["map"] <= 1.0
     state = json.loads(
-        (tmp_path / "tiny" / "checkpoints" / "epoch_0001" / "training_state.json").read_text()
+        (tmp_path / "tiny" / "checkpoints" / "epoch_0001" / "state.json").read_text()
     )
     # 797 training images, global batch 64, full batches only: 12 batches, 6 optimizer steps
     assert len(metrics["history"][0]["losses"]) == 12
-    assert state["step"] == 6
+    assert state["progress"]["global_step"] == 6
 
 
 def test_data_kwargs_reach_the_loader(tmp_path):

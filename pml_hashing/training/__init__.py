@@ -1,6 +1,7 @@
 """Training and encoding: the package side of ``recipes/train.py``.
 
-``run_experiment(config)`` trains, evaluates and writes ``runs/<name>/``;
+``run_experiment(config)`` (a thin wrapper of ``Trainer(config).run()``) trains, evaluates
+and writes ``runs/<name>/``;
 ``encode_dataset(model, dataset)`` runs a model over a data set; ``load_checkpoint(path)``
 gives back the model and its target codes.
 """
@@ -9,10 +10,24 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .checkpoint_jobs import encode_checkpoint, evaluate_checkpoint
 from .config import ExperimentConfig, parse_config
 from .encoding import IndexedDataset, encode_dataset
-from .loop import build_model, build_protocol, run_experiment
 from .retrieval_report import retrieval_report
+from .trainer import (
+    Callback,
+    CheckpointCallback,
+    TrackingCallback,
+    Trainer,
+    ValidationCallback,
+    build_model,
+    build_protocol,
+    run_experiment,
+)
 
 __all__ = [
+    "Callback",
+    "CheckpointCallback",
+    "TrackingCallback",
+    "Trainer",
+    "ValidationCallback",
     "ExperimentConfig",
     "IndexedDataset",
     "build_model",

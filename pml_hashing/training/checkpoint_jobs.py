@@ -42,7 +42,7 @@ def encode_checkpoint(
     """Encode one split of the checkpoint's data set (or another one) with its model.
 
     Args:
-        checkpoint: ``runs/<name>/checkpoint.pt``.
+        checkpoint: ``runs/<name>/checkpoint.safetensors``.
         split: ``train``, ``query``, ``database`` or ``validation``.
         out: if given, an ``.npz`` file with ``codes`` (+-1 int8), ``outputs`` (float32),
             ``labels`` and ``ids`` (source-data indices), the input of

@@ -1,9 +1,26 @@
-"""Experiment configuration: defaults < YAML config file < command-line flags."""
+"""Experiment configuration: defaults < YAML config file < command-line flags.
+
+Every key is declared once, as a dataclass field whose metadata says its help text, its
+choices, its range and the methods it applies to (:func:`key`). The same declaration gives
+the ``--flag`` of ``recipes/train.py`` (with its help, default and choices), the YAML key and
+the check that :meth:`ExperimentConfig.validate` runs before any model or data is built.
+Adding a key is one field::
+
+    ternary_threshold: float | None = key(None, "DPN-T threshold (None: the margin)",
+                                          minimum=0.0, methods=("dpn",))
+
+Types are strict: an ``int`` key refuses ``"2"`` (a quoted YAML value is a string) and
+``2.5``; a ``float`` key takes an int or a float but not a string, NaN or infinity; a ``bool``
+key takes only ``true``/``false``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import numbers
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +28,74 @@ from typing import Any
 import yaml
 
 from .._validation import TIE_RULES
+
+_NO_DEFAULT = object()
+
+
+class ConfigValueError(ValueError):
+    """A bad config value; ``key`` names the key."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+def key(
+    default=_NO_DEFAULT,
+    help: str = "",
+    *,
+    default_factory=None,
+    choices=None,
+    minimum=None,
+    maximum=None,
+    greater_than=None,
+    methods: tuple[str, ...] | None = None,
+    resume_may_change: bool = False,
+):
+    """Declare a config key: a dataclass field with the metadata the parser and checks read.
+
+    Args:
+        default / default_factory: the value when neither the file nor a flag sets it.
+        help: one line for ``--help``.
+        choices: the allowed values, or a function returning them (a registry's names).
+        minimum, maximum: inclusive bounds; greater_than: an exclusive lower bound.
+        methods: the methods the key applies to; a non-default value with another method is
+            an error naming the key.
+        resume_may_change: whether ``--resume`` accepts a value that differs from the
+            checkpoint's (where, how long, how verbose; never what is trained).
+    """
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "minimum": minimum,
+        "maximum": maximum,
+        "greater_than": greater_than,
+        "methods": methods,
+        "resume_may_change": resume_may_change,
+    }
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# The names are read from the registries at check time, so a method, target miner or
+# protocol registered by the user is accepted too.
+def _method_names() -> tuple[str, ...]:
+    from ..methods import METHODS
+
+    return tuple(METHODS)
+
+
+def _target_miner_names() -> tuple[str, ...]:
+    from ..methods import TARGET_MINERS
+
+    return tuple(TARGET_MINERS)
+
+
+def _dataset_names() -> tuple[str, ...]:
+    from ..data import PROTOCOL_NAMES
+
+    return tuple(PROTOCOL_NAMES)
 
 
 @dataclass
@@ -20,48 +105,122 @@ class ExperimentConfig:
     The defaults are the main job: DPN at 64 bits on the bundled MNIST-5k, on one CPU.
     """
 
-    name: str | None = None  # run name; runs/<name>/ (default: dataset-method-bits-seed)
-    output_dir: str = "runs"
-    dataset: str = "mnist-5k"
-    root: str | None = None  # folder of a standard data set (cifar10-*, nuswide-21, ...)
-    split_file: str | None = None  # reuse a saved split (splits.json of an earlier run)
-    validation_per_class: int = 0  # held out of training for model selection
-    data_kwargs: dict = field(default_factory=dict)  # more load_protocol arguments, e.g.
-    # image_root / strip_prefix for list files, validation_size for multi-label NUS-WIDE
-    method: str = "dpn"  # dpn | sh-bdnn | uh-bdnn
-    bits: int = 64
-    backbone: str = "hashing_cnn_small"
-    pretrained: str | None = None  # local weights file for the backbone
-    backbone_kwargs: dict = field(default_factory=dict)
-    backbone_lr_multiplier: float = 1.0  # 0.1 is usual for a pretrained backbone
-    freeze_backbone: bool = False
-    margin: float = 1.0
-    target_miner: str = "random"  # random | hadamard | max-hamming | adaptive
-    p: float = 0.5  # ratio of +1 bits in random targets
-    update_every: int = 1  # epochs between adaptive (DPN-A) target updates
-    method_kwargs: dict = field(default_factory=dict)
-    epochs: int = 15
-    batch_size: int = 64  # global batch, split across processes
-    lr: float = 3e-3
-    weight_decay: float | None = None  # None: BDNN's l1 for BDNN methods, else 1e-4
-    optimizer: str = "adamw"  # adamw | sgd
-    scheduler: str = "cosine"  # cosine | none
-    gradient_accumulation_steps: int = 1
-    mixed_precision: str | None = None  # no | fp16 | bf16 (None: accelerate's setting)
-    seed: int = 0
-    num_workers: int = 0
-    eval_batch_size: int = 512
-    topk: int | None = None  # R of mAP@R (None: the protocol's, e.g. all for MNIST)
-    ties: str = "index"  # tie rule of the reported mAP: index | random | expected
-    radius: int = 2  # Hamming radius of the precision-within-radius metric
-    checkpoint_every: int = 1  # epochs between resumable checkpoints (0: never)
-    resume: str | None = None  # a checkpoint folder, or "latest" of this run
-    log_with: str = "csv"  # csv | tensorboard | none
-    max_train_steps: int | None = None  # stop early (tests, smoke runs)
-    progress: bool = True
+    name: str | None = key(
+        None,
+        "run name: the run writes runs/<name>/ (default: dataset-method[-target miner]-bits-seed)",
+        resume_may_change=True,
+    )
+    output_dir: str = key("runs", "folder that holds the run folders", resume_may_change=True)
+    dataset: str = key("mnist-5k", "data set and its protocol", choices=_dataset_names)
+    root: str | None = key(None, "folder of a standard data set (cifar10-*, nuswide-21, ...)")
+    split_file: str | None = key(None, "reuse a saved split (the splits.json of an earlier run)")
+    validation_per_class: int = key(
+        0, "items per class held out of training for model selection (0: none)", minimum=0
+    )
+    data_kwargs: dict = key(
+        default_factory=dict,
+        help="more load_protocol arguments as a YAML mapping, e.g. '{image_root: data/img}'",
+    )
+    method: str = key("dpn", "hashing method", choices=_method_names)
+    bits: int = key(64, "code length K (a positive multiple of 8)", minimum=8)
+    backbone: str = key("hashing_cnn_small", "timm model name of the backbone")
+    pretrained: str | None = key(None, "local weights file for the backbone (never downloaded)")
+    backbone_kwargs: dict = key(
+        default_factory=dict, help="more timm.create_model arguments as a YAML mapping"
+    )
+    backbone_lr_multiplier: float = key(
+        1.0,
+        "backbone learning rate / head learning rate (0.1 is usual when pretrained)",
+        minimum=0.0,
+    )
+    freeze_backbone: bool = key(False, "train the hash layer only")
+    margin: float = key(
+        1.0,
+        "DPN's polarization margin m (also the DPN-T threshold)",
+        greater_than=0.0,
+        methods=("dpn",),
+    )
+    target_miner: str = key(
+        "random", "DPN's target codes", choices=_target_miner_names, methods=("dpn",)
+    )
+    p: float = key(
+        0.5,
+        "ratio of +1 bits in random (and adaptive initial) targets",
+        minimum=0.0,
+        maximum=1.0,
+        methods=("dpn",),
+    )
+    update_every: int = key(
+        1, "epochs between adaptive (DPN-A) target updates", minimum=1, methods=("dpn",)
+    )
+    method_kwargs: dict = key(
+        default_factory=dict, help="more arguments of the method as a YAML mapping"
+    )
+    epochs: int = key(
+        15,
+        "training epochs (may grow on resume with scheduler none)",
+        minimum=1,
+        resume_may_change=True,
+    )
+    batch_size: int = key(64, "global batch, split across processes", minimum=1)
+    lr: float = key(3e-3, "learning rate", greater_than=0.0)
+    weight_decay: float | None = key(
+        None, "weight decay (None: BDNN's l1 for BDNN methods, else 1e-4)", minimum=0.0
+    )
+    optimizer: str = key("adamw", "optimizer", choices=("adamw", "sgd"))
+    scheduler: str = key(
+        "cosine", "learning-rate schedule over all steps", choices=("cosine", "none")
+    )
+    gradient_accumulation_steps: int = key(1, "batches per optimizer step", minimum=1)
+    mixed_precision: str | None = key(
+        None, "mixed precision (None: accelerate's setting)", choices=("no", "fp16", "bf16")
+    )
+    seed: int = key(0, "seed of the split, the initialization and the data order", minimum=0)
+    num_workers: int = key(0, "DataLoader worker processes", minimum=0, resume_may_change=True)
+    eval_batch_size: int = key(
+        512, "batch size of encoding (evaluation)", minimum=1, resume_may_change=True
+    )
+    topk: int | None = key(None, "R of mAP@R (None: the protocol's, e.g. all for MNIST)", minimum=1)
+    ties: str = key(
+        "index", "tie rule of the reported mAP", choices=TIE_RULES
+    )
+    radius: int = key(2, "Hamming radius of the precision-within-radius metric", minimum=0)
+    checkpoint_every: int = key(
+        1, "epochs between resumable checkpoints (0: never)", minimum=0, resume_may_change=True
+    )
+    resume: str | None = key(
+        None, "a checkpoint folder, or 'latest' of this run", resume_may_change=True
+    )
+    overwrite: bool = key(
+        False,
+        "replace a run folder that holds another config's run or is locked",
+        resume_may_change=True,
+    )
+    log_with: str = key(
+        "csv",
+        "experiment tracker",
+        choices=("csv", "tensorboard", "none"),
+        resume_may_change=True,
+    )
+    max_train_steps: int | None = key(
+        None,
+        "stop after this many optimizer steps in all (tests, smoke runs); resumable",
+        minimum=1,
+        resume_may_change=True,
+    )
+    progress: bool = key(
+        True,
+        "progress bar (drawn only on a terminal; else one line per epoch)",
+        resume_may_change=True,
+    )
 
     def run_name(self) -> str:
-        return self.name or f"{self.dataset}-{self.method}-{self.bits}b-seed{self.seed}"
+        if self.name:
+            return self.name
+        method = self.method
+        if self.method == "dpn":  # the codebook is part of what is trained
+            method = f"{self.method}-{self.target_miner}"
+        return f"{self.dataset}-{method}-{self.bits}b-seed{self.seed}"
 
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.run_name()
@@ -71,48 +230,183 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> ExperimentConfig:
+        if not isinstance(values, dict):
+            raise ValueError(f"{source} must be a mapping of keys to values; got {values!r}")
         known = {f.name for f in dataclasses.fields(cls)}
         normalized = {str(k).replace("-", "_"): v for k, v in values.items()}
         unknown = sorted(set(normalized) - known)
         if unknown:
             raise ValueError(f"{source} has unknown key(s) {unknown}; known keys: {sorted(known)}")
         config = cls(**normalized)
-        config.validate()
+        try:
+            config.validate(source)
+        except ConfigValueError as error:
+            if source == "config":
+                raise
+            raise ConfigValueError(error.key, f"{source}: {error}") from None
         return config
 
-    def validate(self) -> None:
+    def validate(self, source: str = "config") -> None:
+        """Check every key's type, range and choice; floats given as ints become floats.
+
+        Raises:
+            ValueError: naming the key, what it must be and what it got (and ``source``).
+        """
         from ..codes import check_num_bits
 
-        check_num_bits(self.bits, "bits")
-        choices = {
-            "optimizer": ("adamw", "sgd"),
-            "scheduler": ("cosine", "none"),
-            "ties": TIE_RULES,
-            "log_with": ("csv", "tensorboard", "none"),
-        }
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                got = getattr(self, key)
-                raise ValueError(f"{key} must be one of {list(allowed)}; got {got!r}")
-        if self.mixed_precision not in (None, "no", "fp16", "bf16"):
-            raise ValueError(
-                f"mixed_precision must be no, fp16 or bf16; got {self.mixed_precision!r}"
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = _check_value(f.name, getattr(self, f.name), hints[f.name], f.metadata)
+            setattr(self, f.name, value)
+        try:
+            check_num_bits(self.bits, "bits")
+        except ValueError as error:
+            raise ConfigValueError("bits", str(error)) from None
+        if self.name is not None and (
+            not self.name or Path(self.name).name != self.name or self.name in (".", "..")
+        ):
+            raise ConfigValueError(
+                "name", f"name must be a plain folder name (no '/'); got {self.name!r}"
             )
-        for key in ("epochs", "batch_size", "gradient_accumulation_steps", "eval_batch_size"):
-            if int(getattr(self, key)) < 1:
-                raise ValueError(f"{key} must be >= 1; got {getattr(self, key)}")
-        if not self.margin > 0:
-            raise ValueError(f"margin must be > 0; got {self.margin}")
+        for f in dataclasses.fields(self):
+            methods = f.metadata.get("methods")
+            if methods and self.method not in methods and getattr(self, f.name) != _default(f):
+                raise ConfigValueError(
+                    f.name,
+                    f"{f.name} applies to method {' / '.join(methods)} only; got "
+                    f"{f.name}={getattr(self, f.name)!r} with method {self.method!r}",
+                )
+
+    def differences(self, other: ExperimentConfig, ignore_resumable: bool = True) -> dict:
+        """The keys whose values differ: ``{key: (self's value, other's value)}``."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if ignore_resumable and f.metadata.get("resume_may_change"):
+                continue
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if a != b:
+                out[f.name] = (a, b)
+        return out
+
+
+RESUME_MAY_CHANGE = tuple(
+    f.name for f in dataclasses.fields(ExperimentConfig) if f.metadata.get("resume_may_change")
+)
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory()
+
+
+def _choices(metadata) -> tuple | None:
+    choices = metadata.get("choices")
+    return tuple(choices()) if callable(choices) else choices
+
+
+def _describe(value) -> str:
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _check_value(name: str, value, hint, metadata):
+    args = typing.get_args(hint)
+    nullable = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    if value is None:
+        if nullable:
+            return None
+        raise ConfigValueError(name, f"{name} must not be None (null)")
+    if base is bool:
+        if not isinstance(value, bool):
+            raise ConfigValueError(name, f"{name} must be true or false; got {_describe(value)}")
+    elif base is int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ConfigValueError(name, f"{name} must be an integer; got {_describe(value)}")
+        value = int(value)
+    elif base is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ConfigValueError(name, f"{name} must be a number; got {_describe(value)}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigValueError(name, f"{name} must be a finite number; got {value}")
+    elif base is str:
+        if not isinstance(value, str):
+            raise ConfigValueError(name, f"{name} must be a string; got {_describe(value)}")
+    elif base is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigValueError(
+                name, f"{name} must be a mapping with string keys; got {_describe(value)}"
+            )
+    choices = _choices(metadata)
+    if choices is not None and value not in choices:
+        raise ConfigValueError(name, f"{name} must be one of {list(choices)}; got {value!r}")
+    low, high, above = (
+        metadata.get("minimum"),
+        metadata.get("maximum"),
+        metadata.get("greater_than"),
+    )
+    if low is not None and value < low:
+        raise ConfigValueError(name, f"{name} must be >= {low}; got {value}")
+    if high is not None and value > high:
+        raise ConfigValueError(name, f"{name} must be <= {high}; got {value}")
+    if above is not None and not value > above:
+        raise ConfigValueError(name, f"{name} must be > {above}; got {value}")
+    return value
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"config file not found: {path}")
-    values = yaml.safe_load(path.read_text()) or {}
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ValueError(f"config file {path} is not valid YAML{at}: {problem}") from None
+    if values is None:
+        return {}
     if not isinstance(values, dict):
         raise ValueError(f"config file {path} must hold a mapping of keys to values")
     return values
+
+
+def _yaml_mapping(text: str) -> dict:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise argparse.ArgumentTypeError(
+            f"not a valid YAML mapping ({problem}): {text!r}"
+        ) from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a YAML mapping like '{{a: 1}}'; got {text!r}")
+    return value
+
+
+def _scalar_parser(name: str, base, nullable: bool, choices):
+    def parse(text: str):
+        if nullable and text.lower() in ("none", "null"):
+            return None
+        try:
+            value = base(text)
+        except ValueError:
+            kind = {int: "an integer", float: "a number"}.get(base, base.__name__)
+            raise argparse.ArgumentTypeError(f"must be {kind}; got {text!r}") from None
+        if choices is not None and value not in choices:
+            raise argparse.ArgumentTypeError(
+                f"must be one of {', '.join(map(str, choices))}; got {text!r}"
+            )
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,35 +417,48 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     parser.add_argument("--config", help="YAML file of ExperimentConfig keys")
+    hints = typing.get_type_hints(ExperimentConfig)
     for f in dataclasses.fields(ExperimentConfig):
         flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool",):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction)
-        elif f.type in ("dict",):
-            parser.add_argument(flag, dest=f.name, type=yaml.safe_load, help="YAML mapping")
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        nullable = type(None) in args
+        base = next((a for a in args if a is not type(None)), hint) if args else hint
+        choices = _choices(f.metadata)
+        default = _default(f)
+        shown = "none" if default is None else default
+        help_text = f.metadata.get("help", "")
+        if choices is not None:
+            help_text += f"; choices: {', '.join(map(str, choices))}"
+        if f.metadata.get("methods"):
+            help_text += f"; method {' / '.join(f.metadata['methods'])} only"
+        help_text = (help_text + f" (default: {shown})").replace("%", "%%")
+        if base is bool:
+            parser.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, help=help_text
+            )
+        elif base is dict:
+            parser.add_argument(
+                flag, dest=f.name, type=_yaml_mapping, metavar="YAML", help=help_text
+            )
         else:
-            parser.add_argument(flag, dest=f.name, type=_parse_scalar(f.type))
+            metavar = {int: "INT", float: "FLOAT"}.get(base, "TEXT")
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                type=_scalar_parser(f.name, base, nullable, choices),
+                metavar=metavar,
+                help=help_text,
+            )
     return parser
 
 
-def _parse_scalar(type_name: str):
-    if type_name.startswith("int"):
-        return _nullable(int)
-    if type_name.startswith("float"):
-        return float
-    return _nullable(str)
-
-
-def _nullable(cast):
-    def parse(text: str):
-        return None if text.lower() in ("none", "null") else cast(text)
-
-    parse.__name__ = cast.__name__
-    return parse
-
-
 def parse_config(argv: list[str] | None = None) -> ExperimentConfig:
-    """Defaults, then the ``--config`` YAML file, then the flags given on the command line."""
+    """Defaults, then the ``--config`` YAML file, then the flags given on the command line.
+
+    A malformed flag exits with argparse's usage error; a value that parses but is out of
+    range (or a bad config file) raises ``ValueError`` naming the key and the file.
+    """
     args = build_parser().parse_args(argv)
     values: dict[str, Any] = {}
     if args.config:
@@ -161,4 +468,13 @@ def parse_config(argv: list[str] | None = None) -> ExperimentConfig:
         source = "config"
     flags = {k: v for k, v in vars(args).items() if k != "config" and v is not None}
     values.update(flags)
-    return ExperimentConfig.from_dict(values, source=source)
+    try:
+        return ExperimentConfig.from_dict(values, source="config")
+    except ConfigValueError as error:
+        if args.config and error.key not in flags:  # the file's value, not a flag's
+            raise ConfigValueError(error.key, f"{source}: {error}") from None
+        raise
+    except ValueError as error:  # unknown keys
+        if args.config and "unknown key" in str(error):
+            raise ValueError(str(error).replace("config has", f"{source} has", 1)) from None
+        raise

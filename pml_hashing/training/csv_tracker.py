@@ -33,6 +33,7 @@ class CSVTracker(GeneralTracker):
         return self._file
 
     def start(self):
+        self.directory.mkdir(parents=True, exist_ok=True)  # a fresh run may have cleared it
         new = not self.path.exists()
         self._file = self.path.open("a", newline="")
         if new:
