@@ -3,9 +3,10 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from .base_target_miner import BaseTargetMiner
+from .base_target_miner import TARGET_MINERS, BaseTargetMiner
 
 
+@TARGET_MINERS.register("adaptive", config_keys=("p", "update_every"))
 class AdaptiveTargetMiner(BaseTargetMiner):
     """DPN-A (DPN paper, Algorithm 1): random initial targets, updated from observed outputs.
 

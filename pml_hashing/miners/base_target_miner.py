@@ -6,6 +6,12 @@ import numpy as np
 import torch
 from pytorch_metric_learning.utils.module_with_records import ModuleWithRecords
 
+from ..registry import Registry
+
+# Target miners by the name a config gives (``target_miner:``); each miner file registers
+# its class with the config keys its constructor takes (``config_keys``).
+TARGET_MINERS: Registry = Registry("target miner", "target_miner")
+
 # Rows of the codebook per block when computing the min-distance stat (memory ~ rows * C).
 STATS_CHUNK_ROWS = 1024
 

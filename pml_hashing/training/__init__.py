@@ -10,7 +10,7 @@ from .checkpoint_jobs import encode_checkpoint, evaluate_checkpoint
 from .config import ExperimentConfig, parse_config
 from .encoding import IndexedDataset, encode_dataset
 from .loop import build_model, build_protocol, run_experiment
-from .retrieval_report import retrieval_report
+from ..evaluation.retrieval_report import retrieval_report
 
 __all__ = [
     "ExperimentConfig",

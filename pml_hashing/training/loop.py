@@ -27,7 +27,7 @@ from .checkpoint import method_arguments, replace_directory, save_checkpoint
 from .config import ExperimentConfig
 from .csv_tracker import CSVTracker
 from .encoding import IndexedDataset, encode_dataset
-from .retrieval_report import retrieval_report
+from ..evaluation.retrieval_report import retrieval_report
 
 TRAINING_STATE = "training_state.json"
 
