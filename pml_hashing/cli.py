@@ -42,6 +42,8 @@ examples:
   pml-hashing index evaluate --checkpoint runs/mnist-5k-dpn-64b-seed0/checkpoint.pt
   pml-hashing encode --checkpoint runs/mnist-5k-dpn-64b-seed0/checkpoint.pt --split query \
       --out query.npz
+  # training curves and per-epoch validation mAP of a run, as PNGs in the run folder
+  pml-hashing plot runs/mnist-5k-dpn-64b-seed0
 """
 
 
@@ -289,8 +291,17 @@ def encode_to_file(args: argparse.Namespace) -> int:
     return 0
 
 
+def plot_run_logs(args: argparse.Namespace) -> int:
+    from .training.plots import plot_run
+
+    for path in plot_run(args.run_dir, out=args.out):
+        print(f"wrote {path}")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``pml-hashing`` (subcommands ``index build|search|evaluate``)."""
+    """The argument parser of ``pml-hashing`` (subcommands ``index build|search|evaluate``,
+    ``encode``, ``plot``)."""
     parser = argparse.ArgumentParser(
         prog="pml-hashing",
         description="Learning-to-hash tools: index binary codes with faiss, search, evaluate.",
@@ -419,6 +430,21 @@ def make_parser() -> argparse.ArgumentParser:
     _add_checkpoint_arguments(encode, "database")
     encode.add_argument("--out", required=True, help=".npz file to write")
     encode.set_defaults(run=encode_to_file, codes=None)
+
+    plot = commands.add_parser(
+        "plot",
+        help="plot a training run's curves (PNG)",
+        description=(
+            "Draw a training run's per-epoch curves from RUN_DIR/logs/metrics.csv (written by "
+            "--log-with csv, the default): training loss, validation mAP and the target "
+            "codes' Hamming distances (when logged), as PNG files."
+        ),
+        epilog="example:\n  pml-hashing plot runs/mnist-5k-dpn-64b-seed0",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (runs/<name>)")
+    plot.add_argument("--out", help="folder to write the PNGs into (default: RUN_DIR)")
+    plot.set_defaults(run=plot_run_logs)
     return parser
 
 

@@ -54,7 +54,7 @@ class ExperimentConfig:
     radius: int = 2  # Hamming radius of the precision-within-radius metric
     checkpoint_every: int = 1  # epochs between resumable checkpoints (0: never)
     resume: str | None = None  # a checkpoint folder, or "latest" of this run
-    log_with: str = "csv"  # csv | tensorboard | none
+    log_with: str = "csv"  # csv | none | any Accelerate tracker, comma-separated (trackers.py)
     max_train_steps: int | None = None  # stop early (tests, smoke runs)
     progress: bool = True
 
@@ -86,12 +86,14 @@ class ExperimentConfig:
             "optimizer": ("adamw", "sgd"),
             "scheduler": ("cosine", "none"),
             "ties": ("index", "random", "expected"),
-            "log_with": ("csv", "tensorboard", "none"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 got = getattr(self, key)
                 raise ValueError(f"{key} must be one of {list(allowed)}; got {got!r}")
+        from .trackers import parse_log_with
+
+        parse_log_with(self.log_with)  # names only: a missing package fails at training
         if self.mixed_precision not in (None, "no", "fp16", "bf16"):
             raise ValueError(
                 f"mixed_precision must be no, fp16 or bf16; got {self.mixed_precision!r}"

@@ -20,13 +20,13 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data import FILE_PROTOCOLS, load_protocol
-from ..methods import EncodedTrainingSet, create_method
+from ..data import load_protocol, protocol_info
+from ..methods import EncodedTrainingSet, build_method
 from ..models import HashingModel
-from .checkpoint import method_arguments, replace_directory, save_checkpoint
+from .checkpoint import replace_directory, save_checkpoint
 from .config import ExperimentConfig
-from .csv_tracker import CSVTracker
 from .encoding import IndexedDataset, encode_dataset
+from .trackers import build_trackers
 from ..evaluation.retrieval_report import retrieval_report
 
 TRAINING_STATE = "training_state.json"
@@ -52,7 +52,7 @@ def build_protocol(config: ExperimentConfig, model: HashingModel | None = None):
     kwargs = dict(config.data_kwargs)
     if config.validation_per_class:
         kwargs["validation_per_class"] = config.validation_per_class
-    if config.dataset in FILE_PROTOCOLS and model is not None:
+    if protocol_info(config.dataset).takes_transform and model is not None:
         from timm.data import create_transform, resolve_data_config
 
         data_config = resolve_data_config({}, model=model.backbone)
@@ -63,16 +63,13 @@ def build_protocol(config: ExperimentConfig, model: HashingModel | None = None):
 
 
 def _in_chans(config: ExperimentConfig) -> int:
-    return 3 if config.dataset in FILE_PROTOCOLS else 1
+    return protocol_info(config.dataset).in_chans
 
 
 def _make_accelerator(config: ExperimentConfig) -> Accelerator:
     run_dir = config.run_dir()
-    log_with = []
-    if config.log_with == "csv":
-        log_with = [CSVTracker(config.run_name(), run_dir / "logs")]
-    elif config.log_with == "tensorboard":
-        log_with = ["tensorboard"]
+    # a tracker whose package is missing fails here, before any model or data is built
+    log_with = build_trackers(config.log_with, config.run_name(), run_dir / "logs")
     kwargs = {}
     if config.mixed_precision is not None:
         kwargs["mixed_precision"] = config.mixed_precision
@@ -132,13 +129,17 @@ def _encode_training_set_fn(model, dataset, config, accelerator):
     return encode
 
 
-def run_experiment(config: ExperimentConfig | dict) -> dict:
+def run_experiment(config: ExperimentConfig | dict, callbacks=()) -> dict:
     """Train a hashing model, then encode query and database and report retrieval quality.
 
     Writes under ``runs/<name>/``: ``metrics.json``, ``checkpoint.pt`` (model + target codes
     + config), ``splits.json`` (the data split, reusable with ``split_file``),
     ``checkpoints/epoch_*`` (resumable: model, optimizer, scheduler, target codes, RNG
     states) and ``logs/`` (tracker output).
+
+    ``callbacks``: callables ``callback(epoch, model, method)``, run on every process after
+    each epoch (``epoch`` counts from 1; ``model`` is the unwrapped ``HashingModel``), after
+    validation and before the epoch's checkpoint; for studies that measure every epoch.
 
     Returns:
         The metrics dict written to ``metrics.json`` (on every process).
@@ -153,8 +154,8 @@ def run_experiment(config: ExperimentConfig | dict) -> dict:
     model = build_model(config, _in_chans(config))
     with accelerator.main_process_first():
         protocol = build_protocol(config, model)
-    method_kwargs = method_arguments(config, protocol)
-    method = create_method(config.method, protocol.num_classes, config.bits, **method_kwargs)
+    method = build_method(config, protocol)
+    method_kwargs = method.config_kwargs
     method.to(accelerator.device)
     run_dir = config.run_dir()
     if accelerator.is_main_process:
@@ -266,6 +267,8 @@ def run_experiment(config: ExperimentConfig | dict) -> dict:
                     "method": {k: v.detach().clone() for k, v in method.state_dict().items()},
                 }
         accelerator.log(logs, step=step)
+        for callback in callbacks:
+            callback(epoch + 1, unwrapped, method)
         accelerator.print(
             f"epoch {epoch + 1}/{config.epochs}: loss {logs['train/loss']:.4f}"
             + (f", validation mAP {logs['validation/map']:.4f}" if "validation/map" in logs else "")
