@@ -27,6 +27,8 @@ TRACKER_NAMES: tuple[str, ...] = ("csv", "none", *ACCELERATE_TRACKERS)
 _ALIASES = {"comet": "comet_ml", "comet-ml": "comet_ml"}
 # The PyPI package of each tracker, where its name differs from the tracker's.
 _PACKAGES = {"comet_ml": "comet-ml"}
+# Trackers with an extra of pml-hashing (pyproject.toml's [project.optional-dependencies]).
+_EXTRAS = {"tensorboard": "tensorboard"}
 
 
 def parse_log_with(log_with: str | None) -> tuple[str, ...]:
@@ -67,9 +69,12 @@ def check_trackers_available(names) -> None:
     for name in names:
         if name in ACCELERATE_TRACKERS and not _is_available(name):
             package = _PACKAGES.get(name, name)
+            command = f"`pip install {package}`"
+            if name in _EXTRAS:
+                command = f"`pip install 'pml-hashing[{_EXTRAS[name]}]'` or {command}"
             raise ValueError(
                 f"log_with {name!r} needs the {package!r} package, which is not installed: "
-                f"`pip install {package}` (or log with 'csv', which needs nothing)"
+                f"{command} (or log with 'csv', which needs nothing)"
             )
 
 
