@@ -91,7 +91,8 @@ class Registry(Mapping, Generic[T]):
         try:
             return self._entries[name]
         except (KeyError, TypeError):
-            raise ValueError(f"{self.argument} must be one of {self.names()}; got {name!r}") from None
+            message = f"{self.argument} must be one of {self.names()}; got {name!r}"
+            raise ValueError(message) from None
 
     def check(self, name: str) -> str:
         """``name`` if it is registered, else the ``ValueError`` of :meth:`get_or_raise`."""

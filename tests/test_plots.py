@@ -34,8 +34,9 @@ def run_dir(tmp_path_factory):
 def test_run_log_series_are_the_run_s_own_numbers(run_dir):
     series = read_run_log(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert series["validation/map"] == [(v["epoch"], pytest.approx(v["map"]))
-                                        for v in metrics["validation"]]
+    assert series["validation/map"] == [
+        (v["epoch"], pytest.approx(v["map"])) for v in metrics["validation"]
+    ]
     assert [epoch for epoch, _ in series["train/loss"]] == [1, 2]
     assert [epoch for epoch, _ in series["targets/min_hamming_distance"]] == [1, 2]
 
@@ -51,7 +52,9 @@ def test_plot_command_writes_the_pngs_into_the_run_folder(run_dir, capsys):
 def test_plot_writes_into_out_when_given(run_dir, tmp_path):
     written = plot_run(run_dir, out=tmp_path / "figures")
     assert sorted(p.name for p in written) == [
-        "target_distances.png", "training_loss.png", "validation_map.png"
+        "target_distances.png",
+        "training_loss.png",
+        "validation_map.png",
     ]
     assert all(p.parent == tmp_path / "figures" for p in written)
 

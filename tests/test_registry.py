@@ -116,7 +116,12 @@ def test_every_component_registered_itself_in_its_own_file():
     }
     assert PROTOCOL_NAMES == tuple(PROTOCOLS)
     assert set(PROTOCOL_NAMES) == {
-        "mnist-5k", "digits", "cifar10-1", "cifar10-2", "nuswide-21", "imagenet-100"
+        "mnist-5k",
+        "digits",
+        "cifar10-1",
+        "cifar10-2",
+        "nuswide-21",
+        "imagenet-100",
     }
     assert set(FILE_PROTOCOLS) == {"cifar10-1", "cifar10-2", "nuswide-21", "imagenet-100"}
     for name in PROTOCOL_NAMES:

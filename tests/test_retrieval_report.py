@@ -96,8 +96,9 @@ def test_cli_report_equals_the_python_report(tmp_path, kind, capsys):
         q, query_labels, d, db_labels, topk=20, ties="expected", ternary_margin=margin
     )
     for key, value in expected.items():
-        assert written[key] == (pytest.approx(value, abs=1e-12) if isinstance(value, float)
-                                else value), key
+        assert written[key] == (
+            pytest.approx(value, abs=1e-12) if isinstance(value, float) else value
+        ), key
     assert written["num_query"] == 12 and written["num_database"] == 40
     assert ("ternary mAP" in printed) == (margin is not None)
 

@@ -71,8 +71,15 @@ def test_none_and_empty_log_nothing(tmp_path):
 def test_missing_tensorboard_stops_a_run_before_any_data_or_model(monkeypatch, tmp_path):
     # today without tensorboard, --log-with tensorboard trained and logged nothing
     monkeypatch.setattr(accelerate.utils, "is_tensorboard_available", lambda: False)
-    config = dict(output_dir=str(tmp_path), name="tb", dataset="digits", bits=8, epochs=1,
-                  log_with="tensorboard", progress=False)
+    config = dict(
+        output_dir=str(tmp_path),
+        name="tb",
+        dataset="digits",
+        bits=8,
+        epochs=1,
+        log_with="tensorboard",
+        progress=False,
+    )
     with pytest.raises(ValueError, match=r"pml-hashing\[tensorboard\].*pip install tensorboard"):
         run_experiment(config)
     assert not (tmp_path / "tb" / "splits.json").exists()

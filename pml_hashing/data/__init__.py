@@ -12,7 +12,7 @@ input channels, whether it reads files, whether it takes the backbone's transfor
 from __future__ import annotations
 
 from .array_image_dataset import ArrayImageDataset
-from .bundled import BUNDLED, load_bundled, load_bundled_protocol
+from .bundled import load_bundled, load_bundled_protocol
 from .cifar10 import load_cifar10, load_cifar10_arrays
 from .image_list_dataset import ImageListDataset, read_image_list
 from .image_list_protocols import load_image_list_protocol

@@ -84,8 +84,10 @@ def _ternary_report(query_outputs, query_labels, db_outputs, db_labels, margin, 
     zero_fraction = float((torch.cat([query_ternary, db_ternary]) == 0).float().mean())
     degenerate = bool((query_ternary == 0).all() or (db_ternary == 0).all())
     if degenerate:
-        side = "query and database" if zero_fraction == 1.0 else (
-            "query" if bool((query_ternary == 0).all()) else "database"
+        side = (
+            "query and database"
+            if zero_fraction == 1.0
+            else ("query" if bool((query_ternary == 0).all()) else "database")
         )
         warnings.warn(
             f"every {side} ternary code is all zero at ternary_margin={margin} (no output "

@@ -5,12 +5,12 @@
 gives back the model and its target codes.
 """
 
+from ..evaluation.retrieval_report import retrieval_report
 from .checkpoint import load_checkpoint, save_checkpoint
 from .checkpoint_jobs import encode_checkpoint, evaluate_checkpoint
 from .config import ExperimentConfig, parse_config
 from .encoding import IndexedDataset, encode_dataset
 from .loop import build_model, build_protocol, run_experiment
-from ..evaluation.retrieval_report import retrieval_report
 
 __all__ = [
     "ExperimentConfig",

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from ..codes import binarize
+from ..evaluation.retrieval_report import retrieval_report
 from .checkpoint import load_checkpoint
 from .config import ExperimentConfig
 from .encoding import encode_dataset
-from ..evaluation.retrieval_report import retrieval_report
 
 SPLITS = ("train", "query", "database", "validation")
 

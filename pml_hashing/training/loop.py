@@ -21,13 +21,13 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data import load_protocol, protocol_info
+from ..evaluation.retrieval_report import retrieval_report
 from ..methods import EncodedTrainingSet, build_method
 from ..models import HashingModel
 from .checkpoint import replace_directory, save_checkpoint
 from .config import ExperimentConfig
 from .encoding import IndexedDataset, encode_dataset
 from .trackers import build_trackers
-from ..evaluation.retrieval_report import retrieval_report
 
 TRAINING_STATE = "training_state.json"
 

@@ -42,8 +42,7 @@ def parse_log_with(log_with: str | None) -> tuple[str, ...]:
         return ()
     if not isinstance(log_with, str):
         raise ValueError(
-            f"log_with must be a string of tracker names (e.g. 'csv,tensorboard'); "
-            f"got {log_with!r}"
+            f"log_with must be a string of tracker names (e.g. 'csv,tensorboard'); got {log_with!r}"
         )
     names = [_ALIASES.get(n.strip().lower(), n.strip().lower()) for n in log_with.split(",")]
     names = [n for n in names if n]
