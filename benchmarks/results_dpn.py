@@ -1,8 +1,11 @@
 """The DPN paper's claims measured on a bundled data set: the tables and plots of docs/results.md.
 
-Each study trains DPN (``HashingModel`` + ``PolarizationLoss`` through the ``dpn`` method)
-with a compact loop (no checkpoints, no tracker) and evaluates with the package's metrics.
-Runs that two studies share (same bits, margin, targets, seed) are trained once.
+Each study trains DPN through ``pml_hashing.training.run_experiment`` (the training job of
+``recipes/train.py``: ``hashing_cnn_small``, AdamW, cosine schedule; no checkpoints, no
+tracker) and reads the run's retrieval report (``metrics["last_epoch"]``); what a study
+measures on the model itself (Proposition 3 after every epoch, per-query AP, outputs) comes
+from a ``run_experiment`` callback. Runs that two studies share (same bits, margin, targets,
+seed) are trained once.
 
 Studies (``python benchmarks/results_dpn.py STUDY ...``; ``all`` runs every one):
 
@@ -29,10 +32,13 @@ mean ± sample standard deviation over the seeds.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from multiprocessing import get_context
@@ -46,17 +52,15 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from pml_hashing._validation import TIE_RULES  # noqa: E402
-from pml_hashing.codes import binarize, ternarize  # noqa: E402
+from pml_hashing.codes import binarize  # noqa: E402
 from pml_hashing.data import load_protocol  # noqa: E402
 from pml_hashing.evaluation import (  # noqa: E402
+    DegenerateTernaryCodesWarning,
     average_precision_per_query,
     mean_average_precision,
 )
-from pml_hashing.evaluation.hamming_ranking import ZeroOneCodesWarning  # noqa: E402
-from pml_hashing.methods import create_method  # noqa: E402
 from pml_hashing.miners import RandomTargetMiner  # noqa: E402
-from pml_hashing.models import HashingModel  # noqa: E402
-from pml_hashing.training import encode_dataset  # noqa: E402
+from pml_hashing.training import encode_dataset, run_experiment  # noqa: E402
 
 STUDIES = ("margin", "ratio", "prop3", "variants", "targets", "outputs", "ties")
 MARGINS = (0.1, 0.5, 1.0, 2.0, 3.0)
@@ -109,76 +113,77 @@ def proposition3_sides(outputs, labels, targets, margin: float) -> tuple[float, 
     return float(lhs), float(rhs)
 
 
+def train_config(spec: dict, options: dict, output_dir: str) -> dict:
+    """The ``run_experiment`` config of one run: DPN on ``hashing_cnn_small``, AdamW
+    (weight decay 1e-4) with a cosine schedule, reported with ``ties="expected"``."""
+    return {
+        "dataset": options["dataset"],
+        "method": "dpn",
+        "bits": spec["bits"],
+        "margin": spec["margin"],
+        "target_miner": spec["target_miner"],
+        "p": spec["p"],
+        "seed": spec["seed"],
+        "epochs": options["epochs"],
+        "lr": options["lr"],
+        "batch_size": options["batch_size"],
+        "backbone": "hashing_cnn_small",
+        "backbone_kwargs": {"widths": list(options["widths"])},
+        "weight_decay": 1e-4,
+        "ties": "expected",
+        "output_dir": output_dir,
+        "name": "run",
+        "progress": False,
+        "log_with": "none",
+        "checkpoint_every": 0,
+    }
+
+
 def train_and_measure(spec: dict, options: dict) -> dict:
-    """Train one DPN model and return the numbers every study may read from it."""
+    """Train one DPN model through ``run_experiment`` and return the numbers every study may
+    read from it: its retrieval report, plus what the studies measure on the model."""
     torch.set_num_threads(1)
     start = time.perf_counter()
-    torch.manual_seed(spec["seed"])
+    # the run draws the same split from the same seed and default sizes
     protocol = load_protocol(options["dataset"], seed=spec["seed"])
-    bits = spec["bits"]
-    model = HashingModel(
-        "hashing_cnn_small", bits, in_chans=protocol.in_chans, widths=options["widths"]
-    )
-    miner_kwargs = {"p": spec["p"]} if spec["target_miner"] in ("random", "adaptive") else {}
-    method = create_method(
-        "dpn",
-        protocol.num_classes,
-        bits,
-        margin=spec["margin"],
-        target_miner=spec["target_miner"],
-        seed=spec["seed"],
-        target_miner_kwargs=miner_kwargs,
-    )
-    images, labels = protocol.train.images, protocol.train.labels
-    optimizer = torch.optim.AdamW(model.parameters(), lr=options["lr"], weight_decay=1e-4)
-    batch_size = options["batch_size"]
-    steps_per_epoch = len(labels) // batch_size  # full batches only, as run_experiment
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=steps_per_epoch * options["epochs"]
-    )
-    generator = torch.Generator().manual_seed(spec["seed"])
-    prop3 = []
-    for epoch in range(options["epochs"]):
-        model.train()
-        order = torch.randperm(len(labels), generator=generator)
-        for step in range(steps_per_epoch):
-            batch = order[step * batch_size : (step + 1) * batch_size]
-            loss = method.compute_loss(model(images[batch]), labels[batch], None, batch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-        method.on_epoch_end(epoch)
+    trained, prop3 = {}, []
+
+    def after_epoch(epoch, model, method):
         # Proposition 3 is about the training codes: measured after every epoch.
         train_out, train_labels = encode_dataset(model, protocol.train)
-        prop3.append(
-            proposition3_sides(train_out, train_labels, method.target_miner.targets, spec["margin"])
-        )
+        targets = method.target_miner.targets.cpu()
+        prop3.append(proposition3_sides(train_out, train_labels, targets, spec["margin"]))
+        trained.update(model=model, method=method)
+
+    with tempfile.TemporaryDirectory() as output_dir:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            # A --quick run's ternary codes may be all zero: the report says so (None).
+            warnings.simplefilter("ignore", DegenerateTernaryCodesWarning)
+            metrics = run_experiment(
+                train_config(spec, options, output_dir), callbacks=[after_epoch]
+            )
+    report = metrics["last_epoch"]
+    model, method = trained["model"], trained["method"]  # the last epoch's, as reported
     query_out, query_labels = encode_dataset(model, protocol.query)
     db_out, db_labels = encode_dataset(model, protocol.database)
     query_codes, db_codes = binarize(query_out), binarize(db_out)
     args = (query_codes, query_labels, db_codes, db_labels)
-    with warnings.catch_warnings():
-        # An undertrained model (a --quick run) can have no output below -m: its ternary
-        # codes hold only 0 and +1, which are ternary codes here, not 0/1 bits.
-        warnings.simplefilter("ignore", ZeroOneCodesWarning)
-        map_ternary = mean_average_precision(
-            ternarize(query_out, spec["margin"]),
-            query_labels,
-            ternarize(db_out, spec["margin"]),
-            db_labels,
-            ties="expected",
-        )
+    targets = method.target_miner.targets.cpu()
     result = {
-        "map": mean_average_precision(*args, ties="expected"),
-        "map_ternary": map_ternary,
-        "ternary_zero_fraction": float((ternarize(db_out, spec["margin"]) == 0).float().mean()),
+        "map": report["map"],
+        "map_ternary": report["map_ternary"],  # None: degenerate (all-zero) ternary codes
+        "ternary_zero_fraction": report["ternary_zero_fraction"],
         "targets_mean_distance": method.target_miner.mean_hamming_distance,
         "targets_min_distance": method.target_miner.min_hamming_distance,
     }
     result["prop3"] = prop3
     for rule in TIE_RULES:
         result[f"map_{rule}"] = mean_average_precision(*args, ties=rule, seed=spec["seed"])
+    if abs(result["map_expected"] - report["map"]) > 1e-9:
+        raise RuntimeError(
+            f"re-encoded mAP {result['map_expected']} differs from the run's {report['map']}: "
+            "the model or the split is not the run's"
+        )
     # Same codes, database re-ordered by class: only the tie order differs.
     for name, descending in (("sorted_up", False), ("sorted_down", True)):
         order = torch.sort(db_labels, stable=True, descending=descending).indices
@@ -186,7 +191,7 @@ def train_and_measure(spec: dict, options: dict) -> dict:
             query_codes, query_labels, db_codes[order], db_labels[order], ties="index"
         )
     result["query_ap"] = average_precision_per_query(*args, ties="expected")
-    result["v_times_t"] = (query_out * method.target_miner.targets[query_labels]).numpy()
+    result["v_times_t"] = (query_out * targets[query_labels]).numpy()
     result["seconds"] = time.perf_counter() - start
     return result
 
@@ -217,7 +222,15 @@ def run_all(specs: list[dict], options: dict, jobs: int) -> dict[str, dict]:
 
 
 def mean_std(values) -> str:
-    values = [float(v) for v in values]
+    """``mean ± std`` over the seeds; None (a degenerate ternary mAP: all-zero codes, which
+    the report does not score) is left out and counted."""
+    values = list(values)
+    degenerate = sum(v is None for v in values)
+    values = [float(v) for v in values if v is not None]
+    if not values:
+        return "degenerate (all-zero codes)"
+    if degenerate:
+        return f"{mean_std(values)} ({degenerate} degenerate)"
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"

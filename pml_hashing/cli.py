@@ -43,6 +43,8 @@ examples:
   pml-hashing index evaluate --checkpoint runs/mnist-5k-dpn-random-64b-seed0
   pml-hashing encode --checkpoint runs/mnist-5k-dpn-random-64b-seed0 --split query \
       --out query.npz
+  # training curves and per-epoch validation mAP of a run, as PNGs in the run folder
+  pml-hashing plot runs/mnist-5k-dpn-64b-seed0
 """
 
 
@@ -225,51 +227,78 @@ def search_index(args: argparse.Namespace) -> int:
 
 
 def evaluate_codes(args: argparse.Namespace) -> int:
-    from .evaluation import hamming_ball_statistics, mean_average_precision
+    """``index evaluate``: the :func:`~pml_hashing.evaluation.retrieval_report` of query
+    codes against database codes (from .npz files or a checkpoint), printed and in --json."""
+    from .evaluation import format_retrieval_report, retrieval_report
 
     if args.checkpoint is not None:
         if args.query is not None or args.database is not None:
             raise CommandError("give either --checkpoint or --query and --database, not both")
-        query = codes_from_source(_with(args, split="query"), "query", "query")[0]
-        database = codes_from_source(_with(args, split="database"), "database", "database")[0]
+        if args.ternary_margin is not None:
+            raise CommandError(
+                "--ternary-margin is for .npz files; a checkpoint's method gives its own margin"
+            )
+        from .training import evaluate_checkpoint
+
+        report = evaluate_checkpoint(
+            args.checkpoint,
+            dataset=args.dataset,
+            root=args.root,
+            split_file=args.split_file,
+            topk=args.topk,
+            ties=args.ties,
+            radius=args.radius,
+            seed=args.seed,
+        )
+        num_bits = None
     elif args.query is None or args.database is None:
         raise CommandError("give --query and --database (.npz files), or --checkpoint")
     else:
         query = read_codes(args.query, required=("codes", "labels"))
         database = read_codes(args.database, required=("codes", "labels"))
-    query_codes = _evaluation_codes(query["codes"])
-    db_codes = _evaluation_codes(database["codes"])
-    common = dict(
-        query_codes=query_codes,
-        query_labels=query["labels"],
-        db_codes=db_codes,
-        db_labels=database["labels"],
-    )
-    mean_ap = mean_average_precision(**common, topk=args.topk, ties=args.ties, seed=args.seed)
-    ball = hamming_ball_statistics(**common, radius=args.radius)
-    at = "all" if args.topk is None else str(args.topk)
-    results = {
-        "num_queries": len(query_codes),
-        "num_database": len(db_codes),
-        "num_bits": int(query_codes.shape[1]),
-        f"mAP@{at}": mean_ap,
-        "ties": args.ties,
-        f"precision_within_radius_{args.radius}": ball.precision,
-        "empty_ball_fraction": ball.empty_fraction,
-        "mean_ball_size": ball.mean_ball_size,
-    }
+        query_values, query_margin = _report_inputs(query, args.ternary_margin)
+        db_values, db_margin = _report_inputs(database, args.ternary_margin)
+        # +-1 codes are ternary codes too: one ternary side is enough for a ternary mAP
+        margin = query_margin if query_margin is not None else db_margin
+        report = retrieval_report(
+            query_values,
+            query["labels"],
+            db_values,
+            database["labels"],
+            topk=args.topk,
+            ties=args.ties,
+            radius=args.radius,
+            ternary_margin=margin,
+            seed=args.seed,
+        )
+        report["num_query"], report["num_database"] = len(query_values), len(db_values)
+        num_bits = int(query_values.shape[1])
+    if num_bits is not None:
+        report["num_bits"] = num_bits
     print(
-        f"{results['num_queries']} queries, {results['num_database']} database codes, "
-        f"{results['num_bits']} bits"
+        f"{report['num_query']} queries, {report['num_database']} database codes"
+        + ("" if num_bits is None else f", {num_bits} bits")
     )
-    print(f"{'mAP@' + at + ' (ties=' + args.ties + ')':<36}{mean_ap:.4f}")
-    print(f"{'precision within radius ' + str(args.radius):<36}{ball.precision:.4f}")
-    print(f"{'  empty balls (count as 0)':<36}{ball.empty_fraction:.2%}")
-    print(f"{'  mean ball size':<36}{ball.mean_ball_size:.2f}")
+    print(format_retrieval_report(report))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+            json.dump(report, f, indent=2)
     return 0
+
+
+def _report_inputs(arrays: dict, ternary_margin: float | None) -> tuple[np.ndarray, float | None]:
+    """What the report reads from an .npz, and the ternary margin that goes with it.
+
+    With ``--ternary-margin`` the real ``outputs`` (``pml-hashing encode`` writes them) are
+    ternarized; codes that are already ternary are evaluated as they are (margin 0 keeps
+    them; their binary mAP counts 0 as +1); binary codes or raw outputs give no ternary mAP.
+    """
+    if ternary_margin is not None:
+        if ternary_margin < 0:
+            raise CommandError(f"--ternary-margin must be >= 0; got {ternary_margin}")
+        return arrays.get("outputs", arrays["codes"]), ternary_margin
+    codes = _evaluation_codes(arrays["codes"])
+    return codes, 0.0 if _is_ternary(codes) else None
 
 
 def _with(args: argparse.Namespace, **changes) -> argparse.Namespace:
@@ -287,8 +316,17 @@ def encode_to_file(args: argparse.Namespace) -> int:
     return 0
 
 
+def plot_run_logs(args: argparse.Namespace) -> int:
+    from .training.plots import plot_run
+
+    for path in plot_run(args.run_dir, out=args.out):
+        print(f"wrote {path}")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``pml-hashing`` (subcommands ``index build|search|evaluate``)."""
+    """The argument parser of ``pml-hashing`` (subcommands ``index build|search|evaluate``,
+    ``encode``, ``plot``)."""
     parser = argparse.ArgumentParser(
         prog="pml-hashing",
         description="Learning-to-hash tools: index binary codes with faiss, search, evaluate.",
@@ -365,9 +403,12 @@ def make_parser() -> argparse.ArgumentParser:
         description=(
             "Hashing metrics of query codes against database codes. Both .npz files hold "
             "`codes` (+-1, ternary -1/0/+1, or raw outputs, binarized) and `labels` (integer "
-            "(N,) or multi-hot (N, C); relevant = sharing a label). Prints mAP@R (the hashing "
-            "convention, over all queries) and the precision within the Hamming ball "
-            "(empty balls count 0; their fraction is printed too)."
+            "(N,) or multi-hot (N, C); relevant = sharing a label). Prints the retrieval "
+            "report that training runs write (pml_hashing.evaluation.retrieval_report): "
+            "mAP@R (the hashing convention, over all queries), the ternary (DPN-T) mAP for "
+            "ternary codes, --ternary-margin or a DPN checkpoint, and the precision within "
+            "the Hamming ball (empty balls count 0; their fraction is printed too). --json "
+            "writes the report's keys (map, map_ternary, precision_within_radius, ...)."
         ),
         epilog="example:\n  pml-hashing index evaluate --query query.npz --database db.npz "
         "--topk 5000 --ties expected",
@@ -376,7 +417,11 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--query", help=".npz with query `codes` and `labels`")
     evaluate.add_argument("--database", help=".npz with database codes, labels")
     _add_checkpoint_arguments(evaluate, None)
-    evaluate.add_argument("--topk", type=int, help="R of mAP@R (default: the whole database)")
+    evaluate.add_argument(
+        "--topk",
+        type=int,
+        help="R of mAP@R (default: the whole database; with --checkpoint, its protocol's R)",
+    )
     evaluate.add_argument(
         "--ties",
         default="index",
@@ -386,6 +431,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--seed", type=int, default=0, help="seed for --ties random")
     evaluate.add_argument("--radius", type=float, default=2, help="Hamming radius (default 2)")
+    evaluate.add_argument(
+        "--ternary-margin",
+        type=float,
+        help="also the DPN-T mAP of codes ternarized with |v| <= margin -> 0 (reads the "
+        "`outputs` array that `pml-hashing encode` writes); ternary codes get it without",
+    )
     evaluate.add_argument("--json", help="also write the numbers to this JSON file")
     evaluate.set_defaults(run=evaluate_codes)
 
@@ -404,6 +455,21 @@ def make_parser() -> argparse.ArgumentParser:
     _add_checkpoint_arguments(encode, "database")
     encode.add_argument("--out", required=True, help=".npz file to write")
     encode.set_defaults(run=encode_to_file, codes=None)
+
+    plot = commands.add_parser(
+        "plot",
+        help="plot a training run's curves (PNG)",
+        description=(
+            "Draw a training run's per-epoch curves from RUN_DIR/logs/metrics.csv (written by "
+            "--log-with csv, the default): training loss, validation mAP and the target "
+            "codes' Hamming distances (when logged), as PNG files."
+        ),
+        epilog="example:\n  pml-hashing plot runs/mnist-5k-dpn-64b-seed0",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (runs/<name>)")
+    plot.add_argument("--out", help="folder to write the PNGs into (default: RUN_DIR)")
+    plot.set_defaults(run=plot_run_logs)
     return parser
 
 

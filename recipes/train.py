@@ -33,7 +33,9 @@ def main(argv=None) -> dict:
         print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
         line = f"{trainer.run_name}: mAP@{result['topk']} {result['map']:.4f}"
         line += f" (ties={result['ties']})"
-        if "map_ternary" in result:
+        if result.get("ternary_degenerate"):  # all-zero ternary codes: no ternary mAP
+            line += ", ternary (DPN-T) none (degenerate: all-zero codes)"
+        elif "map_ternary" in result:
             line += f", ternary (DPN-T) {result['map_ternary']:.4f}"
         precision = result["precision_within_radius"]
         line += f", precision within radius {result['radius']} {precision:.4f}"

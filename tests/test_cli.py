@@ -105,8 +105,8 @@ def test_evaluate_reports_map_and_precision_within_radius(tmp_path, codes_and_la
             for i in range(30)
         ]
     )
-    assert metrics["mAP@all"] == pytest.approx(expected_map, abs=1e-9)
-    assert metrics["precision_within_radius_2"] == pytest.approx(expected_precision, abs=1e-9)
+    assert metrics["map"] == pytest.approx(expected_map, abs=1e-9)
+    assert metrics["precision_within_radius"] == pytest.approx(expected_precision, abs=1e-9)
 
 
 def test_user_errors_exit_with_status_2_and_a_message(tmp_path, capsys):

@@ -98,7 +98,12 @@ def test_run_writes_metrics_and_a_checkpoint_that_encodes_the_same(tmp_path):
     run_dir = tmp_path / "tiny"
     written = json.loads((run_dir / "metrics.json").read_text())
     result = written["last_epoch"]
-    assert 0.0 <= result["map"] <= 1.0 and 0.0 <= result["map_ternary"] <= 1.0
+    assert 0.0 <= result["map"] <= 1.0
+    # two epochs may leave every output inside the margin: then no ternary mAP is reported
+    if result["ternary_degenerate"]:
+        assert result["map_ternary"] is None
+    else:
+        assert 0.0 <= result["map_ternary"] <= 1.0
     assert result["num_query"] == 1000 and result["num_database"] == 797
     assert written["epochs_trained"] == 2 == len(metrics["history"])
     splits = json.loads((run_dir / "splits.json").read_text())

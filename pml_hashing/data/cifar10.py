@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import numpy as np
 from .array_image_dataset import ArrayImageDataset
 from .image_protocol import build_image_protocol
 from .protocol import Protocol, reuse_splits, split_per_class
+from .protocol_registry import register_protocol
 
 CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 CIFAR10_LAYOUT = (
@@ -185,3 +187,13 @@ def _check_train_size(train: np.ndarray, labels: np.ndarray, train_per_class: in
                 f"train_per_class={train_per_class} but class {c} has only {got} items left "
                 "for training after the queries and validation"
             )
+
+
+for _protocol in (1, 2):
+    register_protocol(
+        f"cifar10-{_protocol}",
+        partial(load_cifar10, _protocol),
+        in_chans=3,
+        needs_root=True,
+        takes_transform=True,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import numpy as np
 from .image_list_dataset import ImageListDataset, read_image_list
 from .image_protocol import build_image_protocol
 from .protocol import Protocol, reuse_splits, split_per_class, split_random
+from .protocol_registry import register_protocol
 
 # Sizes from DESIGN.md section 5 (the HashNet / DPN protocols).
 IMAGE_LIST_PROTOCOLS = {
@@ -243,4 +245,14 @@ def load_image_list_protocol(
             "image_root": str(image_root),
             "split_file": None if split_file is None else str(split_file),
         },
+    )
+
+
+for _name in IMAGE_LIST_PROTOCOLS:
+    register_protocol(
+        _name,
+        partial(load_image_list_protocol, _name),
+        in_chans=3,
+        needs_root=True,
+        takes_transform=True,
     )

@@ -2,8 +2,9 @@
 
 mAP@R of the hashing convention with an explicit tie rule (``ties="index"``, ``"random"``,
 ``"expected"``), Hamming-ball statistics (precision within radius r, as in BDNN),
-precision@k / recall@k, precision/recall curves over radius and rank, and a PML
-``AccuracyCalculator`` that reports the hashing metrics.
+precision@k / recall@k, precision/recall curves over radius and rank, a PML
+``AccuracyCalculator`` that reports the hashing metrics, and :func:`retrieval_report`, the
+one report that training runs, the command line and the benchmarks print.
 """
 
 from .average_precision import average_precision_per_query, mean_average_precision
@@ -17,13 +18,20 @@ from .hamming_ranking import ZeroOneCodesWarning
 from .hashing_accuracy_calculator import HashingAccuracyCalculator
 from .precision_recall_curve import PrecisionRecallCurve, plot_precision_recall
 from .ranking_metrics import precision_at_k, precision_recall_by_rank, recall_at_k
+from .retrieval_report import (
+    DegenerateTernaryCodesWarning,
+    format_retrieval_report,
+    retrieval_report,
+)
 
 __all__ = [
+    "DegenerateTernaryCodesWarning",
     "HammingBallStatistics",
     "HashingAccuracyCalculator",
     "PrecisionRecallCurve",
     "ZeroOneCodesWarning",
     "average_precision_per_query",
+    "format_retrieval_report",
     "hamming_ball_statistics",
     "mean_average_precision",
     "plot_precision_recall",
@@ -32,4 +40,5 @@ __all__ = [
     "precision_recall_by_rank",
     "precision_within_radius",
     "recall_at_k",
+    "retrieval_report",
 ]

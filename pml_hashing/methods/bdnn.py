@@ -18,8 +18,7 @@ from .._validation import check_hash_outputs, check_integer, label_tensor
 from ..codes import binarize
 from ..losses import BDNNReconstructionLoss, BDNNSimilarityLoss
 from ..regularizers import BitBalanceRegularizer, BitIndependenceRegularizer
-from . import register_method
-from .base import EncodedTrainingSet, HashingMethod
+from .base import METHODS, EncodedTrainingSet, HashingMethod, ProtocolFacts
 
 __all__ = ["SHBDNNMethod", "UHBDNNMethod", "coordinate_descent_codes", "uh_code_objective"]
 
@@ -127,6 +126,13 @@ class _BDNNMethod(HashingMethod):
     @property
     def needs_training_set_encoding(self) -> bool:
         return True
+
+    @classmethod
+    def config_arguments(cls, config, facts: ProtocolFacts) -> dict:
+        """Also ``num_train``: ``B`` holds one code per training sample."""
+        kwargs = super().config_arguments(config, facts)
+        kwargs.setdefault("num_train", facts.num_train)
+        return kwargs
 
     def _allocate_codes(self, num_train: int, device) -> None:
         num_train = check_integer(num_train, "num_train", minimum=1)
@@ -252,6 +258,7 @@ class _BDNNMethod(HashingMethod):
         return stats
 
 
+@METHODS.register("sh-bdnn")
 class SHBDNNMethod(_BDNNMethod):
     """Supervised BDNN (SH-BDNN, Do, Doan, Cheung, ECCV 2016, section 4).
 
@@ -333,6 +340,7 @@ class SHBDNNMethod(_BDNNMethod):
         return self._store_codes(binarize(encoded.outputs.detach()), encoded.indices)
 
 
+@METHODS.register("uh-bdnn")
 class UHBDNNMethod(_BDNNMethod):
     """Unsupervised BDNN (UH-BDNN, Do, Doan, Cheung, ECCV 2016, section 3).
 
@@ -370,6 +378,18 @@ class UHBDNNMethod(_BDNNMethod):
     """
 
     name = "uh-bdnn"
+
+    needs_input_dim = True
+
+    @classmethod
+    def config_arguments(cls, config, facts: ProtocolFacts) -> dict:
+        """Also ``input_dim``: the decoder reconstructs the flattened inputs."""
+        kwargs = super().config_arguments(config, facts)
+        if "input_dim" not in kwargs:
+            if facts.input_dim is None:
+                raise ValueError("UH-BDNN needs the protocol's input_dim (C * H * W)")
+            kwargs["input_dim"] = facts.input_dim
+        return kwargs
 
     def __init__(
         self,
@@ -458,5 +478,3 @@ class UHBDNNMethod(_BDNNMethod):
         }
 
 
-register_method("sh-bdnn", SHBDNNMethod)
-register_method("uh-bdnn", UHBDNNMethod)

@@ -3,29 +3,17 @@ from __future__ import annotations
 import torch
 
 from ..losses import PolarizationLoss
-from ..miners import (
-    AdaptiveTargetMiner,
-    HadamardTargetMiner,
-    MaxHammingDistanceTargetMiner,
-    RandomTargetMiner,
-)
-from .base import HashingMethod
-
-TARGET_MINERS = {
-    "random": RandomTargetMiner,
-    "hadamard": HadamardTargetMiner,
-    "max-hamming": MaxHammingDistanceTargetMiner,
-    "adaptive": AdaptiveTargetMiner,
-}
+from ..miners import TARGET_MINERS
+from .base import METHODS, HashingMethod, ProtocolFacts
 
 
 def create_target_miner(name: str, num_classes: int, num_bits: int, seed: int = 0, **kwargs):
-    """A target miner by recipe name: ``random``, ``hadamard``, ``max-hamming``, ``adaptive``."""
-    if name not in TARGET_MINERS:
-        raise ValueError(f"target_miner must be one of {sorted(TARGET_MINERS)}; got {name!r}")
-    return TARGET_MINERS[name](num_classes, num_bits, seed=seed, **kwargs)
+    """A target miner by recipe name: ``random``, ``hadamard``, ``max-hamming``, ``adaptive``
+    (any name in :data:`~pml_hashing.miners.TARGET_MINERS`)."""
+    return TARGET_MINERS.create(name, num_classes, num_bits, seed=seed, **kwargs)
 
 
+@METHODS.register("dpn")
 class DPNMethod(HashingMethod):
     """Deep Polarized Network: the polarization loss against per-class target codes.
 
@@ -52,6 +40,19 @@ class DPNMethod(HashingMethod):
         self.loss = PolarizationLoss(margin=margin, target_miner=miner)
         self.regularizers = torch.nn.ModuleList([r for r, _ in regularizers or []])
         self.regularizer_weights = [float(w) for _, w in regularizers or []]
+
+    @classmethod
+    def config_arguments(cls, config, facts: ProtocolFacts) -> dict:
+        """``margin``, ``target_miner`` and the miner's own config keys (``p``,
+        ``update_every``: those its registry entry lists as ``config_keys``)."""
+        kwargs = super().config_arguments(config, facts)
+        kwargs.setdefault("margin", config.margin)
+        kwargs.setdefault("target_miner", config.target_miner)
+        miner_kwargs = dict(kwargs.pop("target_miner_kwargs", None) or {})
+        for key in TARGET_MINERS.info(kwargs["target_miner"]).get("config_keys", ()):
+            miner_kwargs.setdefault(key, getattr(config, key))
+        kwargs["target_miner_kwargs"] = miner_kwargs
+        return kwargs
 
     @property
     def target_miner(self):

@@ -1,5 +1,5 @@
 from .adaptive_target_miner import AdaptiveTargetMiner
-from .base_target_miner import BaseTargetMiner, pairwise_hamming_distances
+from .base_target_miner import TARGET_MINERS, BaseTargetMiner, pairwise_hamming_distances
 from .hadamard_target_miner import HadamardTargetMiner
 from .hamming_hard_pair_miner import HammingHardPairMiner
 from .max_hamming_distance_target_miner import MaxHammingDistanceTargetMiner
@@ -12,5 +12,6 @@ __all__ = [
     "HammingHardPairMiner",
     "MaxHammingDistanceTargetMiner",
     "RandomTargetMiner",
+    "TARGET_MINERS",
     "pairwise_hamming_distances",
 ]

@@ -4,9 +4,10 @@ import torch
 import torch.distributed as dist
 
 from .._validation import check_integer
-from .base_target_miner import BaseTargetMiner
+from .base_target_miner import TARGET_MINERS, BaseTargetMiner
 
 
+@TARGET_MINERS.register("adaptive", config_keys=("p", "update_every"))
 class AdaptiveTargetMiner(BaseTargetMiner):
     """DPN-A (DPN paper, Algorithm 1): random initial targets, updated from observed outputs.
 

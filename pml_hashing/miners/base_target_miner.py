@@ -6,6 +6,11 @@ import torch
 from pytorch_metric_learning.utils.module_with_records import ModuleWithRecords
 
 from .._validation import MAX_CODEBOOK_ELEMENTS, MAX_NUM_BITS, check_integer, label_tensor
+from ..registry import Registry
+
+# Target miners by the name a config gives (``target_miner:``); each miner file registers
+# its class with the config keys its constructor takes (``config_keys``).
+TARGET_MINERS: Registry = Registry("target miner", "target_miner")
 
 # Rows of the codebook per block when computing the min-distance stat (memory ~ rows * C).
 STATS_CHUNK_ROWS = 1024

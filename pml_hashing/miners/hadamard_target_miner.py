@@ -4,9 +4,10 @@ import torch
 from scipy.linalg import hadamard
 
 from .._validation import check_integer
-from .base_target_miner import BaseTargetMiner
+from .base_target_miner import TARGET_MINERS, BaseTargetMiner
 
 
+@TARGET_MINERS.register("hadamard", config_keys=())
 class HadamardTargetMiner(BaseTargetMiner):
     """Target codes from the rows of a Sylvester Hadamard matrix (as in CSQ, Yuan et al. 2020).
 

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import torch
 
-from .base_target_miner import BaseTargetMiner
+from .base_target_miner import TARGET_MINERS, BaseTargetMiner
 
 
+@TARGET_MINERS.register("max-hamming", config_keys=())
 class MaxHammingDistanceTargetMiner(BaseTargetMiner):
     """A greedy codebook that maximizes the minimum pairwise Hamming distance.
 

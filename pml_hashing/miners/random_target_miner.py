@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import torch
 
-from .base_target_miner import BaseTargetMiner
+from .base_target_miner import TARGET_MINERS, BaseTargetMiner
 
 
+@TARGET_MINERS.register("random", config_keys=("p",))
 class RandomTargetMiner(BaseTargetMiner):
     """Random target codes (DPN, section 2.4): each bit is +1 with probability ``p``.
 

@@ -6,11 +6,11 @@ and writes ``runs/<name>/``;
 gives back the model and its target codes.
 """
 
+from ..evaluation.retrieval_report import retrieval_report
 from .checkpoint import load_checkpoint, save_checkpoint
 from .checkpoint_jobs import encode_checkpoint, evaluate_checkpoint
 from .config import ExperimentConfig, parse_config
 from .encoding import IndexedDataset, encode_dataset
-from .retrieval_report import retrieval_report
 from .trainer import (
     Callback,
     CheckpointCallback,

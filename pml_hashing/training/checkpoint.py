@@ -19,7 +19,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-from ..methods import create_method
+from ..methods import create_method, method_config_arguments
 from ..models import HashingModel
 from .config import ExperimentConfig
 
@@ -326,20 +326,6 @@ def read_state_part(folder, name: str, manifest: dict):
 
 
 def method_arguments(config: ExperimentConfig, protocol) -> dict:
-    """Keyword arguments of ``create_method`` for a config and its data."""
-    kwargs = dict(config.method_kwargs)
-    if config.method == "dpn":
-        miner_kwargs = dict(kwargs.pop("target_miner_kwargs", {}))
-        if config.target_miner in ("random", "adaptive"):
-            miner_kwargs.setdefault("p", config.p)
-        if config.target_miner == "adaptive":
-            miner_kwargs.setdefault("update_every", config.update_every)
-        kwargs.setdefault("margin", config.margin)
-        kwargs.setdefault("target_miner", config.target_miner)
-        kwargs["target_miner_kwargs"] = miner_kwargs
-    kwargs.setdefault("seed", config.seed)
-    if config.method in ("sh-bdnn", "uh-bdnn"):  # B has one code per training sample
-        kwargs.setdefault("num_train", len(protocol.train))
-    if config.method == "uh-bdnn":
-        kwargs.setdefault("input_dim", int(protocol.train[0][0].numel()))
-    return kwargs
+    """Keyword arguments of ``create_method`` for a config and its data (kept for callers;
+    the method's own :meth:`~pml_hashing.methods.HashingMethod.config_arguments` decides)."""
+    return method_config_arguments(config, protocol)

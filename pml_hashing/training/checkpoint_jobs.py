@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from ..codes import binarize
+from ..evaluation.retrieval_report import retrieval_report
 from .checkpoint import load_checkpoint
 from .config import ExperimentConfig
 from .encoding import encode_dataset
-from .retrieval_report import retrieval_report
 
 SPLITS = ("train", "query", "database", "validation")
 
@@ -84,9 +84,16 @@ def evaluate_checkpoint(
     radius: int = 2,
     batch_size: int = 512,
     accelerator=None,
+    seed: int | None = None,
 ) -> dict:
     """Encode query and database with a checkpoint's model and report retrieval quality
-    (binary and, for DPN, ternary mAP@R; precision within Hamming radius ``radius``)."""
+    (binary and, for DPN, ternary mAP@R; precision within Hamming radius ``radius``).
+
+    Returns:
+        The :func:`~pml_hashing.evaluation.retrieval_report` of the query and database
+        (``topk`` defaults to the protocol's R; ``seed``, of ``ties="random"``, to the
+        run's), plus ``checkpoint``, ``dataset``, ``num_query`` and ``num_database``.
+    """
     model, method, config, _ = load_checkpoint(checkpoint)
     protocol = _protocol_for(config, model, dataset, root, split_file)
     query = encode_dataset(model, protocol.query, batch_size, accelerator)
@@ -98,8 +105,9 @@ def evaluate_checkpoint(
         ties=ties,
         radius=radius,
         ternary_margin=method.retrieval_margin(),
-        seed=config.seed,
+        seed=config.seed if seed is None else seed,
     )
+    report["num_query"], report["num_database"] = len(query[0]), len(database[0])
     report["checkpoint"] = str(checkpoint)
     report["dataset"] = protocol.name
     return report

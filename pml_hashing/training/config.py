@@ -181,9 +181,7 @@ class ExperimentConfig:
         512, "batch size of encoding (evaluation)", minimum=1, resume_may_change=True
     )
     topk: int | None = key(None, "R of mAP@R (None: the protocol's, e.g. all for MNIST)", minimum=1)
-    ties: str = key(
-        "index", "tie rule of the reported mAP", choices=TIE_RULES
-    )
+    ties: str = key("index", "tie rule of the reported mAP", choices=TIE_RULES)
     radius: int = key(2, "Hamming radius of the precision-within-radius metric", minimum=0)
     checkpoint_every: int = key(
         1, "epochs between resumable checkpoints (0: never)", minimum=0, resume_may_change=True
@@ -198,8 +196,9 @@ class ExperimentConfig:
     )
     log_with: str = key(
         "csv",
-        "experiment tracker",
-        choices=("csv", "tensorboard", "none"),
+        "experiment tracker(s), comma-separated: csv, none or any tracker Accelerate supports "
+        "(tensorboard, wandb, mlflow, comet_ml, aim, ...); a missing package fails before "
+        "training",
         resume_may_change=True,
     )
     max_train_steps: int | None = key(
@@ -262,6 +261,12 @@ class ExperimentConfig:
             check_num_bits(self.bits, "bits")
         except ValueError as error:
             raise ConfigValueError("bits", str(error)) from None
+        from .trackers import parse_log_with
+
+        try:
+            parse_log_with(self.log_with)  # names only: a missing package fails at build
+        except ValueError as error:
+            raise ConfigValueError("log_with", str(error)) from None
         if self.name is not None and (
             not self.name or Path(self.name).name != self.name or self.name in (".", "..")
         ):

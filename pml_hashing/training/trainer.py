@@ -34,12 +34,12 @@ from accelerate.utils import (
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data import FILE_PROTOCOLS, Protocol, load_protocol
-from ..methods import EncodedTrainingSet, create_method
+from ..data import Protocol, load_protocol, protocol_info
+from ..evaluation.retrieval_report import retrieval_report
+from ..methods import EncodedTrainingSet, build_method
 from ..models import HashingModel
 from .checkpoint import (
     CHECKPOINT_NAME,
-    method_arguments,
     read_state_manifest,
     read_state_part,
     replace_directory,
@@ -49,10 +49,9 @@ from .checkpoint import (
     write_text_atomic,
 )
 from .config import RESUME_MAY_CHANGE, ExperimentConfig
-from .csv_tracker import CSVTracker
 from .encoding import IndexedDataset, encode_dataset
-from .retrieval_report import retrieval_report
 from .run_folder import RunFolder, describe_differences
+from .trackers import build_trackers
 
 __all__ = [
     "Callback",
@@ -89,7 +88,7 @@ def build_protocol(config: ExperimentConfig, model: HashingModel | None = None):
     kwargs = dict(config.data_kwargs)
     if config.validation_per_class:
         kwargs["validation_per_class"] = config.validation_per_class
-    if config.dataset in FILE_PROTOCOLS and model is not None:
+    if protocol_info(config.dataset).takes_transform and model is not None:
         from timm.data import create_transform, resolve_data_config
 
         data_config = resolve_data_config({}, model=model.backbone)
@@ -100,7 +99,7 @@ def build_protocol(config: ExperimentConfig, model: HashingModel | None = None):
 
 
 def _in_chans(config: ExperimentConfig) -> int:
-    return 3 if config.dataset in FILE_PROTOCOLS else 1
+    return protocol_info(config.dataset).in_chans
 
 
 def _protocol_from_datasets(train, query, database, validation=None) -> Protocol:
@@ -154,19 +153,14 @@ def _make_accelerator(config: ExperimentConfig, run_name: str, run_dir: Path) ->
 
 
 def _trackers(config: ExperimentConfig, run_name: str, run_dir: Path) -> list:
-    """The one call site of the trackers (``build_trackers`` once it exists)."""
-    if config.log_with == "csv":
-        return [CSVTracker(run_name, run_dir / "logs")]
-    if config.log_with == "tensorboard":
-        return ["tensorboard"]
-    return []
+    """The trackers of ``log_with``; a tracker whose package is missing fails here."""
+    return build_trackers(config.log_with, run_name, run_dir / "logs")
 
 
 def _create_method(config: ExperimentConfig, protocol):
-    """The one call site of method construction (``from_config`` once it exists)."""
-    method_kwargs = method_arguments(config, protocol)
-    method = create_method(config.method, protocol.num_classes, config.bits, **method_kwargs)
-    return method, method_kwargs
+    """The method built from the config and the data facts (``HashingMethod.from_config``)."""
+    method = build_method(config, protocol)
+    return method, method.config_kwargs
 
 
 def _rng_state() -> dict:
@@ -234,6 +228,34 @@ class Callback:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` gave."""
+
+
+class FunctionCallback(Callback):
+    """A plain function ``fn(epoch, model, method)`` run after every epoch (``epoch`` counts
+    from 1; ``model`` is the unwrapped ``HashingModel``), for studies that measure every
+    epoch. It keeps no state, so it is simply called again on the epochs after a resume."""
+
+    def __init__(self, function, name: str):
+        self.function = function
+        self.name = name
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict) -> None:
+        self.function(trainer.epoch, trainer.unwrapped, trainer.method)
+
+
+def _as_callbacks(callbacks) -> list[Callback]:
+    out = []
+    for i, callback in enumerate(callbacks or []):
+        if isinstance(callback, Callback):
+            out.append(callback)
+        elif callable(callback):
+            out.append(FunctionCallback(callback, f"function_{i}"))
+        else:
+            raise TypeError(
+                f"callbacks must be Callback objects or functions (epoch, model, method); "
+                f"got {type(callback).__name__}"
+            )
+    return out
 
 
 class ValidationCallback(Callback):
@@ -342,7 +364,7 @@ class Trainer:
             raise TypeError(f"protocol must be a pml_hashing.data.Protocol; got {type(protocol)}")
         self.config = config
         self.user_protocol = protocol
-        self.callbacks = [ValidationCallback(), *(callbacks or []), TrackingCallback()]
+        self.callbacks = [ValidationCallback(), *_as_callbacks(callbacks), TrackingCallback()]
         self.callbacks.append(CheckpointCallback())
         names = [c.name for c in self.callbacks]
         if len(set(names)) != len(names):
@@ -831,7 +853,8 @@ def run_experiment(
         protocol: your own :class:`~pml_hashing.data.Protocol` instead of ``config.dataset``;
             or give ``train``, ``query``, ``database`` (and ``validation``) data sets of
             ``(image, label)``.
-        callbacks: more :class:`Callback` objects.
+        callbacks: more :class:`Callback` objects, or functions ``fn(epoch, model, method)``
+            called after every epoch.
 
     Returns:
         The metrics dict written to ``metrics.json`` (on every process), plus ``history``.

@@ -1,0 +1,134 @@
+"""The retrieval numbers a run reports, with the definitions they follow named.
+
+One report for every caller: the training job's ``metrics.json``, ``pml-hashing index
+evaluate``, :func:`~pml_hashing.training.evaluate_checkpoint` and the benchmark scripts.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from ..codes import binarize, ternarize
+from .average_precision import mean_average_precision
+from .hamming_ball_statistics import hamming_ball_statistics
+from .hamming_ranking import ZeroOneCodesWarning
+
+__all__ = ["DegenerateTernaryCodesWarning", "format_retrieval_report", "retrieval_report"]
+
+
+class DegenerateTernaryCodesWarning(UserWarning):
+    """Every query or every database item has an all-zero ternary code: every ternary
+    distance is 0, so a ternary mAP would only measure the tie order."""
+
+
+def retrieval_report(
+    query_outputs,
+    query_labels,
+    db_outputs,
+    db_labels,
+    topk: int | None = None,
+    ties: str = "index",
+    radius: int = 2,
+    ternary_margin: float | None = None,
+    seed: int = 0,
+) -> dict:
+    """mAP@R of binary codes (and of ternary DPN-T codes), and precision within radius r.
+
+    Args:
+        query_outputs, db_outputs: real outputs ``v`` of the hash layer, or codes (``+-1``
+            codes binarize to themselves; ternary codes ternarize to themselves with any
+            ``ternary_margin`` in ``[0, 1)``); torch tensors or numpy arrays.
+        query_labels, db_labels: integer ``(N,)`` or multi-hot ``(N, C)``.
+        topk: R of mAP@R (None: all).
+        ties: tie rule of mAP (``index``, ``random``, ``expected``).
+        radius: Hamming radius of the ball statistics.
+        ternary_margin: when given, also the DPN-T mAP with ``|v| <= margin -> 0``.
+        seed: seed of ``ties="random"``.
+
+    Returns:
+        A dict: ``map`` (binary), ``precision_within_radius``, ``empty_ball_fraction``,
+        ``mean_ball_size``; with ``ternary_margin`` also ``map_ternary``,
+        ``ternary_margin``, ``ternary_zero_fraction`` and ``ternary_degenerate``; and the
+        definitions used (``topk``, ``ties``, ``radius``). When the ternary codes are
+        degenerate (every query's or every database item's code is all zero, so every
+        ternary distance is 0), ``map_ternary`` is None, ``ternary_degenerate`` True and a
+        :class:`DegenerateTernaryCodesWarning` says so: a number there would only measure
+        the tie order.
+    """
+    query_outputs, db_outputs = torch.as_tensor(query_outputs), torch.as_tensor(db_outputs)
+    query_labels, db_labels = torch.as_tensor(query_labels), torch.as_tensor(db_labels)
+    query_codes, db_codes = binarize(query_outputs), binarize(db_outputs)
+    args = (query_codes, query_labels, db_codes, db_labels)
+    ball = hamming_ball_statistics(*args, radius=radius)
+    report = {
+        "map": mean_average_precision(*args, topk=topk, ties=ties, seed=seed),
+        "precision_within_radius": ball.precision,
+        "empty_ball_fraction": ball.empty_fraction,
+        "mean_ball_size": ball.mean_ball_size,
+    }
+    if ternary_margin is not None:
+        report.update(
+            _ternary_report(
+                query_outputs, query_labels, db_outputs, db_labels, ternary_margin, topk, ties, seed
+            )
+        )
+    report.update({"topk": "all" if topk is None else topk, "ties": ties, "radius": radius})
+    return report
+
+
+def _ternary_report(query_outputs, query_labels, db_outputs, db_labels, margin, topk, ties, seed):
+    query_ternary = ternarize(query_outputs, margin)
+    db_ternary = ternarize(db_outputs, margin)
+    zero_fraction = float((torch.cat([query_ternary, db_ternary]) == 0).float().mean())
+    degenerate = bool((query_ternary == 0).all() or (db_ternary == 0).all())
+    if degenerate:
+        side = (
+            "query and database"
+            if zero_fraction == 1.0
+            else ("query" if bool((query_ternary == 0).all()) else "database")
+        )
+        warnings.warn(
+            f"every {side} ternary code is all zero at ternary_margin={margin} (no output "
+            f"beyond +-{margin}; ternary_zero_fraction {zero_fraction:.3f}): every ternary "
+            "distance is 0, so no ternary mAP is reported (map_ternary None). The model is "
+            "not polarized beyond the margin: train longer or lower the threshold",
+            DegenerateTernaryCodesWarning,
+            stacklevel=3,
+        )
+        map_ternary = None
+    else:
+        with warnings.catch_warnings():
+            # these are ternary codes by construction, not 0/1 bits passed by mistake
+            warnings.simplefilter("ignore", ZeroOneCodesWarning)
+            map_ternary = mean_average_precision(
+                query_ternary, query_labels, db_ternary, db_labels, topk=topk, ties=ties, seed=seed
+            )
+    return {
+        "map_ternary": map_ternary,
+        "ternary_margin": margin,
+        "ternary_zero_fraction": zero_fraction,
+        "ternary_degenerate": degenerate,
+    }
+
+
+def format_retrieval_report(report: dict) -> str:
+    """The lines ``pml-hashing index evaluate`` prints for a :func:`retrieval_report`."""
+    at = f"mAP@{report['topk']} (ties={report['ties']})"
+    lines = [f"{at:<40}{report['map']:.4f}"]
+    if "map_ternary" in report:
+        label = f"ternary mAP (DPN-T, margin {report['ternary_margin']:g})"
+        if report["ternary_degenerate"]:
+            value = "none: degenerate codes (all zero), see the warning"
+        else:
+            value = f"{report['map_ternary']:.4f}"
+        lines.append(f"{label:<40}{value}")
+        lines.append(f"{'  zeros in the ternary codes':<40}{report['ternary_zero_fraction']:.2%}")
+    lines += [
+        f"{'precision within radius ' + str(report['radius']):<40}"
+        f"{report['precision_within_radius']:.4f}",
+        f"{'  empty balls (count as 0)':<40}{report['empty_ball_fraction']:.2%}",
+        f"{'  mean ball size':<40}{report['mean_ball_size']:.2f}",
+    ]
+    return "\n".join(lines)

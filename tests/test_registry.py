@@ -1,0 +1,256 @@
+"""One registry idiom: methods, target miners and protocols register themselves by name."""
+
+import warnings
+
+import pytest
+import torch
+
+from pml_hashing.data import (
+    FILE_PROTOCOLS,
+    PROTOCOL_NAMES,
+    PROTOCOLS,
+    load_protocol,
+    protocol_info,
+    register_protocol,
+)
+from pml_hashing.methods import (
+    METHODS,
+    TARGET_MINERS,
+    DPNMethod,
+    ProtocolFacts,
+    SHBDNNMethod,
+    UHBDNNMethod,
+    build_method,
+    create_method,
+    create_target_miner,
+    method_config_arguments,
+    register_method,
+)
+from pml_hashing.miners import (
+    AdaptiveTargetMiner,
+    HadamardTargetMiner,
+    MaxHammingDistanceTargetMiner,
+    RandomTargetMiner,
+)
+from pml_hashing.registry import Registry, RegistryOverwriteWarning
+from pml_hashing.training import ExperimentConfig
+from pml_hashing.training.checkpoint import method_arguments
+
+
+class First:
+    pass
+
+
+class Second:
+    pass
+
+
+def test_registry_is_a_read_only_mapping_of_what_was_registered():
+    registry = Registry("widget", "widget")
+    assert registry.register("a", First, size=3) is First
+
+    @registry.register("b")
+    class Decorated:
+        pass
+
+    assert dict(registry) == {"a": First, "b": Decorated}
+    assert "a" in registry and len(registry) == 2 and sorted(registry) == ["a", "b"]
+    assert registry.info("a") == {"size": 3}
+    with pytest.raises(TypeError):
+        registry["c"] = Second  # a Mapping, not a dict: entries come through register
+    with pytest.raises(TypeError):
+        registry.info("a")["size"] = 4
+
+
+def test_registering_a_taken_name_warns_then_replaces():
+    registry = Registry("widget", "widget")
+    registry.register("a", First)
+    with pytest.warns(RegistryOverwriteWarning, match=r"widget 'a' is already registered"):
+        registry.register("a", Second)
+    assert registry["a"] is Second
+
+
+def test_overwrite_false_refuses_and_keeps_the_old_entry():
+    registry = Registry("widget", "widget")
+    registry.register("a", First)
+    with pytest.raises(ValueError, match=r"widget 'a' is already registered.*overwrite=True"):
+        registry.register("a", Second, overwrite=False)
+    assert registry["a"] is First
+
+
+def test_overwrite_true_replaces_quietly_and_same_object_is_not_a_duplicate():
+    registry = Registry("widget", "widget")
+    registry.register("a", First)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        registry.register("a", First)  # the same object again (a re-import): no warning
+        registry.register("a", Second, overwrite=True)
+    assert registry["a"] is Second
+
+
+def test_unknown_name_lists_the_choices():
+    registry = Registry("widget", "kind")
+    registry.register("b", First)
+    registry.register("a", Second)
+    with pytest.raises(ValueError, match=r"^kind must be one of \['a', 'b'\]; got 'c'$"):
+        registry.get_or_raise("c")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        registry.create("c")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        registry.info(["unhashable"])
+
+
+@pytest.mark.parametrize("bad", ["", None, 3])
+def test_a_name_must_be_a_non_empty_string(bad):
+    with pytest.raises(TypeError, match="non-empty string"):
+        Registry("widget", "widget").register(bad, First)
+
+
+def test_every_component_registered_itself_in_its_own_file():
+    assert dict(METHODS) == {"dpn": DPNMethod, "sh-bdnn": SHBDNNMethod, "uh-bdnn": UHBDNNMethod}
+    assert dict(TARGET_MINERS) == {
+        "random": RandomTargetMiner,
+        "hadamard": HadamardTargetMiner,
+        "max-hamming": MaxHammingDistanceTargetMiner,
+        "adaptive": AdaptiveTargetMiner,
+    }
+    assert PROTOCOL_NAMES == tuple(PROTOCOLS)
+    assert set(PROTOCOL_NAMES) == {
+        "mnist-5k",
+        "digits",
+        "cifar10-1",
+        "cifar10-2",
+        "nuswide-21",
+        "imagenet-100",
+    }
+    assert set(FILE_PROTOCOLS) == {"cifar10-1", "cifar10-2", "nuswide-21", "imagenet-100"}
+    for name in PROTOCOL_NAMES:
+        info = protocol_info(name)
+        # grey bundled tensors vs RGB image files read through the backbone's transform
+        assert info.in_chans == (3 if name in FILE_PROTOCOLS else 1)
+        assert info.needs_root == info.takes_transform == (name in FILE_PROTOCOLS)
+
+
+def test_create_functions_dispatch_through_the_registries():
+    assert isinstance(create_method("dpn", 10, 16), DPNMethod)
+    assert isinstance(create_target_miner("max-hamming", 4, 8), MaxHammingDistanceTargetMiner)
+    protocol = load_protocol("digits", seed=1, query_per_class=5)
+    assert protocol.name == "digits" and len(protocol.query) == 50 and protocol.in_chans == 1
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: create_method("dpnn", 10, 16), "method must be one of"),
+        (lambda: create_target_miner("hadamart", 10, 16), "target_miner must be one of"),
+        (lambda: load_protocol("cifar-10"), "dataset must be one of"),
+        (lambda: protocol_info("cifar-10"), "dataset must be one of"),
+    ],
+)
+def test_unknown_component_names_are_value_errors_listing_the_choices(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_a_new_method_registers_without_editing_any_central_file():
+    class TinyMethod(DPNMethod):
+        name = "tiny"
+
+    try:
+        register_method("tiny-test-method", TinyMethod)
+        assert isinstance(create_method("tiny-test-method", 3, 8), TinyMethod)
+        with pytest.raises(ValueError, match="already registered"):
+            register_method("tiny-test-method", DPNMethod, overwrite=False)
+    finally:
+        METHODS._entries.pop("tiny-test-method", None)
+        METHODS._info.pop("tiny-test-method", None)
+
+
+def test_a_new_protocol_dispatches_with_its_facts():
+    calls = []
+
+    @register_protocol("tiny-test-protocol", in_chans=2, needs_root=True, takes_transform=False)
+    def load_tiny(root=None, seed=0, split_file=None, **kwargs):
+        calls.append((root, seed, split_file, kwargs))
+        return "protocol"
+
+    try:
+        assert load_protocol("tiny-test-protocol", root="/data", seed=3, query_size=4) == "protocol"
+        assert calls == [("/data", 3, None, {"query_size": 4})]
+        assert protocol_info("tiny-test-protocol").in_chans == 2
+    finally:
+        PROTOCOLS._entries.pop("tiny-test-protocol", None)
+        PROTOCOLS._info.pop("tiny-test-protocol", None)
+
+
+# ----------------------------------------------------------------------------- from_config
+
+
+def arguments_by_hand(config, protocol) -> dict:
+    """The keyword arguments run_experiment built before methods built themselves (the
+    if/elif of training/checkpoint.py:method_arguments in version 0.1), written out."""
+    kwargs = dict(config.method_kwargs)
+    if config.method == "dpn":
+        miner_kwargs = dict(kwargs.pop("target_miner_kwargs", {}))
+        if config.target_miner in ("random", "adaptive"):
+            miner_kwargs.setdefault("p", config.p)
+        if config.target_miner == "adaptive":
+            miner_kwargs.setdefault("update_every", config.update_every)
+        kwargs.setdefault("margin", config.margin)
+        kwargs.setdefault("target_miner", config.target_miner)
+        kwargs["target_miner_kwargs"] = miner_kwargs
+    kwargs.setdefault("seed", config.seed)
+    if config.method in ("sh-bdnn", "uh-bdnn"):
+        kwargs.setdefault("num_train", len(protocol.train))
+    if config.method == "uh-bdnn":
+        kwargs.setdefault("input_dim", int(protocol.train[0][0].numel()))
+    return kwargs
+
+
+CONFIGS = [
+    dict(method="dpn"),
+    dict(method="dpn", target_miner="adaptive", p=0.3, update_every=2, margin=0.5, seed=4),
+    dict(method="dpn", target_miner="hadamard"),
+    dict(method="dpn", target_miner="max-hamming", p=0.2),
+    dict(method="dpn", target_miner="random", method_kwargs={"target_miner_kwargs": {"p": 0.1}}),
+    dict(method="sh-bdnn", seed=2, method_kwargs={"l3": 0.0}),
+    dict(method="sh-bdnn", method_kwargs={"num_train": 50}),
+    dict(method="uh-bdnn", method_kwargs={"num_sweeps": 2}),
+]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_protocol("digits", seed=0)
+
+
+@pytest.mark.parametrize("values", CONFIGS, ids=[str(c) for c in CONFIGS])
+def test_from_config_builds_what_the_old_arguments_built(values, digits):
+    config = ExperimentConfig.from_dict(dict(bits=16, **values))
+    expected = arguments_by_hand(config, digits)
+    assert method_config_arguments(config, digits) == expected
+    assert method_arguments(config, digits) == expected  # the old name delegates
+    method = build_method(config, digits)
+    assert type(method) is METHODS[config.method] and method.config_kwargs == expected
+    reference = create_method(config.method, digits.num_classes, config.bits, **expected)
+    state, reference_state = method.state_dict(), reference.state_dict()
+    assert state.keys() == reference_state.keys()
+    for key in state:
+        assert torch.equal(state[key], reference_state[key]), key
+
+
+def test_from_config_takes_protocol_facts_instead_of_a_protocol(digits):
+    config = ExperimentConfig.from_dict(dict(method="uh-bdnn", bits=8))
+    facts = ProtocolFacts(num_classes=10, num_train=len(digits.train), input_dim=64)
+    assert ProtocolFacts.of(digits) == facts
+    method = UHBDNNMethod.from_config(config, facts)
+    assert method.codes.shape == (len(digits.train), 8)
+    with pytest.raises(ValueError, match="input_dim"):
+        UHBDNNMethod.from_config(config, facts._replace(input_dim=None))
+
+
+def test_from_config_refuses_an_unknown_target_miner_before_building(digits):
+    config = ExperimentConfig.from_dict(dict(method="dpn", bits=8))
+    config.target_miner = "hadamart"
+    with pytest.raises(ValueError, match="target_miner must be one of"):
+        build_method(config, digits)
