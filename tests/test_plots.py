@@ -60,6 +60,6 @@ def test_plot_writes_into_out_when_given(run_dir, tmp_path):
 
 
 def test_a_folder_without_run_logs_is_an_error_naming_it(tmp_path, capsys):
-    assert main(["plot", str(tmp_path)]) == 1
+    assert main(["plot", str(tmp_path)]) == 2  # like argparse
     error = capsys.readouterr().err
     assert f"{tmp_path} holds no run logs" in error and "metrics.csv" in error

@@ -83,19 +83,19 @@ def key(
 def _method_names() -> tuple[str, ...]:
     from ..methods import METHODS
 
-    return tuple(METHODS)
+    return tuple(sorted(METHODS))
 
 
 def _target_miner_names() -> tuple[str, ...]:
     from ..methods import TARGET_MINERS
 
-    return tuple(TARGET_MINERS)
+    return tuple(sorted(TARGET_MINERS))
 
 
 def _dataset_names() -> tuple[str, ...]:
     from ..data import PROTOCOL_NAMES
 
-    return tuple(PROTOCOL_NAMES)
+    return tuple(sorted(PROTOCOL_NAMES))
 
 
 @dataclass
