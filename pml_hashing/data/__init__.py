@@ -4,7 +4,8 @@
 ``.query`` and ``.database`` torch Datasets of ``(image, label)`` (and ``.validation`` when
 asked for). Bundled (no files needed): ``mnist-5k``, ``digits``. From local files under
 ``root``: ``cifar10-1``, ``cifar10-2`` (official python batches), ``nuswide-21``,
-``imagenet-100`` (HashNet-style list files).
+``imagenet-100`` (HashNet-style list files), ``image-folder`` (your own images, one
+subfolder per class).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import numpy as np
 from .array_image_dataset import ArrayImageDataset
 from .bundled import BUNDLED, load_bundled
 from .cifar10 import load_cifar10, load_cifar10_arrays
+from .image_folder import IMAGE_FOLDER, load_image_folder, read_image_folder
 from .image_list_dataset import ImageListDataset, read_image_list
 from .image_list_protocols import IMAGE_LIST_PROTOCOLS, load_image_list_protocol
+from .image_size import resize_protocol
 from .protocol import (
     Protocol,
     TensorImageDataset,
@@ -25,7 +28,7 @@ from .protocol import (
 )
 from .transforms import default_transform
 
-FILE_PROTOCOLS = ("cifar10-1", "cifar10-2", *IMAGE_LIST_PROTOCOLS)
+FILE_PROTOCOLS = ("cifar10-1", "cifar10-2", *IMAGE_LIST_PROTOCOLS, IMAGE_FOLDER)
 PROTOCOL_NAMES = (*BUNDLED, *FILE_PROTOCOLS)
 
 
@@ -34,13 +37,14 @@ def load_protocol(name: str, root=None, seed: int = 0, split_file=None, **kwargs
 
     Args:
         name: one of ``mnist-5k``, ``digits`` (bundled), ``cifar10-1``, ``cifar10-2``,
-            ``nuswide-21``, ``imagenet-100`` (from files under ``root``).
+            ``nuswide-21``, ``imagenet-100``, ``image-folder`` (from files under ``root``).
         root: the data folder of a file-based protocol (unused by the bundled ones).
         seed: seed of the split.
         split_file: a JSON file written by :meth:`Protocol.save_splits`; the split it holds
             is reused instead of drawn (it must match the name and the split sizes).
         **kwargs: protocol sizes and loading options, passed to :func:`load_bundled`,
-            :func:`load_cifar10` or :func:`load_image_list_protocol` (e.g.
+            :func:`load_cifar10`, :func:`load_image_list_protocol` or
+            :func:`load_image_folder` (e.g.
             ``validation_per_class=``, ``validation_size=``, ``transform=``).
 
     Returns:
@@ -52,6 +56,8 @@ def load_protocol(name: str, root=None, seed: int = 0, split_file=None, **kwargs
         return load_cifar10(int(name[-1]), root=root, seed=seed, split_file=split_file, **kwargs)
     if name in IMAGE_LIST_PROTOCOLS:
         return load_image_list_protocol(name, root=root, seed=seed, split_file=split_file, **kwargs)
+    if name == IMAGE_FOLDER:
+        return load_image_folder(root, seed=seed, split_file=split_file, **kwargs)
     raise ValueError(f"dataset must be one of {list(PROTOCOL_NAMES)}; got {name!r}")
 
 
@@ -91,8 +97,11 @@ __all__ = [
     "load_bundled_protocol",
     "load_cifar10",
     "load_cifar10_arrays",
+    "load_image_folder",
     "load_image_list_protocol",
     "load_protocol",
+    "read_image_folder",
+    "resize_protocol",
     "read_image_list",
     "read_splits",
     "split_per_class",

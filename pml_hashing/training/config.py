@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+PRETRAINED_WORDS = {"true": True, "yes": True, "false": False, "no": False}
+
 
 @dataclass
 class ExperimentConfig:
@@ -29,7 +31,10 @@ class ExperimentConfig:
     method: str = "dpn"  # dpn | sh-bdnn | uh-bdnn
     bits: int = 64
     backbone: str = "hashing_cnn_small"
-    pretrained: str | None = None  # local weights file for the backbone
+    pretrained: bool | str | None = None  # true: timm's published weights (Hugging Face
+    # cache; downloaded once where there is a network), or a local weights file
+    image_size: int | None = None  # resize every image to image_size x image_size (any
+    # data set; ImageNet backbones need more than MNIST's 28 pixels)
     backbone_kwargs: dict = field(default_factory=dict)
     backbone_lr_multiplier: float = 1.0  # 0.1 is usual for a pretrained backbone
     freeze_backbone: bool = False
@@ -99,6 +104,14 @@ class ExperimentConfig:
         for key in ("epochs", "batch_size", "gradient_accumulation_steps", "eval_batch_size"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"{key} must be >= 1; got {getattr(self, key)}")
+        if self.image_size is not None and int(self.image_size) < 1:
+            raise ValueError(f"image_size must be >= 1; got {self.image_size}")
+        if isinstance(self.pretrained, str) and self.pretrained.lower() in PRETRAINED_WORDS:
+            self.pretrained = PRETRAINED_WORDS[self.pretrained.lower()]  # --pretrained true
+        if not isinstance(self.pretrained, (bool, str, type(None))):
+            raise ValueError(
+                f"pretrained must be true, false or a weights file; got {self.pretrained!r}"
+            )
         if not self.margin > 0:
             raise ValueError(f"margin must be > 0; got {self.margin}")
 

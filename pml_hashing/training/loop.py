@@ -20,7 +20,7 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data import FILE_PROTOCOLS, load_protocol
+from ..data import FILE_PROTOCOLS, load_protocol, resize_protocol
 from ..methods import EncodedTrainingSet, create_method
 from ..models import HashingModel
 from .checkpoint import method_arguments, replace_directory, save_checkpoint
@@ -53,13 +53,20 @@ def build_protocol(config: ExperimentConfig, model: HashingModel | None = None):
     if config.validation_per_class:
         kwargs["validation_per_class"] = config.validation_per_class
     if config.dataset in FILE_PROTOCOLS and model is not None:
-        from timm.data import create_transform, resolve_data_config
+        from timm.data import create_transform
 
-        data_config = resolve_data_config({}, model=model.backbone)
+        data_config = model.data_config()
+        if config.image_size is not None:  # --image-size wins over the backbone's size
+            data_config["input_size"] = (3, config.image_size, config.image_size)
         kwargs["transform"] = create_transform(**data_config)
-    return load_protocol(
+    elif config.dataset in FILE_PROTOCOLS and config.image_size is not None:
+        kwargs["image_size"] = config.image_size
+    protocol = load_protocol(
         config.dataset, root=config.root, seed=config.seed, split_file=config.split_file, **kwargs
     )
+    if config.image_size is not None and config.dataset not in FILE_PROTOCOLS:
+        resize_protocol(protocol, config.image_size)
+    return protocol
 
 
 def _in_chans(config: ExperimentConfig) -> int:
@@ -153,6 +160,7 @@ def run_experiment(config: ExperimentConfig | dict) -> dict:
     model = build_model(config, _in_chans(config))
     with accelerator.main_process_first():
         protocol = build_protocol(config, model)
+    model.check_input_size(protocol.image_size, protocol.in_chans)  # before any training
     method_kwargs = method_arguments(config, protocol)
     method = create_method(config.method, protocol.num_classes, config.bits, **method_kwargs)
     method.to(accelerator.device)
