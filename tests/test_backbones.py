@@ -108,9 +108,7 @@ def test_data_config_without_kwargs_is_timms():
     assert model.data_config() == timm.data.resolve_data_config({}, model=model.backbone)
 
 
-def test_pretrained_true_offline_fails_at_once_naming_the_local_file_option(
-    tmp_path, monkeypatch
-):
+def test_pretrained_true_offline_fails_at_once_naming_the_local_file_option(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     # An empty cache, and the hub told it is offline: nothing can be found or fetched.
@@ -120,9 +118,7 @@ def test_pretrained_true_offline_fails_at_once_naming_the_local_file_option(
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(ValueError) as error:
-        run_experiment(
-            {"output_dir": str(tmp_path), "backbone": "resnet18", "pretrained": "true"}
-        )
+        run_experiment({"output_dir": str(tmp_path), "backbone": "resnet18", "pretrained": "true"})
     message = str(error.value)
     assert "HF_HUB_OFFLINE is set" in message and "local weights file" in message
     assert "--pretrained PATH" in message
