@@ -162,3 +162,50 @@ def test_pretrained_true_loads_timms_weights_from_the_cache(tmp_path, monkeypatc
     )
     for key, value in source.state_dict().items():
         assert torch.equal(model.backbone.state_dict()[key], value), key
+
+
+def fake_hub_cache(cache, repo_id: str, state: dict) -> None:
+    """The Hugging Face cache layout that huggingface_hub reads offline."""
+    from safetensors.torch import save_file
+
+    revision = "0" * 40
+    folder = cache / ("models--" + repo_id.replace("/", "--"))
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(revision)
+    (folder / "snapshots" / revision).mkdir(parents=True)
+    save_file(state, str(folder / "snapshots" / revision / "model.safetensors"))
+
+
+def offline_hub(monkeypatch, cache):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+
+
+def test_pretrained_true_offline_reads_weights_from_the_hf_cache(tmp_path, monkeypatch):
+    import timm
+
+    source = timm.create_model("resnet18", num_classes=0)
+    state = {k: v.contiguous() for k, v in source.state_dict().items()}
+    repo_id = timm.models.get_pretrained_cfg("resnet18").hf_hub_id
+    fake_hub_cache(tmp_path / "hub", repo_id, state)
+    offline_hub(monkeypatch, tmp_path / "hub")
+    model = HashingModel("resnet18", 16, pretrained=True)
+    for key, value in state.items():
+        assert torch.equal(model.backbone.state_dict()[key], value), key
+
+
+def test_unreachable_hub_fails_at_once_and_leaves_the_hub_setting(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from pml_hashing.models import hashing_model
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hashing_model, "_hub_unreachable", lambda timeout=3.0: True)
+    with pytest.raises(ValueError, match=r"could not be reached \(no network\).*local weights"):
+        HashingModel("resnet18", 16, pretrained=True)
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False

@@ -13,6 +13,7 @@ from . import small_cnn  # noqa: F401  (registers hashing_cnn_small with timm)
 # Backbone names timm resolves itself (a model config and weights on the Hugging Face Hub,
 # or in a local folder) rather than through its registry.
 HUB_PREFIXES = ("hf-hub:", "hf_hub:", "local-dir:")
+TRUE = ("1", "true", "yes", "on")  # how huggingface_hub reads a boolean variable
 LOCAL_WEIGHTS_HINT = (
     "pass a local weights file instead (pretrained='path/to/weights.safetensors' or .pth; "
     "--pretrained PATH on the command line), or fetch the weights once where there is a "
@@ -34,25 +35,59 @@ def _is_network_error(error: BaseException) -> bool:
     return False
 
 
+def _hub_unreachable(timeout: float = 3.0) -> bool:
+    """True when no connection to the Hub's host opens within ``timeout`` seconds.
+
+    huggingface_hub retries a failed connection with backoff for about a minute per file;
+    one short probe lets a machine without a network fail at once instead."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError:
+        return True
+    return False
+
+
 def _create_backbone(backbone: str, downloads: bool, **kwargs) -> nn.Module:
     """``timm.create_model``; when it must reach the Hub (``pretrained=True``, an ``hf-hub:``
-    name) and cannot, a ValueError that names the local-file option, raised as soon as
-    huggingface_hub gives up (at once with ``HF_HUB_OFFLINE=1``)."""
+    name) and cannot, a ValueError that names the local-file option.
+
+    Offline (``HF_HUB_OFFLINE=1``, or the Hub's host unreachable) files come from the
+    Hugging Face cache only, and a file missing there fails at once."""
     if not downloads:
         return timm.create_model(backbone, **kwargs)
+    from huggingface_hub import constants
+
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in TRUE
+    unreachable = not offline and _hub_unreachable()
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = offline or unreachable  # the cache only, no retries
     try:
         return timm.create_model(backbone, **kwargs)
     except Exception as error:
         if not _is_network_error(error):
             raise
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-        why = "HF_HUB_OFFLINE is set" if offline else "the Hub could not be reached"
+        why = (
+            "HF_HUB_OFFLINE is set"
+            if offline
+            else "the Hub could not be reached (no network)"
+            if unreachable
+            else "the Hub could not be reached"
+        )
         raise ValueError(
             f"backbone {backbone!r} with pretrained={kwargs.get('pretrained')!r} needs files "
             f"from the Hugging Face Hub that are not in the local cache and {why} "
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
             f"{LOCAL_WEIGHTS_HINT}"
         ) from error
+    finally:
+        constants.HF_HUB_OFFLINE = saved
 
 
 def _load_weights_file(backbone: nn.Module, path: Path, name: str) -> None:
