@@ -209,3 +209,12 @@ def test_unreachable_hub_fails_at_once_and_leaves_the_hub_setting(tmp_path, monk
     with pytest.raises(ValueError, match=r"could not be reached \(no network\).*local weights"):
         HashingModel("resnet18", 16, pretrained=True)
     assert huggingface_hub.constants.HF_HUB_OFFLINE is False
+
+
+def test_check_input_size_names_a_channel_mismatch():
+    model = HashingModel("hashing_cnn_small", 16, in_chans=1, widths=(8, 16))
+    with pytest.raises(ValueError, match="built for in_chans=1; the images have 3 channel"):
+        model.check_input_size(28, in_chans=3)
+    model.train()
+    model.check_input_size((8, 12))
+    assert model.training  # the check restores the mode it found

@@ -29,7 +29,7 @@ def _is_network_error(error: BaseException) -> bool:
         module = type(error).__module__.split(".")[0]
         if module in ("huggingface_hub", "httpx", "httpcore", "requests", "urllib3", "urllib"):
             return True
-        if isinstance(error, (ConnectionError, TimeoutError, FileNotFoundError)):
+        if isinstance(error, (ConnectionError, TimeoutError)):
             return True
         error = error.__cause__ or error.__context__
     return False
@@ -129,8 +129,7 @@ class HashingModel(nn.Module):
 
     Args:
         backbone: any timm model name (``timm.list_models()``), or ``hashing_cnn_small``
-            registered by this package for small images.
-        num_bits: K, the code length.
+            registered by this package for small images;
             ``hf-hub:timm/<name>`` loads a model config (and with ``pretrained=True`` its
             weights) from the Hugging Face Hub, as ``timm.create_model`` does.
         num_bits: K, the code length.
@@ -239,6 +238,11 @@ class HashingModel(nn.Module):
         """
         height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
         chans = self.in_chans if in_chans is None else in_chans
+        if chans != self.in_chans:
+            raise ValueError(
+                f"backbone {self.backbone_name!r} is built for in_chans={self.in_chans}; the "
+                f"images have {chans} channel(s)"
+            )
         device = next(self.parameters()).device
         was_training = self.training
         self.eval()
@@ -253,7 +257,7 @@ class HashingModel(nn.Module):
                     f"'{{img_size: {height}}}' (HashingModel(..., img_size={height}))"
                 )
             else:  # a CNN: any size its downsampling does not shrink below one pixel
-                fixes = "the images are too small for its downsampling; " + fixes
+                fixes = "the images are probably too small for its downsampling; " + fixes
             said = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ValueError(
                 f"backbone {self.backbone_name!r} does not accept {chans}x{height}x{width} "
