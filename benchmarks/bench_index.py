@@ -17,6 +17,10 @@ run):
 3. Library overhead: BinaryIndex.search vs the same faiss index called directly.
 4. Peak memory (ru_maxrss) of the process.
 
+``--gpu`` adds a flat index searched on the GPU (``GpuIndexBinaryFlat``, needs faiss-gpu and a
+CUDA GPU: see benchmarks/gpu_check.sh) to the k-NN tables, with its speedup over the CPU flat
+index and whether its distances equal the CPU's.
+
 Run ``python benchmarks/bench_index.py`` (about 5 minutes on 2 cores) or with ``--quick`` for
 a smoke run of a few seconds. Numbers depend on the machine and its load.
 """
@@ -31,7 +35,7 @@ import time
 import faiss
 import numpy as np
 
-from pml_hashing.index import BinaryIndex
+from pml_hashing.index import BinaryIndex, faiss_has_gpu
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -63,7 +67,7 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
 
 
-def knn_table(database, queries, title, hnsw_size, nlist, repeats, k=100):
+def knn_table(database, queries, title, hnsw_size, nlist, repeats, k=100, gpu=False):
     """Print the k-NN table for one data set; return its flat index."""
     size, num_queries, num_bits = len(database), len(queries), database.shape[1] * 8
     flat, flat_build = timed(lambda: _filled(BinaryIndex(num_bits, device="cpu"), database))
@@ -73,6 +77,20 @@ def knn_table(database, queries, title, hnsw_size, nlist, repeats, k=100):
         ["flat", f"{size:,}", f"{flat_build:.2f}", f"{num_queries / flat_s:,.0f}", "1.00", "1.000"]
     ]
 
+    if gpu:
+        on_gpu, gpu_build = timed(lambda: _filled(BinaryIndex(num_bits, device="cuda"), database))
+        gpu_d, gpu_ids = on_gpu.search(queries, k)  # the first search copies it to the GPU
+        gpu_s = median_seconds(lambda: on_gpu.search(queries, k), repeats)
+        rows.append(
+            [
+                "flat on GPU (distances equal CPU: " + str(np.array_equal(gpu_d, exact_d)) + ")",
+                f"{size:,}",
+                f"{gpu_build:.2f}",
+                f"{num_queries / gpu_s:,.0f}",
+                f"{flat_s / gpu_s:.2f}",
+                f"{tie_aware_recall(gpu_d, gpu_ids, exact_d):.3f}",
+            ]
+        )
     ivf, ivf_build = timed(
         lambda: _filled(BinaryIndex(num_bits, kind="ivf", nlist=nlist, nprobe=8), database)
     )
@@ -133,7 +151,12 @@ def main(argv=None) -> None:
         help="faiss OpenMP threads (default 1: on a loaded 2-core machine 2 threads ran "
         "10-20x slower than 1, spinning on each other)",
     )
+    parser.add_argument(
+        "--gpu", action="store_true", help="add a GPU flat index (needs faiss-gpu and a CUDA GPU)"
+    )
     args = parser.parse_args(argv)
+    if args.gpu and not faiss_has_gpu():
+        parser.error("--gpu needs faiss-gpu and a CUDA GPU (see benchmarks/gpu_check.sh)")
     size = args.size or (20_000 if args.quick else 1_000_000)
     hnsw_size = min(size, args.hnsw_size or (5_000 if args.quick else 200_000))
     num_queries = args.queries or (100 if args.quick else 1_000)
@@ -153,7 +176,9 @@ def main(argv=None) -> None:
 
     # 1. k-NN, on uniform codes (the worst case for IVF and HNSW: no structure) and on
     # clustered codes, closer to the codes of a trained hashing network.
-    flat = knn_table(database, queries, "uniform random codes", hnsw_size, nlist, repeats)
+    flat = knn_table(
+        database, queries, "uniform random codes", hnsw_size, nlist, repeats, gpu=args.gpu
+    )
     centers = rng.integers(0, 2, (1000, num_bits), dtype=np.uint8)
     assignment = rng.integers(0, 1000, size + num_queries)
     flipped = centers[assignment] ^ (rng.random((size + num_queries, num_bits)) < 0.1)
@@ -165,6 +190,7 @@ def main(argv=None) -> None:
         hnsw_size,
         nlist,
         repeats,
+        gpu=args.gpu,
     )
     del centers, assignment, flipped, clustered
 

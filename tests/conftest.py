@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # plots are written to files, never shown
+# The tests download nothing: a Hugging Face Hub call fails at once instead of retrying.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 

@@ -109,3 +109,52 @@ def test_mkdocs_build_strict(tmp_path):
         # mkdocstrings rendered the docstrings (an empty ::: block renders no object heading).
         assert "doc-heading" in html, f"API page {name} rendered no object"
     assert (tmp_path / "site" / "tutorials" / "pml-training-loop" / "index.html").is_file()
+    check_site_reads_offline(tmp_path / "site")
+
+
+def check_site_reads_offline(site: Path) -> None:
+    """No page loads a script, a stylesheet or a font from another host, and the math is
+    MathML made at build time, with no TeX left for a browser-side renderer."""
+    remote = re.compile(r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=["']?(?:https?:)?//""")
+    pages = sorted(site.rglob("*.html"))
+    assert pages
+    for page in pages:
+        html = page.read_text()
+        tags = [m.group(0) for m in remote.finditer(html)]
+        # <link rel="canonical"> and the like name a page, they load nothing.
+        loading = [t for t in tags if "<link" not in t or "stylesheet" in t or "preconnect" in t]
+        assert not loading, f"{page.relative_to(site)} loads from another host: {loading[:3]}"
+    math = (site / "concepts" / "polarization-loss" / "index.html").read_text()
+    assert 'class="arithmatex"><math' in math
+    assert "\\(" not in math and "\\[" not in math  # no TeX left for a renderer
+
+
+def test_readme_drop_in_snippet_runs_when_pasted():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Drop-in use", 1)[1]
+    snippet = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md (drop-in snippet)", "exec"), namespace)
+    assert namespace["codes"].shape == (8, 64)
+    assert set(namespace["codes"].unique().tolist()) <= {-1.0, 1.0}
+    grads = [p.grad for p in namespace["model"].parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+
+
+def test_math_hook_renders_inline_and_display_tex_as_mathml():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mathml", REPO / "docs_hooks" / "mathml.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    html = (
+        '<p><span class="arithmatex">\\(v_k &lt; m\\)</span></p>'
+        '<div class="arithmatex">\\[\\sum_{k=1}^{K} x_k\\]</div>'
+    )
+    from latex2mathml.converter import convert
+
+    out = hook.on_page_content(html, page=None)
+    # The TeX between the delimiters, HTML entities decoded, converted inline and as a block.
+    assert '<span class="arithmatex">' + convert("v_k < m", display="inline") + "</span>" in out
+    assert '<div class="arithmatex">' + convert("\\sum_{k=1}^{K} x_k", display="block") in out
+    assert out.count("<math") == 2 and "\\(" not in out and "\\[" not in out

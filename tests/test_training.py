@@ -86,13 +86,6 @@ def test_local_pretrained_weights_are_loaded(tmp_path):
         assert torch.equal(model.backbone.state_dict()[key], value)
 
 
-def test_pretrained_true_is_refused_because_it_would_download():
-    from pml_hashing.models import HashingModel
-
-    with pytest.raises(ValueError, match="would download"):
-        HashingModel("resnet18", 16, pretrained=True)
-
-
 def test_run_writes_metrics_and_a_checkpoint_that_encodes_the_same(tmp_path):
     metrics = run_experiment(tiny_config(tmp_path, target_miner="adaptive"))
     run_dir = tmp_path / "tiny"

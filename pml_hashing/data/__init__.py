@@ -4,7 +4,8 @@
 ``.query`` and ``.database`` torch Datasets of ``(image, label)`` (and ``.validation`` when
 asked for). Bundled (no files needed): ``mnist-5k``, ``digits``. From local files under
 ``root``: ``cifar10-1``, ``cifar10-2`` (official python batches), ``nuswide-21``,
-``imagenet-100`` (HashNet-style list files). Each protocol registers itself in
+``imagenet-100`` (HashNet-style list files), ``image-folder`` (your own images, one
+subfolder per class). Each protocol registers itself in
 :data:`PROTOCOLS` in its own file, with its :class:`ProtocolInfo` (``protocol_info(name)``:
 input channels, whether it reads files, whether it takes the backbone's transform).
 """
@@ -14,8 +15,10 @@ from __future__ import annotations
 from .array_image_dataset import ArrayImageDataset
 from .bundled import load_bundled, load_bundled_protocol
 from .cifar10 import load_cifar10, load_cifar10_arrays
+from .image_folder import load_image_folder, read_image_folder
 from .image_list_dataset import ImageListDataset, read_image_list
 from .image_list_protocols import load_image_list_protocol
+from .image_size import resize_protocol
 from .protocol import (
     Protocol,
     TensorImageDataset,
@@ -36,14 +39,15 @@ def load_protocol(name: str, root=None, seed: int = 0, split_file=None, **kwargs
 
     Args:
         name: a name in :data:`PROTOCOLS`: ``mnist-5k``, ``digits`` (bundled),
-            ``cifar10-1``, ``cifar10-2``, ``nuswide-21``, ``imagenet-100`` (from files under
-            ``root``), or one registered with :func:`register_protocol`.
+            ``cifar10-1``, ``cifar10-2``, ``nuswide-21``, ``imagenet-100``, ``image-folder``
+            (from files under ``root``), or one registered with :func:`register_protocol`.
         root: the data folder of a file-based protocol (unused by the bundled ones).
         seed: seed of the split.
         split_file: a JSON file written by :meth:`Protocol.save_splits`; the split it holds
             is reused instead of drawn (it must match the name and the split sizes).
         **kwargs: protocol sizes and loading options, passed to :func:`load_bundled`,
-            :func:`load_cifar10` or :func:`load_image_list_protocol` (e.g.
+            :func:`load_cifar10`, :func:`load_image_list_protocol` or
+            :func:`load_image_folder` (e.g.
             ``validation_per_class=``, ``validation_size=``, ``transform=``).
 
     Returns:
@@ -69,9 +73,12 @@ __all__ = [
     "load_bundled_protocol",
     "load_cifar10",
     "load_cifar10_arrays",
+    "load_image_folder",
     "load_image_list_protocol",
     "load_protocol",
     "protocol_info",
+    "read_image_folder",
+    "resize_protocol",
     "read_image_list",
     "read_splits",
     "register_protocol",

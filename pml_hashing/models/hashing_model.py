@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import timm
@@ -9,6 +10,85 @@ from torch import nn
 from .._validation import MAX_NUM_BITS, check_integer
 from ..codes import binarize, ternarize
 from . import small_cnn  # noqa: F401  (registers hashing_cnn_small with timm)
+
+# Backbone names timm resolves itself (a model config and weights on the Hugging Face Hub,
+# or in a local folder) rather than through its registry.
+HUB_PREFIXES = ("hf-hub:", "hf_hub:", "local-dir:")
+TRUE = ("1", "true", "yes", "on")  # how huggingface_hub reads a boolean variable
+LOCAL_WEIGHTS_HINT = (
+    "pass a local weights file instead (pretrained='path/to/weights.safetensors' or .pth; "
+    "--pretrained PATH on the command line), or fetch the weights once where there is a "
+    "network: timm caches them in the Hugging Face cache (HF_HOME, default "
+    "~/.cache/huggingface), where an offline run finds them"
+)
+
+
+def _is_network_error(error: BaseException) -> bool:
+    """An error of the download layer (huggingface_hub, httpx, requests, urllib), not of the
+    model arguments, anywhere in the chain of causes."""
+    while error is not None:
+        module = type(error).__module__.split(".")[0]
+        if module in ("huggingface_hub", "httpx", "httpcore", "requests", "urllib3", "urllib"):
+            return True
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _hub_unreachable(timeout: float = 3.0) -> bool:
+    """True when no connection to the Hub's host opens within ``timeout`` seconds.
+
+    huggingface_hub retries a failed connection with backoff for about a minute per file;
+    one short probe lets a machine without a network fail at once instead."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError:
+        return True
+    return False
+
+
+def _create_backbone(backbone: str, downloads: bool, **kwargs) -> nn.Module:
+    """``timm.create_model``; when it must reach the Hub (``pretrained=True``, an ``hf-hub:``
+    name) and cannot, a ValueError that names the local-file option.
+
+    Offline (``HF_HUB_OFFLINE=1``, or the Hub's host unreachable) files come from the
+    Hugging Face cache only, and a file missing there fails at once."""
+    if not downloads:
+        return timm.create_model(backbone, **kwargs)
+    from huggingface_hub import constants
+
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in TRUE
+    unreachable = not offline and _hub_unreachable()
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = offline or unreachable  # the cache only, no retries
+    try:
+        return timm.create_model(backbone, **kwargs)
+    except Exception as error:
+        if not _is_network_error(error):
+            raise
+        why = (
+            "HF_HUB_OFFLINE is set"
+            if offline
+            else "the Hub could not be reached (no network)"
+            if unreachable
+            else "the Hub could not be reached"
+        )
+        raise ValueError(
+            f"backbone {backbone!r} with pretrained={kwargs.get('pretrained')!r} needs files "
+            f"from the Hugging Face Hub that are not in the local cache and {why} "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+            f"{LOCAL_WEIGHTS_HINT}"
+        ) from error
+    finally:
+        constants.HF_HUB_OFFLINE = saved
 
 
 def _load_weights_file(backbone: nn.Module, path: Path, name: str) -> None:
@@ -50,11 +130,17 @@ class HashingModel(nn.Module):
 
     Args:
         backbone: any timm model name (``timm.list_models()``), or ``hashing_cnn_small``
-            registered by this package for small images.
+            registered by this package for small images;
+            ``hf-hub:timm/<name>`` loads a model config (and with ``pretrained=True`` its
+            weights) from the Hugging Face Hub, as ``timm.create_model`` does.
         num_bits: K, the code length.
-        pretrained: ``False``, or a path to a local weights file (``.pth``/``.safetensors``)
-            for the backbone. ``True`` is refused, because it would download weights.
-        in_chans: input channels (1 for MNIST-like data).
+        pretrained: ``False``; ``True`` for timm's published weights (downloaded into the
+            Hugging Face cache the first time, read from it afterwards, also offline); or a
+            path to a local weights file (``.pth``/``.safetensors``) for the backbone.
+            Without a network and without the weights in the cache this fails at once with
+            an error that names the local-file option.
+        in_chans: input channels (1 for MNIST-like data; timm adapts the first layer of
+            pretrained weights).
         **timm_kwargs: passed to ``timm.create_model`` (``drop_rate``, ``img_size``, ...).
     """
 
@@ -68,24 +154,31 @@ class HashingModel(nn.Module):
     ):
         super().__init__()
         num_bits = check_integer(num_bits, "num_bits", minimum=1, maximum=MAX_NUM_BITS)
-        if not timm.is_model(backbone):
+        if not backbone.startswith(HUB_PREFIXES) and not timm.is_model(backbone):
             close = timm.list_models(f"*{backbone.split('_')[0]}*")[:5]
             raise ValueError(
                 f"backbone {backbone!r} is not a timm model name"
                 + (f" (similar names: {close})" if close else "")
             )
-        if pretrained is True:
-            raise ValueError(
-                "pretrained=True would download weights; pass the path of a local weights file"
+        if not isinstance(pretrained, (bool, str, Path)):
+            raise TypeError(
+                f"pretrained must be True, False or the path of a weights file; got "
+                f"{type(pretrained).__name__} {pretrained!r}"
             )
-        weights = Path(pretrained) if pretrained else None
+        weights = Path(pretrained) if isinstance(pretrained, (str, Path)) else None
         if weights is not None and not weights.is_file():
             raise ValueError(f"pretrained weights file not found: {weights}")
         self.backbone_name = backbone
         self.num_bits = num_bits
         self.in_chans = in_chans
-        self.backbone = timm.create_model(
-            backbone, pretrained=False, num_classes=0, in_chans=in_chans, **timm_kwargs
+        self.timm_kwargs = dict(timm_kwargs)
+        self.backbone = _create_backbone(
+            backbone,
+            downloads=pretrained is True or backbone.startswith(HUB_PREFIXES[:2]),
+            pretrained=pretrained is True,
+            num_classes=0,
+            in_chans=in_chans,
+            **timm_kwargs,
         )
         if weights is not None:
             _load_weights_file(self.backbone, weights, backbone)
@@ -115,5 +208,61 @@ class HashingModel(nn.Module):
             p.requires_grad_(not frozen)
 
     def data_config(self) -> dict:
-        """timm's data config of the backbone (input size, mean, std, interpolation)."""
-        return timm.data.resolve_data_config({}, model=self.backbone)
+        """timm's data config of the backbone (input size, mean, std, interpolation).
+
+        ``input_size`` is ``(in_chans, H, W)`` of the backbone as built: ``img_size=``
+        given to the constructor wins over the size of the published weights (timm's
+        ``resolve_data_config`` reads only the latter), and for one input channel the mean
+        and standard deviation are those of the channels averaged.
+        """
+        config = timm.data.resolve_data_config({}, model=self.backbone)
+        height, width = config["input_size"][-2:]
+        if self.timm_kwargs.get("img_size") is not None:
+            size = self.timm_kwargs["img_size"]
+            height, width = (size, size) if isinstance(size, int) else tuple(size)
+        config["input_size"] = (self.in_chans, int(height), int(width))
+        for key in ("mean", "std"):
+            if len(config[key]) != self.in_chans and self.in_chans == 1:
+                config[key] = (sum(config[key]) / len(config[key]),)
+        return config
+
+    @torch.no_grad()
+    def check_input_size(self, image_size, in_chans: int | None = None) -> None:
+        """Run one image of ``image_size`` (an int or ``(H, W)``) through the backbone and
+        raise a ValueError that says how to fix a mismatch, before any training.
+
+        ViTs accept only the size they were built for, and deep CNNs fail on images that
+        their downsampling shrinks below one pixel; both surface here with the flags that
+        fix them (``--image-size`` to resize the data, ``--backbone-kwargs '{img_size: S}'``
+        to build a ViT for the data's size).
+        """
+        height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        chans = self.in_chans if in_chans is None else in_chans
+        if chans != self.in_chans:
+            raise ValueError(
+                f"backbone {self.backbone_name!r} is built for in_chans={self.in_chans}; the "
+                f"images have {chans} channel(s)"
+            )
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        try:
+            self(torch.zeros(1, chans, int(height), int(width), device=device))
+        except (AssertionError, RuntimeError, ValueError) as error:
+            expected = self.data_config()["input_size"]
+            fixes = f"resize the data with --image-size {expected[1]} (config key image_size)"
+            if hasattr(self.backbone, "patch_embed"):  # ViT-like: built for one input size
+                fixes += (
+                    f", or build the backbone for the data's size with --backbone-kwargs "
+                    f"'{{img_size: {height}}}' (HashingModel(..., img_size={height}))"
+                )
+            else:  # a CNN: any size its downsampling does not shrink below one pixel
+                fixes = "the images are probably too small for its downsampling; " + fixes
+            said = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ValueError(
+                f"backbone {self.backbone_name!r} does not accept {chans}x{height}x{width} "
+                f"images (it is built for {expected[0]}x{expected[1]}x{expected[2]}): {fixes}. "
+                f"timm said: {said}"
+            ) from error
+        finally:
+            self.train(was_training)

@@ -29,6 +29,8 @@ import yaml
 
 from .._validation import TIE_RULES
 
+PRETRAINED_WORDS = {"true": True, "yes": True, "false": False, "no": False}
+
 _NO_DEFAULT = object()
 
 
@@ -124,7 +126,17 @@ class ExperimentConfig:
     method: str = key("dpn", "hashing method", choices=_method_names)
     bits: int = key(64, "code length K (a positive multiple of 8)", minimum=8)
     backbone: str = key("hashing_cnn_small", "timm model name of the backbone")
-    pretrained: str | None = key(None, "local weights file for the backbone (never downloaded)")
+    pretrained: str | bool | None = key(
+        None,
+        "true: timm's published weights (Hugging Face cache; downloaded once where there is a "
+        "network; offline, an error naming the local-file option), or a local weights file",
+    )
+    image_size: int | None = key(
+        None,
+        "resize every image to image_size x image_size (any data set; ImageNet backbones "
+        "need more than MNIST's 28 pixels)",
+        minimum=1,
+    )
     backbone_kwargs: dict = key(
         default_factory=dict, help="more timm.create_model arguments as a YAML mapping"
     )
@@ -253,6 +265,8 @@ class ExperimentConfig:
         """
         from ..codes import check_num_bits
 
+        if isinstance(self.pretrained, str) and self.pretrained.lower() in PRETRAINED_WORDS:
+            self.pretrained = PRETRAINED_WORDS[self.pretrained.lower()]  # --pretrained true
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             value = _check_value(f.name, getattr(self, f.name), hints[f.name], f.metadata)
@@ -324,6 +338,8 @@ def _check_value(name: str, value, hint, metadata):
         if nullable:
             return None
         raise ConfigValueError(name, f"{name} must not be None (null)")
+    if isinstance(value, bool) and bool in args:  # e.g. pretrained: true | path
+        return value
     if base is bool:
         if not isinstance(value, bool):
             raise ConfigValueError(name, f"{name} must be true or false; got {_describe(value)}")

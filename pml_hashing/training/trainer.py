@@ -34,7 +34,7 @@ from accelerate.utils import (
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data import Protocol, load_protocol, protocol_info
+from ..data import Protocol, load_protocol, protocol_info, resize_protocol
 from ..evaluation.retrieval_report import retrieval_report
 from ..methods import EncodedTrainingSet, build_method
 from ..models import HashingModel
@@ -88,14 +88,22 @@ def build_protocol(config: ExperimentConfig, model: HashingModel | None = None):
     kwargs = dict(config.data_kwargs)
     if config.validation_per_class:
         kwargs["validation_per_class"] = config.validation_per_class
-    if protocol_info(config.dataset).takes_transform and model is not None:
-        from timm.data import create_transform, resolve_data_config
+    takes_transform = protocol_info(config.dataset).takes_transform
+    if takes_transform and model is not None:
+        from timm.data import create_transform
 
-        data_config = resolve_data_config({}, model=model.backbone)
+        data_config = model.data_config()
+        if config.image_size is not None:  # --image-size wins over the backbone's size
+            data_config["input_size"] = (3, config.image_size, config.image_size)
         kwargs["transform"] = create_transform(**data_config)
-    return load_protocol(
+    elif takes_transform and config.image_size is not None:
+        kwargs["image_size"] = config.image_size
+    protocol = load_protocol(
         config.dataset, root=config.root, seed=config.seed, split_file=config.split_file, **kwargs
     )
+    if config.image_size is not None and not takes_transform:
+        resize_protocol(protocol, config.image_size)
+    return protocol
 
 
 def _in_chans(config: ExperimentConfig) -> int:
@@ -499,6 +507,8 @@ class Trainer:
         else:
             with accelerator.main_process_first():
                 protocol = build_protocol(config, model)
+        # a backbone that cannot take these images fails here, naming the flag that fixes it
+        model.check_input_size(protocol.image_size, protocol.in_chans)
         self.protocol = protocol
         self.method, self.method_kwargs = _create_method(config, protocol)
         self.method.to(accelerator.device)

@@ -1,0 +1,248 @@
+"""Use a trained model outside the training code: codes in one call, ONNX, ``torch.export``.
+
+::
+
+    codes = pml_hashing.encode(images, checkpoint="runs/mnist-5k-dpn-64b-seed0/checkpoint.pt")
+    model, method, config, _ = load_checkpoint("runs/.../checkpoint.pt")
+    export_onnx(model, "model.onnx", example=images[:2])    # onnxruntime: pip install ".[onnx]"
+    program = export_program(model, example=images[:2])     # torch.export.ExportedProgram
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+OUTPUTS = ("codes", "outputs")
+
+
+class CodeHead(nn.Module):
+    """A ``HashingModel`` whose forward returns what retrieval uses: codes or real outputs.
+
+    ``output="codes"``: int8 codes in {-1, +1} (``v >= 0 -> +1``, as
+    :func:`pml_hashing.codes.binarize`), or in {-1, 0, +1} with ``ternary_margin`` (DPN-T,
+    :func:`pml_hashing.codes.ternarize`); ``output="outputs"``: the real outputs ``v``.
+    Exported graphs hold the thresholding, so a runtime without PyTorch gives the codes.
+    """
+
+    def __init__(self, model: nn.Module, output: str = "codes", ternary_margin=None):
+        super().__init__()
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {list(OUTPUTS)}; got {output!r}")
+        if ternary_margin is not None and not float(ternary_margin) >= 0:
+            raise ValueError(f"ternary_margin must be >= 0; got {ternary_margin!r}")
+        self.model = model
+        self.output = output
+        self.ternary_margin = None if ternary_margin is None else float(ternary_margin)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = self.model(x)
+        if self.output == "outputs":
+            return v
+        one = torch.ones_like(v, dtype=torch.int8)
+        codes = torch.where(v >= 0, one, -one)
+        if self.ternary_margin is not None:
+            codes = torch.where(v.abs() <= self.ternary_margin, torch.zeros_like(codes), codes)
+        return codes
+
+
+def _example(model: nn.Module, example) -> torch.Tensor:
+    """The example batch to trace with: the one given, or zeros of the model's input size."""
+    if example is not None:
+        if not isinstance(example, torch.Tensor) or example.ndim != 4:
+            raise ValueError(
+                "example must be an image batch tensor (N, C, H, W); got "
+                + (
+                    f"shape {tuple(example.shape)}"
+                    if isinstance(example, torch.Tensor)
+                    else type(example).__name__
+                )
+            )
+        # torch.export specializes a batch dimension of 1 to a constant: trace with two.
+        return example.expand(2, *example.shape[1:]) if example.shape[0] == 1 else example
+    if not hasattr(model, "data_config"):
+        raise ValueError("example is required for a model without data_config()")
+    channels, height, width = model.data_config()["input_size"]
+    # Two items, not one: a batch dimension of 1 would be specialized to a constant.
+    return torch.zeros(2, channels, height, width, device=next(model.parameters()).device)
+
+
+def export_onnx(
+    model: nn.Module,
+    path,
+    example: torch.Tensor | None = None,
+    output: str = "codes",
+    ternary_margin: float | None = None,
+    opset_version: int | None = None,
+) -> Path:
+    """Write the model as an ONNX file with a dynamic batch dimension.
+
+    Uses ``torch.onnx.export(..., dynamo=True)`` (needs ``onnx`` and ``onnxscript``:
+    ``pip install "pml-hashing[onnx]"``, which also brings ``onnxruntime`` to run it). The
+    graph's input is ``images`` ``(N, C, H, W)`` float32 and its output ``codes``
+    (int8, see :class:`CodeHead`) or ``outputs`` (float32 ``(N, K)``).
+
+    Args:
+        model: a ``HashingModel`` (e.g. from :func:`pml_hashing.training.load_checkpoint`),
+            or any module mapping an image batch to ``(N, K)`` outputs.
+        path: the ``.onnx`` file to write.
+        example: an image batch of the input size (default: zeros of the size
+            ``model.data_config()`` reports).
+        output: ``"codes"`` or ``"outputs"``.
+        ternary_margin: export DPN-T ternary codes with this margin.
+        opset_version: ONNX opset (default: the exporter's).
+
+    Returns:
+        The path written.
+    """
+    for name in ("onnx", "onnxscript"):
+        try:
+            __import__(name)
+        except ImportError:
+            raise ImportError(
+                f"export_onnx needs the {name!r} package: pip install 'pml-hashing[onnx]'"
+            ) from None
+    head = CodeHead(model, output, ternary_margin).eval()
+    example = _example(model, example)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    batch = torch.export.Dim("batch")
+    with torch.no_grad():
+        torch.onnx.export(
+            head,
+            (example,),
+            str(path),
+            input_names=["images"],
+            output_names=[output],
+            dynamic_shapes={"x": {0: batch}},
+            opset_version=opset_version,
+            dynamo=True,
+            verbose=False,
+            external_data=False,  # one self-contained file; hashing models are small
+        )
+    return path
+
+
+def export_program(
+    model: nn.Module,
+    example: torch.Tensor | None = None,
+    output: str = "codes",
+    ternary_margin: float | None = None,
+) -> torch.export.ExportedProgram:
+    """``torch.export.export`` of the model in eval mode, with a dynamic batch dimension.
+
+    Save it with ``torch.export.save(program, "model.pt2")``, run it with
+    ``program.module()(images)``, or compile it ahead of time with AOTInductor.
+
+    Args:
+        model, example, output, ternary_margin: as for :func:`export_onnx`.
+
+    Returns:
+        The ``torch.export.ExportedProgram``.
+    """
+    head = CodeHead(model, output, ternary_margin).eval()
+    example = _example(model, example)
+    batch = torch.export.Dim("batch")
+    with torch.no_grad():
+        return torch.export.export(head, (example,), dynamic_shapes={"x": {0: batch}})
+
+
+def encode(
+    data,
+    checkpoint=None,
+    model: nn.Module | None = None,
+    batch_size: int = 512,
+    ternary_margin: float | None = None,
+    device=None,
+) -> torch.Tensor:
+    """Codes of images in one call, from a trained checkpoint (or a model).
+
+    Args:
+        data: an image batch tensor ``(N, C, H, W)`` (or one image ``(C, H, W)``),
+            preprocessed as in training; a torch ``Dataset`` of ``(image, label)`` or of
+            images (e.g. ``protocol.query``); or a sequence of PIL images or image file
+            paths, which get the backbone's timm eval transform at the checkpoint's
+            ``image_size`` (for the file-based protocols and image folders).
+        checkpoint: ``runs/<name>/checkpoint.pt`` (loaded with
+            :func:`pml_hashing.training.load_checkpoint`).
+        model: a ``HashingModel`` to use instead of a checkpoint.
+        batch_size: images per forward pass.
+        ternary_margin: ternary codes (DPN-T) with this margin instead of binary ones.
+        device: where to run (default: the model's device).
+
+    Returns:
+        int8 codes ``(N, K)`` in {-1, +1} (or {-1, 0, +1}) on the CPU.
+    """
+    if (checkpoint is None) == (model is None):
+        raise ValueError("give exactly one of checkpoint= and model=")
+    image_size = None
+    if checkpoint is not None:
+        from .training import load_checkpoint
+
+        model, _, config, _ = load_checkpoint(checkpoint)
+        image_size = getattr(config, "image_size", None)
+    if batch_size is None or int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size!r}")
+    if device is not None:
+        model = model.to(device)
+    head = CodeHead(model, "codes", ternary_margin)
+    batches = _batches(data, model, image_size, int(batch_size))
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            codes = [head(images.to(device)).cpu() for images in batches]
+    finally:
+        model.train(was_training)
+    if not codes:
+        return torch.empty(0, getattr(model, "num_bits", 0), dtype=torch.int8)
+    return torch.cat(codes)
+
+
+def _batches(data, model, image_size, batch_size):
+    from torch.utils.data import DataLoader, Dataset
+
+    if isinstance(data, torch.Tensor):
+        if data.ndim == 3:
+            data = data.unsqueeze(0)
+        if data.ndim != 4 or not data.is_floating_point():
+            raise ValueError(
+                f"data must be a float image batch (N, C, H, W) or one image (C, H, W); got "
+                f"{data.dtype} of shape {tuple(data.shape)}"
+            )
+        return data.split(batch_size)
+    if isinstance(data, Dataset):
+        loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+        return (batch[0] if isinstance(batch, (list, tuple)) else batch for batch in loader)
+    if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
+        transform = _file_transform(model, image_size)
+        images = [transform(_open_rgb(item)) for item in data]
+        return torch.stack(images).split(batch_size) if images else []
+    raise TypeError(
+        "data must be an image tensor, a torch Dataset, or a list of PIL images or paths; "
+        f"got {type(data).__name__}"
+    )
+
+
+def _file_transform(model, image_size):
+    from timm.data import create_transform
+
+    config = model.data_config()
+    if image_size is not None:
+        config["input_size"] = (config["input_size"][0], image_size, image_size)
+    return create_transform(**config)
+
+
+def _open_rgb(item):
+    from PIL import Image
+
+    if isinstance(item, Image.Image):
+        return item.convert("RGB")
+    if isinstance(item, (str, Path)):
+        with Image.open(item) as image:
+            return image.convert("RGB")
+    raise TypeError(f"list items must be PIL images or image file paths; got {type(item).__name__}")
