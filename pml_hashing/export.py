@@ -2,8 +2,8 @@
 
 ::
 
-    codes = pml_hashing.encode(images, checkpoint="runs/mnist-5k-dpn-64b-seed0/checkpoint.pt")
-    model, method, config, _ = load_checkpoint("runs/.../checkpoint.pt")
+    codes = pml_hashing.encode(images, checkpoint="runs/mnist-5k-dpn-random-64b-seed0/checkpoint.safetensors")
+    model, method, config, _ = load_checkpoint("runs/.../checkpoint.safetensors")
     export_onnx(model, "model.onnx", example=images[:2])    # onnxruntime: pip install ".[onnx]"
     program = export_program(model, example=images[:2])     # torch.export.ExportedProgram
 """
@@ -166,7 +166,7 @@ def encode(
             images (e.g. ``protocol.query``); or a sequence of PIL images or image file
             paths, which get the backbone's timm eval transform at the checkpoint's
             ``image_size`` (for the file-based protocols and image folders).
-        checkpoint: ``runs/<name>/checkpoint.pt`` (loaded with
+        checkpoint: ``runs/<name>/checkpoint.safetensors`` (loaded with
             :func:`pml_hashing.training.load_checkpoint`).
         model: a ``HashingModel`` to use instead of a checkpoint.
         batch_size: images per forward pass.

@@ -35,7 +35,7 @@ def checkpoint(tmp_path_factory):
             progress=False, checkpoint_every=0,
         )
     )  # fmt: skip
-    return folder / "tiny" / "checkpoint.pt"
+    return folder / "tiny" / "checkpoint.safetensors"
 
 
 def small_model(seed=0):

@@ -770,7 +770,8 @@ class Trainer:
             "backbone": config.backbone,
             "seed": config.seed,
             "num_processes": accelerator.num_processes,
-            "epochs_trained": len(self.history),
+            "epochs_trained": len(self.history),  # finished epochs
+            "steps_trained": self.global_step,  # optimizer steps, a mid-epoch stop included
             "train_seconds": train_seconds,
             # the epoch mean that the epoch's line printed
             "final_train_loss": sum(last["losses"]) / len(last["losses"])
