@@ -11,10 +11,12 @@ Writes runs/<name>/metrics.json, checkpoint.pt, splits.json, checkpoints/ and lo
 import json
 
 from pml_hashing.training import parse_config, run_experiment
+from pml_hashing.training.threads import configure_threads
 
 
 def main(argv=None) -> dict:
     config = parse_config(argv)
+    configure_threads(config.num_threads)  # accelerate launch sets OMP_NUM_THREADS=1
     metrics = run_experiment(config)
     from accelerate import PartialState
 

@@ -48,6 +48,8 @@ class ExperimentConfig:
     mixed_precision: str | None = None  # no | fp16 | bf16 (None: accelerate's setting)
     seed: int = 0
     num_workers: int = 0
+    num_threads: int | None = None  # CPU threads per process (None: cores / local processes,
+    # or PML_HASHING_NUM_THREADS / OMP_NUM_THREADS; see training/threads.py)
     eval_batch_size: int = 512
     topk: int | None = None  # R of mAP@R (None: the protocol's, e.g. all for MNIST)
     ties: str = "index"  # tie rule of the reported mAP: index | random | expected
@@ -99,6 +101,8 @@ class ExperimentConfig:
         for key in ("epochs", "batch_size", "gradient_accumulation_steps", "eval_batch_size"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"{key} must be >= 1; got {getattr(self, key)}")
+        if self.num_threads is not None and int(self.num_threads) < 1:
+            raise ValueError(f"num_threads must be >= 1 or None; got {self.num_threads}")
         if not self.margin > 0:
             raise ValueError(f"margin must be > 0; got {self.margin}")
 
