@@ -285,6 +285,9 @@ def run_experiment(config: ExperimentConfig | dict) -> dict:
         "seed": config.seed,
         "num_processes": num_processes,
         "epochs_trained": len(history),
+        "epoch_seconds": [e["seconds"] for e in history],  # bench_training_throughput.py
+        "torch_threads": torch.get_num_threads(),
+        "batch_size": config.batch_size,
         "train_seconds": train_seconds,
         "final_train_loss": history[-1]["losses"][-1]
         if history and history[-1]["losses"]
