@@ -6,7 +6,6 @@ import numpy as np
 from scipy.stats import hypergeom
 
 from ..codes import ArrayLike
-from ._kernels import index_ap_rows
 from .hamming_ranking import (
     HammingRanking,
     check_ties,
@@ -88,6 +87,8 @@ def _average_precisions(ranking: HammingRanking, topk: int | None, ties: str) ->
             return _expected_ap_chunk(n, r, depth, harmonic)
         # One counting pass per query (a stable counting sort without the sort): the
         # same numbers as a stable argsort of the row, summed in the same order.
+        from ._kernels import index_ap_rows  # numba on first use, not with the package
+
         ap = np.empty(stop - start)
         index_ap_rows(keys, rel.view(np.uint8), depth, ranking.num_bins, ap)
         return ap

@@ -25,7 +25,6 @@ import faiss
 import numpy as np
 
 from ..codes import ArrayLike, to_numpy
-from ._kernels import key_histograms
 
 __all__ = [
     "TIE_RULES",
@@ -346,6 +345,8 @@ def check_ties(ties: str) -> str:
 
 def histograms(keys: np.ndarray, rel: np.ndarray, num_bins: int) -> tuple[np.ndarray, np.ndarray]:
     """Per query: ``n[q, key]`` items and ``r[q, key]`` relevant items at each distance key."""
+    from ._kernels import key_histograms  # numba is imported on first use, not with the package
+
     n = np.empty((keys.shape[0], num_bins), dtype=np.int64)
     r = np.empty((keys.shape[0], num_bins), dtype=np.int64)
     key_histograms(keys, rel.view(np.uint8), num_bins, n, r)
