@@ -1,132 +1,144 @@
-"""Training throughput: the library's Accelerate loop against a plain PyTorch loop.
+"""The main job as the README launches it against a plain PyTorch script run with ``python``.
 
-Same model (``HashingModel``), same data (bundled MNIST-5k), same global batch, same
-optimizer, timed in the same run. Prints images per second (median over epochs after the
-first, which warms up), their ratio, and the polarization loss's share of a training step.
+Both run as subprocesses, as a user would start them, so that what ``accelerate launch``
+does to the process (it writes ``OMP_NUM_THREADS=1``) is measured too:
 
-    python benchmarks/bench_training_throughput.py            # 4 epochs each, 3 repeats
-    python benchmarks/bench_training_throughput.py --quick    # a smoke run
+* recipe: ``accelerate launch recipes/train.py`` with the default config (the main job);
+  its step rate per epoch comes from ``metrics.json`` (``epoch_seconds``);
+* plain, same model: ``python benchmarks/plain_dpn.py`` with the recipe's model, batch, bits
+  and epochs: a hand-written loop over tensors indexed directly;
+* plain anchor (full run only): the plain script with the three-conv CNN of 32-64-128
+  channels, batch 64, 10 epochs: the wall time the main job must not exceed (issue 14).
+
+Repeats are interleaved so that load drifts hit every side alike; medians are printed,
+with the ratios: recipe / plain step rate (goal >= 0.95) and anchor wall / recipe wall
+(goal >= 1). Step rates are medians over the epochs after the first.
+
+    python benchmarks/bench_training_throughput.py              # main job, 3 repeats
+    python benchmarks/bench_training_throughput.py --epochs 3   # step rates only
+    python benchmarks/bench_training_throughput.py --quick      # a smoke run (digits)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
-import torch
-
-from pml_hashing.data import load_protocol
-from pml_hashing.losses import PolarizationLoss
-from pml_hashing.models import HashingModel
-from pml_hashing.training import run_experiment
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def plain_loop(dataset: str, bits: int, widths, batch_size: int, epochs: int, seed: int):
-    """The loop a user would write by hand: DataLoader, forward, loss, backward, step."""
-    torch.manual_seed(seed)
-    protocol = load_protocol(dataset, seed=seed)
-    model = HashingModel("hashing_cnn_small", bits, in_chans=1, widths=widths)
-    loss_func = PolarizationLoss(num_classes=protocol.num_classes, num_bits=bits, seed=seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    loader = torch.utils.data.DataLoader(
-        protocol.train, batch_size=batch_size, shuffle=True, drop_last=True
-    )
-    rates = []
-    for _ in range(epochs):
-        model.train()
-        start, seen = time.perf_counter(), 0
-        for images, labels in loader:
-            loss = loss_func(model(images), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            seen += len(images)
-        rates.append(seen / (time.perf_counter() - start))
-    return rates
+def _run(cmd: list[str]) -> tuple[float, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    start = time.perf_counter()
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if out.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+    return wall, out.stdout
 
 
-def library_loop(dataset: str, bits: int, widths, batch_size: int, epochs: int, seed: int):
+def recipe(flags: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        metrics = run_experiment(
-            dict(
-                dataset=dataset,
-                bits=bits,
-                backbone_kwargs={"widths": list(widths)},
-                batch_size=batch_size,
-                epochs=epochs,
-                seed=seed,
-                output_dir=tmp,
-                checkpoint_every=0,
-                log_with="none",
-                progress=True,
-            )
-        )
-    return [len(e["losses"]) * batch_size / e["seconds"] for e in metrics["history"]]
+        cmd = ["accelerate", "launch", "recipes/train.py", "--output-dir", tmp, "--name", "b"]
+        wall, _ = _run(cmd + ["--no-progress"] + flags)
+        metrics = json.loads((Path(tmp) / "b" / "metrics.json").read_text())
+    steps = metrics["sizes"]["train"] // metrics["batch_size"]
+    rates = [steps / s for s in metrics["epoch_seconds"]]
+    return {
+        "wall": wall,
+        "steps/s": statistics.median(rates[1:] or rates),
+        "map": metrics["last_epoch"]["map"],
+        "threads": metrics.get("torch_threads", "-"),
+    }
 
 
-def loss_share(bits: int, widths, batch_size: int, repeats: int) -> tuple[float, float]:
-    """Median seconds of (model forward+backward) and of (loss forward+backward) on a batch."""
-    model = HashingModel("hashing_cnn_small", bits, in_chans=1, widths=widths)
-    loss_func = PolarizationLoss(num_classes=10, num_bits=bits)
-    images = torch.randn(batch_size, 1, 28, 28)
-    labels = torch.randint(0, 10, (batch_size,))
-    step_times, loss_times = [], []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        outputs = model(images)
-        loss = loss_func(outputs, labels)
-        loss.backward()
-        step_times.append(time.perf_counter() - start)
-        detached = outputs.detach().requires_grad_()
-        start = time.perf_counter()
-        loss_func(detached, labels).backward()
-        loss_times.append(time.perf_counter() - start)
-    return statistics.median(step_times[1:]), statistics.median(loss_times[1:])
+def plain(dataset: str, widths, batch_size: int, bits: int, epochs: int, lr: float) -> dict:
+    cmd = [sys.executable, "benchmarks/plain_dpn.py", "--dataset", dataset, "--epochs", str(epochs)]
+    cmd += ["--batch-size", str(batch_size), "--bits", str(bits), "--lr", str(lr)]
+    wall, stdout = _run(cmd + ["--widths", *map(str, widths)])
+    result = json.loads(stdout.strip().splitlines()[-1])
+    rates = result["steps_per_second"]
+    return {
+        "wall": wall,
+        "steps/s": statistics.median(rates[1:] or rates),
+        "map": result["map"],
+        "threads": result["torch_threads"],
+    }
 
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--dataset", default="mnist-5k")
-    parser.add_argument("--bits", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="small smoke run (digits)")
+    parser.add_argument("--epochs", type=int, help="epochs of both (default: the main job's)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    widths = (32, 64, 128)
+
+    from pml_hashing.training import ExperimentConfig
+
+    config = ExperimentConfig()
+    widths = config.backbone_kwargs.get("widths", (32, 64, 128))
+    dataset, epochs, flags = config.dataset, config.epochs, []
     if args.quick:
-        args.dataset, args.epochs, args.repeats, widths = "digits", 2, 1, (8, 16)
-    plain, library = [], []
-    for repeat in range(args.repeats):  # interleaved, so drift hits both alike
-        plain += plain_loop(args.dataset, args.bits, widths, args.batch_size, args.epochs, repeat)[
-            1:
-        ]
-        library += library_loop(
-            args.dataset, args.bits, widths, args.batch_size, args.epochs, repeat
-        )[1:]
-    plain_rate, library_rate = statistics.median(plain), statistics.median(library)
-    step, loss = loss_share(args.bits, widths, args.batch_size, repeats=5 if args.quick else 30)
-    rows = [
-        {"loop": "plain PyTorch", "images/s": plain_rate, "ratio": 1.0},
-        {
-            "loop": "pml-hashing (Accelerate)",
-            "images/s": library_rate,
-            "ratio": library_rate / plain_rate,
-        },
-    ]
+        dataset, epochs, args.repeats, widths = "digits", 2, 1, (8, 16)
+        flags = ["--dataset", dataset, "--backbone-kwargs", "{widths: [8, 16]}"]
+    if args.epochs:
+        epochs = args.epochs
+    if epochs != config.epochs or args.quick:
+        flags += ["--epochs", str(epochs)]
+    anchor = not (args.quick or args.epochs)
+    runs: dict[str, list[dict]] = {"plain": [], "recipe": [], "anchor": []}
+    for _ in range(args.repeats):  # interleaved, so drift hits every side alike
+        runs["plain"].append(
+            plain(dataset, widths, config.batch_size, config.bits, epochs, config.lr)
+        )
+        runs["recipe"].append(recipe(flags))
+        if anchor:
+            runs["anchor"].append(plain(dataset, (32, 64, 128), 64, config.bits, 10, 3e-3))
+
+    def med(side, key):
+        return statistics.median(r[key] for r in runs[side])
+
+    names = {
+        "plain": f"plain PyTorch, python (same model, {epochs} epochs)",
+        "recipe": f"recipe, accelerate launch ({epochs} epochs)",
+        "anchor": "plain anchor, python (32-64-128, batch 64, 10 epochs)",
+    }
+    rows = []
+    for side in ("plain", "recipe", "anchor"):
+        if runs[side]:
+            rows.append(
+                {
+                    "loop": names[side],
+                    "steps/s": med(side, "steps/s"),
+                    "wall": med(side, "wall"),
+                    "map": med(side, "map"),
+                    "threads": runs[side][0]["threads"],
+                }
+            )
     print(
-        f"{args.dataset}, {args.bits} bits, batch {args.batch_size}, widths {widths}, "
-        f"torch threads {torch.get_num_threads()}; median over {len(plain)} epochs each"
+        f"{dataset}, {config.bits} bits, batch {config.batch_size}, widths {tuple(widths)}; "
+        f"median of {args.repeats} interleaved runs each; machine: {os.cpu_count()} CPUs"
     )
-    print(f"{'loop':<28}{'images/s':>12}{'ratio':>10}")
+    print("| run | torch threads | steps/s | wall s | mAP@all |")
+    print("|---|---|---|---|---|")
     for row in rows:
-        print(f"{row['loop']:<28}{row['images/s']:>12.0f}{row['ratio']:>10.3f}")
-    print(
-        f"polarization loss share of a training step (forward+backward): {loss / step:.2%} "
-        f"({loss * 1e3:.2f} ms of {step * 1e3:.2f} ms)"
-    )
+        print(
+            f"| {row['loop']} | {row['threads']} | {row['steps/s']:.2f} | {row['wall']:.1f} "
+            f"| {row['map']:.4f} |"
+        )
+    rate_ratio = rows[1]["steps/s"] / rows[0]["steps/s"]
+    print(f"\nstep rate, recipe / plain (same model and batch): {rate_ratio:.3f} (goal >= 0.95)")
+    if anchor:
+        wall_ratio = rows[2]["wall"] / rows[1]["wall"]
+        print(f"wall, plain anchor / recipe: {wall_ratio:.3f} (goal >= 1: no slower)")
     return rows
 
 

@@ -15,12 +15,15 @@ import json
 
 from pml_hashing.training import Trainer, parse_config
 from pml_hashing.training.config import build_parser
+from pml_hashing.training.threads import configure_threads
 
 
 def main(argv=None) -> dict:
     parser = build_parser()
     try:
         config = parse_config(argv)
+        # accelerate launch sets OMP_NUM_THREADS=1 for one CPU process: use the cores given
+        configure_threads(config.num_threads)
         trainer = Trainer(config)
         trainer.build()  # checks the resume point and the run folder, builds everything
     except ValueError as error:

@@ -15,7 +15,7 @@ import torch
 from pml_hashing.training import ExperimentConfig, load_checkpoint, run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMINGS = ("train_seconds", "total_seconds")
+TIMINGS = ("train_seconds", "total_seconds", "epoch_seconds", "torch_threads")
 
 
 def tiny_config(tmp_path, **overrides) -> dict:

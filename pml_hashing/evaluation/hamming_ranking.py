@@ -151,6 +151,8 @@ class HammingRanking:
         if self.multi_label:
             match_buf = np.empty((c, n), dtype=np.float32)
             db_labels_t = self.db_labels.T
+        else:
+            query_labels, db_labels = _compact_labels(self.query_labels, self.db_labels)
         for start in range(first, last, c):
             stop = min(start + c, last)
             rows = stop - start
@@ -178,13 +180,27 @@ class HammingRanking:
                 np.matmul(self.query_labels[start:stop], db_labels_t, out=match)
                 np.greater(match, 0, out=rel)
             else:
-                np.equal(self.query_labels[start:stop, None], self.db_labels[None, :], out=rel)
+                np.equal(query_labels[start:stop, None], db_labels[None, :], out=rel)
             if self.exclude_columns is not None:
                 r = np.arange(rows)
                 cols = self.exclude_columns[start:stop]
                 keys[r, cols] = self.num_bins
                 rel[r, cols] = False
             yield start, stop, keys, rel
+
+
+def _compact_labels(query_labels: np.ndarray, db_labels: np.ndarray):
+    """The same equalities on the narrowest integer type: the comparison of every query
+    with the whole database reads the database labels once per query (8 bytes each as int64,
+    which made it as slow as the distances on a large database)."""
+    lo = min(query_labels.min(), db_labels.min())
+    hi = max(query_labels.max(), db_labels.max())
+    for dtype in (np.int8, np.int16, np.int32):
+        if np.iinfo(dtype).min <= lo and hi <= np.iinfo(dtype).max:
+            return query_labels.astype(dtype), db_labels.astype(dtype)
+    _, ids = np.unique(np.concatenate([query_labels, db_labels]), return_inverse=True)
+    ids = ids.astype(np.int32)
+    return ids[: query_labels.size], ids[query_labels.size :]
 
 
 def prepare_ranking(
@@ -283,20 +299,11 @@ def check_ties(ties: str) -> str:
 
 def histograms(keys: np.ndarray, rel: np.ndarray, num_bins: int) -> tuple[np.ndarray, np.ndarray]:
     """Per query: ``n[q, key]`` items and ``r[q, key]`` relevant items at each distance key."""
-    rows = keys.shape[0]
-    width = num_bins + 1  # the extra key is the excluded item's, dropped below
-    # One bincount per row over the composite key (rel, key) gives both histograms; it is
-    # about 3x faster than bincounting the relevant keys separately.
-    dtype = np.uint8 if 2 * width <= 256 else np.uint16
-    composite = rel.view(np.uint8).astype(dtype)
-    composite *= dtype(width)
-    composite += keys
-    n = np.empty((rows, num_bins), dtype=np.int64)
-    r = np.empty((rows, num_bins), dtype=np.int64)
-    for i in range(rows):
-        counts = np.bincount(composite[i], minlength=2 * width)
-        r[i] = counts[width : width + num_bins]
-        n[i] = counts[:num_bins] + r[i]
+    from ._kernels import key_histograms  # numba is imported on first use, not with the package
+
+    n = np.empty((keys.shape[0], num_bins), dtype=np.int64)
+    r = np.empty((keys.shape[0], num_bins), dtype=np.int64)
+    key_histograms(keys, rel.view(np.uint8), num_bins, n, r)
     return n, r
 
 

@@ -189,6 +189,13 @@ class ExperimentConfig:
     )
     seed: int = key(0, "seed of the split, the initialization and the data order", minimum=0)
     num_workers: int = key(0, "DataLoader worker processes", minimum=0, resume_may_change=True)
+    num_threads: int | None = key(
+        None,
+        "CPU threads per process (None: PML_HASHING_NUM_THREADS, else OMP_NUM_THREADS unless "
+        "accelerate launch set it to 1, else cores / local processes; see training/threads.py)",
+        minimum=1,
+        resume_may_change=True,
+    )
     eval_batch_size: int = key(
         512, "batch size of encoding (evaluation)", minimum=1, resume_may_change=True
     )

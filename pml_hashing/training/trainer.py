@@ -51,6 +51,7 @@ from .checkpoint import (
 from .config import RESUME_MAY_CHANGE, ExperimentConfig
 from .encoding import IndexedDataset, encode_dataset
 from .run_folder import RunFolder, describe_differences
+from .threads import configure_threads
 from .trackers import build_trackers
 
 __all__ = [
@@ -64,7 +65,7 @@ __all__ = [
     "run_experiment",
 ]
 
-TIMING_KEYS = ("train_seconds", "total_seconds")
+TIMING_KEYS = ("train_seconds", "total_seconds", "epoch_seconds")
 
 
 # ---------------------------------------------------------------------------- builders
@@ -429,6 +430,8 @@ class Trainer:
     def build(self) -> Trainer:
         config = self.config
         self.start_time = time.perf_counter()
+        if config.num_threads is not None:  # else the recipe's (or the caller's) setting
+            configure_threads(config.num_threads)
         self.accelerator = _make_accelerator(config, self.run_name, self.run_dir)
         accelerator = self.accelerator
         if config.batch_size % accelerator.num_processes:
@@ -771,6 +774,9 @@ class Trainer:
             "seed": config.seed,
             "num_processes": accelerator.num_processes,
             "epochs_trained": len(self.history),  # finished epochs
+            "epoch_seconds": [h["seconds"] for h in self.history],
+            "torch_threads": torch.get_num_threads(),
+            "batch_size": config.batch_size,
             "steps_trained": self.global_step,  # optimizer steps, a mid-epoch stop included
             "train_seconds": train_seconds,
             # the epoch mean that the epoch's line printed
