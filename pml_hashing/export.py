@@ -2,7 +2,7 @@
 
 ::
 
-    codes = pml_hashing.encode(images, checkpoint="runs/mnist-5k-dpn-random-64b-seed0/checkpoint.safetensors")
+    codes = pml_hashing.encode(images, checkpoint="runs/mnist-5k-dpn-random-64b-seed0")
     model, method, config, _ = load_checkpoint("runs/.../checkpoint.safetensors")
     export_onnx(model, "model.onnx", example=images[:2])    # onnxruntime: pip install ".[onnx]"
     program = export_program(model, example=images[:2])     # torch.export.ExportedProgram
