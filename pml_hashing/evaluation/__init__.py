@@ -17,11 +17,17 @@ from .hamming_ranking import ZeroOneCodesWarning
 from .hashing_accuracy_calculator import HashingAccuracyCalculator
 from .precision_recall_curve import PrecisionRecallCurve, plot_precision_recall
 from .ranking_metrics import precision_at_k, precision_recall_by_rank, recall_at_k
+from .ternary_threshold_selection import (
+    TernaryThresholdSelection,
+    select_ternary_threshold,
+    ternary_threshold_grid,
+)
 
 __all__ = [
     "HammingBallStatistics",
     "HashingAccuracyCalculator",
     "PrecisionRecallCurve",
+    "TernaryThresholdSelection",
     "ZeroOneCodesWarning",
     "average_precision_per_query",
     "hamming_ball_statistics",
@@ -32,4 +38,6 @@ __all__ = [
     "precision_recall_by_rank",
     "precision_within_radius",
     "recall_at_k",
+    "select_ternary_threshold",
+    "ternary_threshold_grid",
 ]

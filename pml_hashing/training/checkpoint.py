@@ -100,6 +100,8 @@ def method_arguments(config: ExperimentConfig, protocol) -> dict:
             miner_kwargs.setdefault("p", config.p)
         if config.target_miner == "adaptive":
             miner_kwargs.setdefault("update_every", config.update_every)
+            miner_kwargs.setdefault("warmup_epochs", config.warmup_epochs)
+            miner_kwargs.setdefault("min_distance_floor", config.min_distance_floor)
         kwargs.setdefault("margin", config.margin)
         kwargs.setdefault("target_miner", config.target_miner)
         kwargs["target_miner_kwargs"] = miner_kwargs

@@ -36,7 +36,13 @@ class ExperimentConfig:
     margin: float = 1.0
     target_miner: str = "random"  # random | hadamard | max-hamming | adaptive
     p: float = 0.5  # ratio of +1 bits in random targets
-    update_every: int = 1  # epochs between adaptive (DPN-A) target updates
+    update_every: int = 3  # epochs between adaptive (DPN-A) target updates, after the warm-up
+    warmup_epochs: int = 2  # adaptive: epochs before the first epoch whose votes count
+    min_distance_floor: str | float | None = "initial"  # adaptive guard: "initial", a number
+    # of bits, or null / 0 (no guard). Algorithm 1 as written: warmup_epochs 0, update_every 1,
+    # min_distance_floor 0 (--min-distance-floor 0 on the command line)
+    ternary_threshold: str | float | None = None  # DPN-T: |v| <= threshold -> 0; None: the
+    # margin m (the paper), a number >= 0 (0: binary), or "auto" (chosen on the validation split)
     method_kwargs: dict = field(default_factory=dict)
     epochs: int = 15
     batch_size: int = 64  # global batch, split across processes
@@ -101,6 +107,29 @@ class ExperimentConfig:
                 raise ValueError(f"{key} must be >= 1; got {getattr(self, key)}")
         if not self.margin > 0:
             raise ValueError(f"margin must be > 0; got {self.margin}")
+        self._validate_dpn_variants()
+
+    def _validate_dpn_variants(self) -> None:
+        # Flags arrive as text: "0.5" is a number, "initial" / "auto" are the named choices.
+        for key, word in (("min_distance_floor", "initial"), ("ternary_threshold", "auto")):
+            value = getattr(self, key)
+            if isinstance(value, str) and value != word:
+                try:
+                    setattr(self, key, float(value))
+                except ValueError:
+                    raise ValueError(
+                        f"{key} must be {word!r}, a number or none; got {value!r}"
+                    ) from None
+        threshold = self.ternary_threshold
+        if isinstance(threshold, (int, float)) and not threshold >= 0:
+            raise ValueError(f"ternary_threshold must be >= 0; got {threshold}")
+        has_validation = self.validation_per_class or self.data_kwargs.get("validation_size")
+        if threshold == "auto" and not has_validation:
+            raise ValueError(
+                'ternary_threshold "auto" chooses the threshold on the validation split, and '
+                "none is configured: set validation_per_class (e.g. 5), or "
+                "data_kwargs.validation_size for multi-label data"
+            )
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

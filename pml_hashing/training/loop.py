@@ -253,8 +253,12 @@ def run_experiment(config: ExperimentConfig | dict) -> dict:
                 break
         epoch_seconds = time.perf_counter() - epoch_start
         logs = {"train/loss": sum(epoch_losses) / max(len(epoch_losses), 1), "epoch": epoch + 1}
-        logs.update(method.on_epoch_end(epoch))
-        history.append({"epoch": epoch + 1, "losses": epoch_losses, "seconds": epoch_seconds})
+        method_stats = method.on_epoch_end(epoch)
+        logs.update(method_stats)
+        history.append(
+            {"epoch": epoch + 1, "losses": epoch_losses, "seconds": epoch_seconds}
+            | {"method": method_stats}  # e.g. DPN-A's codebook distances and refusals
+        )
         if protocol.validation is not None:
             logs["validation/map"] = _validation_map(unwrapped, protocol, config, accelerator)
             validation_history.append({"epoch": epoch + 1, "map": logs["validation/map"]})
@@ -344,6 +348,13 @@ def _evaluate(model, method, protocol, config: ExperimentConfig, accelerator) ->
         model, protocol.database, config.eval_batch_size, accelerator, config.num_workers
     )
     topk = config.topk if config.topk is not None else protocol.topk
+    margin = method.retrieval_margin()
+    threshold, selection = config.ternary_threshold, None
+    if threshold == "auto" and margin is not None:
+        selection = _select_ternary_threshold(
+            model, protocol, config, accelerator, db_out, db_labels, margin, topk
+        )
+        threshold = selection.threshold
     report = retrieval_report(
         query_out,
         query_labels,
@@ -352,11 +363,43 @@ def _evaluate(model, method, protocol, config: ExperimentConfig, accelerator) ->
         topk=topk,
         ties=config.ties,
         radius=config.radius,
-        ternary_margin=method.retrieval_margin(),
+        ternary_margin=margin,
         seed=config.seed,
+        ternary_threshold=threshold if margin is not None else None,
     )
+    if selection is not None:
+        report["ternary_threshold_selection"] = {
+            "split": "validation",
+            "validation_map": {str(t): m for t, m in selection.validation_map.items()},
+        }
     report["num_query"], report["num_database"] = len(query_out), len(db_out)
     return report
+
+
+def _select_ternary_threshold(
+    model, protocol, config, accelerator, db_out, db_labels, margin, topk
+):
+    """``ternary_threshold: auto``: validation items against the database minus themselves."""
+    from ..evaluation import select_ternary_threshold
+
+    val_out, val_labels = encode_dataset(
+        model, protocol.validation, config.eval_batch_size, accelerator, config.num_workers
+    )
+    val_ids = set(int(i) for i in getattr(protocol.validation, "indices", []))
+    db_ids = getattr(protocol.database, "indices", None)
+    if db_ids is not None and val_ids:
+        keep = torch.tensor([int(i) not in val_ids for i in db_ids])
+        db_out, db_labels = db_out[keep], db_labels[keep]
+    return select_ternary_threshold(
+        val_out,
+        val_labels,
+        db_out,
+        db_labels,
+        margin=margin,
+        topk=topk,
+        ties=config.ties,
+        seed=config.seed,
+    )
 
 
 def _validation_map(model, protocol, config: ExperimentConfig, accelerator) -> float:

@@ -21,6 +21,7 @@ def retrieval_report(
     radius: int = 2,
     ternary_margin: float | None = None,
     seed: int = 0,
+    ternary_threshold: float | None = None,
 ) -> dict:
     """mAP@R of binary codes (and of ternary DPN-T codes), and precision within radius r.
 
@@ -30,11 +31,14 @@ def retrieval_report(
         topk: R of mAP@R (None: all).
         ties: tie rule of mAP (``index``, ``random``, ``expected``).
         radius: Hamming radius of the ball statistics.
-        ternary_margin: when given, also the DPN-T mAP with ``|v| <= margin -> 0``.
+        ternary_margin: when given, also the DPN-T mAP with ``|v| <= threshold -> 0``.
+        ternary_threshold: the DPN-T threshold (default: ``ternary_margin``, the paper's
+            choice; 0 gives binary codes; see ``select_ternary_threshold`` for ``"auto"``).
 
     Returns:
         A dict: ``map`` (binary), ``map_ternary`` (or absent), ``precision_within_radius``,
-        ``empty_ball_fraction``, ``mean_ball_size``, ``ternary_zero_fraction``, and the
+        ``empty_ball_fraction``, ``mean_ball_size``, ``ternary_zero_fraction``,
+        ``ternary_threshold`` (the threshold used), and the
         definitions used (``topk``, ``ties``, ``radius``).
     """
     query_codes, db_codes = binarize(query_outputs), binarize(db_outputs)
@@ -46,9 +50,11 @@ def retrieval_report(
         "empty_ball_fraction": ball.empty_fraction,
         "mean_ball_size": ball.mean_ball_size,
     }
-    if ternary_margin is not None:
-        query_ternary = ternarize(query_outputs, ternary_margin)
-        db_ternary = ternarize(db_outputs, ternary_margin)
+    if ternary_threshold is None:
+        ternary_threshold = ternary_margin
+    if ternary_threshold is not None:
+        query_ternary = ternarize(query_outputs, ternary_threshold)
+        db_ternary = ternarize(db_outputs, ternary_threshold)
         with warnings.catch_warnings():
             # these are ternary codes by construction, not 0/1 bits passed by mistake
             warnings.simplefilter("ignore", ZeroOneCodesWarning)
@@ -56,6 +62,7 @@ def retrieval_report(
                 query_ternary, query_labels, db_ternary, db_labels, topk=topk, ties=ties, seed=seed
             )
         report["ternary_margin"] = ternary_margin
+        report["ternary_threshold"] = float(ternary_threshold)
         report["ternary_zero_fraction"] = float(
             (torch.cat([query_ternary, db_ternary]) == 0).float().mean()
         )
