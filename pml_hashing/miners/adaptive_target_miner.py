@@ -39,15 +39,16 @@ class AdaptiveTargetMiner(BaseTargetMiner):
 
     **Guard.** An update whose codebook would have a minimum pairwise Hamming distance below
     ``floor`` is refused *whole*: the codebook stays as it was, the votes are discarded and
-    ``num_refused_updates`` grows by one (``proposed_min_hamming_distance`` records the
-    refused proposal). ``floor`` is the initial codebook's minimum distance with
-    ``min_distance_floor="initial"`` (the default), the given number with a number, and no
-    guard with ``None``. When the current codebook is already below the floor (a number
-    floor above the initial minimum), an update is refused only if it would lower the
-    minimum further. Whole rather than bit by bit, because the votes are one joint estimate
-    of where the classes lie: a subset of the flips is a codebook nobody voted for, and which
-    subset would depend on an arbitrary visiting order; refusing keeps a codebook that is at
-    worst the initial random one. Every process refuses alike (the votes are all-reduced).
+    ``num_refused_updates`` grows by one (``proposed_min_hamming_distance`` records the refused
+    proposal). ``floor`` is the initial codebook's minimum distance with
+    ``min_distance_floor="initial"`` (the default), the given number with a number, and no guard
+    with ``None`` (or 0, which never refuses: a distance is never negative). When the current
+    codebook is already below the floor (a number floor above the initial minimum), an update is
+    refused only if it would lower the minimum further. Whole rather than bit by bit, because
+    the votes are one joint estimate of where the classes lie: a subset of the flips is a
+    codebook nobody voted for, and which subset would depend on an arbitrary visiting order;
+    refusing keeps a codebook that is at worst the initial random one. Every process refuses
+    alike (the votes are all-reduced).
 
     **Algorithm 1 as written** (update after every epoch from the first, no guard):
     ``AdaptiveTargetMiner(C, K, warmup_epochs=0, update_every=1, min_distance_floor=None)``.
@@ -58,6 +59,11 @@ class AdaptiveTargetMiner(BaseTargetMiner):
         update_every: epochs between updates, after the warm-up.
         warmup_epochs: epochs before the first epoch whose votes count.
         min_distance_floor: ``"initial"``, a number of bits ``>= 0``, or ``None`` (no guard).
+
+    Where this differs from the DPN authors' code (kamwoh/DPN), see
+    docs/concepts/differences-from-authors-code.md: they vote with every sample of a class
+    (``update_rate`` 1.0), leave a tied bit at 0, use only the votes of the update epoch,
+    vote with the first label of a multi-label sample, and never update by default.
     """
 
     def __init__(
