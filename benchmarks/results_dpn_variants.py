@@ -15,8 +15,9 @@ Every mAP is mAP@all over the protocol's queries, tie rule ``expected`` (tie-awa
 Finished runs are appended to ``--cache`` (JSON lines) and reused, so an interrupted
 command continues where it stopped.
 
+    python benchmarks/results_dpn_variants.py all     # every table of docs/results.md section 8
     python benchmarks/results_dpn_variants.py grid --datasets digits mnist-5k --bits 16 32 64
-    python benchmarks/results_dpn_variants.py schedule
+    python benchmarks/results_dpn_variants.py schedule --datasets digits --bits 64
     python benchmarks/results_dpn_variants.py grid --quick     # a smoke run
 """
 
@@ -268,10 +269,42 @@ def schedule_report(args, done) -> str:
     return "\n".join(lines)
 
 
+# What "all" runs: the grid on both data sets, and the schedules measured on each (every
+# schedule on digits; on the slower mnist-5k, Algorithm 1, the guard alone and the defaults).
+ALL_SCHEDULES = {
+    "digits": list(SCHEDULES),
+    "mnist-5k": ["algorithm-1", "guard-only", "defaults"],
+}
+
+
+def run_study(args) -> None:
+    specs = grid_specs(args) if args.study == "grid" else schedule_specs(args)
+    start = time.perf_counter()
+    done = run_specs(specs, args.cache)
+    elapsed = time.perf_counter() - start
+    seconds = [done[run_key(s)]["seconds"] for s in specs if run_key(s) in done]
+    bits = args.bits if args.study == "grid" else args.bits[-1:]
+    datasets = args.datasets if args.study == "grid" else args.datasets[:1]
+    print(
+        f"\n# {args.study}: {', '.join(datasets)}, bits {bits}, seeds {args.seeds}, "
+        f"epochs {args.epochs or {d: EPOCHS[d] for d in datasets}}, validation per class "
+        f"{ {d: VALIDATION_PER_CLASS[d] for d in datasets} }; hashing_cnn_small widths "
+        f"[16, 32, 64], AdamW lr 3e-3, batch 64; mAP@all, ties 'expected'\n"
+    )
+    print(grid_report(args, done) if args.study == "grid" else schedule_report(args, done))
+    if seconds:
+        print(
+            f"\n# {len(seconds)} runs, {elapsed:.0f} s wall this call; median "
+            f"{statistics.median(seconds):.1f} s per run"
+        )
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("study", choices=["grid", "schedule"])
-    parser.add_argument("--datasets", nargs="+", default=["digits"], choices=list(EPOCHS))
+    parser.add_argument("study", choices=["grid", "schedule", "all"])
+    parser.add_argument(
+        "--datasets", nargs="+", choices=list(EPOCHS), help="default: digits; all: both"
+    )
     parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
@@ -292,22 +325,23 @@ def main(argv=None) -> None:
         args.seeds, args.bits, args.epochs = [0], [16], 2
     torch.set_num_threads(args.threads)
     args.cache.parent.mkdir(parents=True, exist_ok=True)
-    specs = grid_specs(args) if args.study == "grid" else schedule_specs(args)
-    start = time.perf_counter()
-    done = run_specs(specs, args.cache)
-    elapsed = time.perf_counter() - start
-    seconds = [done[run_key(s)]["seconds"] for s in specs if run_key(s) in done]
-    print(
-        f"\n# {args.study}: {', '.join(args.datasets)}, bits {args.bits}, seeds {args.seeds}, "
-        f"epochs {args.epochs or {d: EPOCHS[d] for d in args.datasets}}, validation per class "
-        f"{ {d: VALIDATION_PER_CLASS[d] for d in args.datasets} }; hashing_cnn_small widths "
-        f"[16, 32, 64], AdamW lr 3e-3, batch 64; mAP@all, ties 'expected'\n"
-    )
-    print(grid_report(args, done) if args.study == "grid" else schedule_report(args, done))
-    print(
-        f"\n# {len(seconds)} runs, {elapsed:.0f} s wall this call; median "
-        f"{statistics.median(seconds):.1f} s per run"
-    )
+    if args.study != "all":
+        args.datasets = args.datasets or ["digits"]
+        run_study(args)
+        return
+    datasets = args.datasets or list(EPOCHS)
+    run_study(argparse.Namespace(**{**vars(args), "study": "grid", "datasets": datasets}))
+    for dataset in datasets:
+        run_study(
+            argparse.Namespace(
+                **{
+                    **vars(args),
+                    "study": "schedule",
+                    "datasets": [dataset],
+                    "schedules": ALL_SCHEDULES[dataset],
+                }
+            )
+        )
 
 
 if __name__ == "__main__":
