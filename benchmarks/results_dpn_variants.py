@@ -126,11 +126,11 @@ def read_cache(cache: Path) -> dict[str, dict]:
     return done
 
 
-def run_specs(specs: list[dict], cache: Path) -> dict[str, dict]:
+def run_specs(specs: list[dict], cache: Path, train: bool = True) -> dict[str, dict]:
     with tempfile.TemporaryDirectory() as work_dir:
         for i, spec in enumerate(specs):
             key = run_key(spec)
-            if key in read_cache(cache):  # re-read: another command may share the cache
+            if not train or key in read_cache(cache):  # re-read: a command may share the cache
                 continue
             result = train_and_measure(spec, Path(work_dir))
             with cache.open("a") as f:
@@ -183,9 +183,14 @@ def grid_specs(args) -> list[dict]:
 
 def grid_report(args, done) -> str:
     lines = [
-        "| data | bits | random mAP | DPN-A mAP | DPN-A − random | DPN-A min d per seed "
+        "| data | bits | seeds | random mAP | DPN-A mAP | DPN-A − random | DPN-A min d per seed "
         "| refused per seed |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    summary = [
+        "| data | bits | seeds | DPN-T (t = m) − binary | DPN-T auto − binary: mean | worst "
+        "| best | thresholds chosen |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     ternary = [
         "| data | bits | seed | binary mAP | DPN-T (t = m) | DPN-T auto | auto − binary "
@@ -195,7 +200,7 @@ def grid_report(args, done) -> str:
     for dataset in args.datasets:
         epochs = args.epochs or EPOCHS[dataset]
         for bits in args.bits:
-            rand, adapt = [], []
+            rand, pairs = [], []  # pairs: (random, DPN-A) of one seed, one split
             for seed in args.seeds:
                 r = done.get(run_key(spec(dataset, bits, seed, "random", "random", epochs)))
                 a = done.get(run_key(spec(dataset, bits, seed, "adaptive", "adaptive", epochs)))
@@ -207,20 +212,27 @@ def grid_report(args, done) -> str:
                         f"{r['map_ternary_auto'] - r['map']:+.4f} | {r['threshold_auto']:g} | "
                         f"{r['zeros_auto']:.3f} |"
                     )
-                if a:
-                    adapt.append(a)
-            if not rand or not adapt:
-                continue
-            diff = statistics.mean(a["map"] for a in adapt) - statistics.mean(
-                r["map"] for r in rand
-            )
-            lines.append(
-                f"| {dataset} | {bits} | {mean_std(r['map'] for r in rand)} | "
-                f"{mean_std(a['map'] for a in adapt)} | {diff:+.4f} | "
-                f"{join_numbers(a['min_distance'] for a in adapt)} | "
-                f"{', '.join(str(a['refused_updates']) for a in adapt)} |"
-            )
-    return "\n".join(lines) + "\n\n" + "\n".join(ternary)
+                if a and r:
+                    pairs.append((r, a))
+            if rand:
+                gains = [r["map_ternary_auto"] - r["map"] for r in rand]
+                at_m = [r["map_ternary_margin"] - r["map"] for r in rand]
+                summary.append(
+                    f"| {dataset} | {bits} | {len(rand)} | {statistics.mean(at_m):+.4f} | "
+                    f"{statistics.mean(gains):+.4f} | {min(gains):+.4f} | {max(gains):+.4f} | "
+                    f"{join_numbers(r['threshold_auto'] for r in rand)} |"
+                )
+            if pairs:
+                rand_maps = [r["map"] for r, _ in pairs]
+                adapt_maps = [a["map"] for _, a in pairs]
+                diff = statistics.mean(adapt_maps) - statistics.mean(rand_maps)
+                lines.append(
+                    f"| {dataset} | {bits} | {len(pairs)} | {mean_std(rand_maps)} | "
+                    f"{mean_std(adapt_maps)} | {diff:+.4f} | "
+                    f"{join_numbers(a['min_distance'] for _, a in pairs)} | "
+                    f"{', '.join(str(a['refused_updates']) for _, a in pairs)} |"
+                )
+    return "\n".join(lines) + "\n\n" + "\n".join(summary) + "\n\n" + "\n".join(ternary)
 
 
 def schedule_arms(args) -> list[tuple[str, str, str, dict | None]]:
@@ -248,9 +260,9 @@ def schedule_report(args, done) -> str:
     dataset, bits = args.datasets[0], args.bits[-1]
     epochs = args.epochs or EPOCHS[dataset]
     lines = [
-        "| arm (warmup_epochs, update_every, min_distance_floor) | mAP | final min d per seed "
-        "| refused per seed |",
-        "|---|---|---|---|",
+        "| arm (warmup_epochs, update_every, min_distance_floor) | seeds | mAP "
+        "| final min d per seed | refused per seed |",
+        "|---|---|---|---|---|",
     ]
     for label, arm, miner_name, miner in schedule_arms(args):
         rows = [
@@ -262,7 +274,7 @@ def schedule_report(args, done) -> str:
             continue
         refused = ", ".join(str(r["refused_updates"]) for r in rows)
         lines.append(
-            f"| {label} | {mean_std(r['map'] for r in rows)} | "
+            f"| {label} | {len(rows)} | {mean_std(r['map'] for r in rows)} | "
             f"{join_numbers(r['min_distance'] for r in rows)} | "
             f"{refused if miner_name == 'adaptive' else '-'} |"
         )
@@ -280,7 +292,7 @@ ALL_SCHEDULES = {
 def run_study(args) -> None:
     specs = grid_specs(args) if args.study == "grid" else schedule_specs(args)
     start = time.perf_counter()
-    done = run_specs(specs, args.cache)
+    done = run_specs(specs, args.cache, train=not args.report_only)
     elapsed = time.perf_counter() - start
     seconds = [done[run_key(s)]["seconds"] for s in specs if run_key(s) in done]
     bits = args.bits if args.study == "grid" else args.bits[-1:]
@@ -319,6 +331,9 @@ def main(argv=None) -> None:
         help="DPN-A schedules of the schedule study",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--report-only", action="store_true", help="print the tables of the cached runs only"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 16 bits, 2 ep")
     args = parser.parse_args(argv)
     if args.quick:
