@@ -25,6 +25,8 @@ def _config(output_dir: str, name: str) -> dict:
         backbone="hashing_cnn_small",
         backbone_kwargs={"widths": [8, 16], "batch_norm": False},
         target_miner="adaptive",
+        warmup_epochs=0,  # Algorithm 1's schedule, so that both epochs update the codebook
+        update_every=1,
         epochs=2,
         batch_size=64,
         lr=1e-2,

@@ -17,6 +17,9 @@ from pml_hashing.miners import AdaptiveTargetMiner, HadamardTargetMiner, RandomT
 DTYPES = (torch.float32, torch.float64)
 TOLERANCE = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-12, atol=1e-12)}
 
+# DPN's Algorithm 1 as written: update after every epoch, from the first, no guard.
+ALGORITHM_1 = {"warmup_epochs": 0, "update_every": 1, "min_distance_floor": None}
+
 
 def loop_sample_losses(embeddings, labels, targets, margin):
     """Per-sample L_P: sum over bits of max(m - v_k t_k, 0); multi-hot: sum over labels."""
@@ -212,8 +215,8 @@ def test_default_miner_is_seeded_random():
 
 
 def test_adaptive_miner_observes_only_outputs_that_require_grad():
-    miner = AdaptiveTargetMiner(4, 8, seed=0)
-    reference = AdaptiveTargetMiner(4, 8, seed=0)
+    miner = AdaptiveTargetMiner(4, 8, seed=0, **ALGORITHM_1)
+    reference = AdaptiveTargetMiner(4, 8, seed=0, **ALGORITHM_1)
     loss_fn = PolarizationLoss(target_miner=miner)
     embeddings, labels = random_batch(30, 8, 4, torch.float32, seed=11)
     embeddings = 0.1 * embeddings + miner.targets[labels]  # mostly correctly coded
@@ -230,7 +233,7 @@ def test_adaptive_miner_observes_only_outputs_that_require_grad():
 
 
 def test_end_epoch_applies_the_adaptive_update():
-    miner = AdaptiveTargetMiner(3, 8, seed=0)
+    miner = AdaptiveTargetMiner(3, 8, seed=0, **ALGORITHM_1)
     # targets pairwise at distance 4, so one flipped bit leaves a sample correctly coded
     hadamard_rows = HadamardTargetMiner(3, 8).targets
     miner.load_state_dict({**miner.state_dict(), "targets": hadamard_rows})
@@ -368,7 +371,7 @@ def test_loss_benchmark_quick_run_reports_every_loss_and_batch(capsys):
 @pytest.mark.parametrize("label_dtype", [torch.uint8, torch.int16, torch.int32])
 def test_small_integer_label_dtypes_give_the_int64_loss(label_dtype):
     # N == num_classes and labels in {0, 1}: a uint8 tensor would index as a boolean mask
-    loss_fn = PolarizationLoss(target_miner=AdaptiveTargetMiner(6, 8, seed=1))
+    loss_fn = PolarizationLoss(target_miner=AdaptiveTargetMiner(6, 8, seed=1, **ALGORITHM_1))
     embeddings = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([1, 1, 0, 1, 1, 1])
     expected = loop_sample_losses(embeddings, labels, loss_fn.targets, 1.0)
@@ -381,7 +384,7 @@ def test_small_integer_label_dtypes_give_the_int64_loss(label_dtype):
 
 def global_batch():
     generator = torch.Generator().manual_seed(21)
-    miner = AdaptiveTargetMiner(5, 16, seed=0)
+    miner = AdaptiveTargetMiner(5, 16, seed=0, **ALGORITHM_1)
     labels = torch.randint(0, 5, (24,), generator=generator)
     flips = torch.rand(24, 16, generator=generator) < 0.2
     embeddings = torch.where(flips, -1.0, 1.0) * miner.targets[labels]
@@ -396,7 +399,7 @@ def distributed_worker(rank, world_size, store, out_dir):
         embeddings, labels = global_batch()
         shard = slice(rank, None, world_size)
         local = embeddings[shard].clone().requires_grad_(True)
-        loss_fn = PolarizationLoss(target_miner=AdaptiveTargetMiner(5, 16, seed=0))
+        loss_fn = PolarizationLoss(target_miner=AdaptiveTargetMiner(5, 16, seed=0, **ALGORITHM_1))
         value = DistributedLossWrapper(loss_fn)(local, labels[shard])
         value.backward()
         updated = loss_fn.end_epoch()
@@ -416,7 +419,7 @@ def test_two_processes_wrapper_value_gradient_and_shared_adaptive_codebook(tmp_p
         start_method="spawn",  # fork deadlocks once torch threads exist
     )
     embeddings, labels = global_batch()
-    reference = AdaptiveTargetMiner(5, 16, seed=0)
+    reference = AdaptiveTargetMiner(5, 16, seed=0, **ALGORITHM_1)
     expected = loop_sample_losses(embeddings, labels, reference.targets, 1.0)
     reference.observe(embeddings, labels)  # one process seeing the whole batch
     reference.end_epoch()

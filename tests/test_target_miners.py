@@ -16,6 +16,9 @@ from pml_hashing.miners import (
 
 DTYPES = (torch.float32, torch.float64)
 
+# DPN's Algorithm 1 as written: update after every epoch, from the first, no guard.
+ALGORITHM_1 = {"warmup_epochs": 0, "update_every": 1, "min_distance_floor": None}
+
 
 def loop_hamming(a, b):
     return sum(1 for x, y in zip(a, b, strict=True) if x != y)
@@ -34,7 +37,7 @@ def make_miner(kind, num_classes=12, num_bits=16, seed=0):
         return HadamardTargetMiner(num_classes, num_bits, seed=seed)
     if kind == "max_hamming":
         return MaxHammingDistanceTargetMiner(num_classes, num_bits, seed=seed)
-    return AdaptiveTargetMiner(num_classes, num_bits, seed=seed)
+    return AdaptiveTargetMiner(num_classes, num_bits, seed=seed, **ALGORITHM_1)
 
 
 ALL_KINDS = ("random", "hadamard", "max_hamming", "adaptive")
@@ -319,7 +322,7 @@ def zero_votes(num_classes, num_bits):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adaptive_update_matches_loop_reference(dtype):
     num_classes, num_bits = 6, 8
-    miner = AdaptiveTargetMiner(num_classes, num_bits, seed=3)
+    miner = AdaptiveTargetMiner(num_classes, num_bits, seed=3, **ALGORITHM_1)
     generator = torch.Generator().manual_seed(0)
     votes, voters = zero_votes(num_classes, num_bits)
     before = miner.targets.clone()
@@ -348,7 +351,7 @@ def test_adaptive_update_matches_loop_reference(dtype):
 
 
 def test_adaptive_tied_nearest_target_counts_as_incorrect():
-    miner = AdaptiveTargetMiner(2, 4, seed=0)
+    miner = AdaptiveTargetMiner(2, 4, seed=0, **ALGORITHM_1)
     miner.load_state_dict(
         {**miner.state_dict(), "targets": torch.tensor([[1.0, 1, 1, 1], [1.0, 1, -1, -1]])}
     )
@@ -362,7 +365,7 @@ def test_adaptive_tied_nearest_target_counts_as_incorrect():
 
 
 def test_adaptive_tied_vote_keeps_old_bit():
-    miner = AdaptiveTargetMiner(2, 4, seed=0)
+    miner = AdaptiveTargetMiner(2, 4, seed=0, **ALGORITHM_1)
     targets = torch.tensor([[1.0, 1, 1, 1], [-1.0, -1, -1, -1]])
     miner.load_state_dict({**miner.state_dict(), "targets": targets})
     # two correctly coded class-0 samples that disagree on bit 3 and both flip bit 2
@@ -375,7 +378,9 @@ def test_adaptive_tied_vote_keeps_old_bit():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adaptive_update_every_two_epochs_and_votes_reset(dtype):
     num_classes, num_bits = 5, 8
-    miner = AdaptiveTargetMiner(num_classes, num_bits, update_every=2, seed=1)
+    miner = AdaptiveTargetMiner(
+        num_classes, num_bits, update_every=2, warmup_epochs=0, min_distance_floor=None, seed=1
+    )
     generator = torch.Generator().manual_seed(1)
     votes, voters = zero_votes(num_classes, num_bits)
     for epoch in range(1, 5):
@@ -396,7 +401,7 @@ def test_adaptive_update_every_two_epochs_and_votes_reset(dtype):
 
 
 def test_adaptive_votes_after_an_update_ignore_earlier_epochs():
-    miner = AdaptiveTargetMiner(2, 4, seed=0)
+    miner = AdaptiveTargetMiner(2, 4, seed=0, **ALGORITHM_1)
     miner.load_state_dict(
         {**miner.state_dict(), "targets": torch.tensor([[1.0, 1, 1, 1], [-1.0, -1, -1, -1]])}
     )
@@ -412,7 +417,7 @@ def test_adaptive_votes_after_an_update_ignore_earlier_epochs():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adaptive_multi_hot_matches_loop_reference(dtype):
     num_classes, num_bits = 5, 8
-    miner = AdaptiveTargetMiner(num_classes, num_bits, seed=7)
+    miner = AdaptiveTargetMiner(num_classes, num_bits, seed=7, **ALGORITHM_1)
     generator = torch.Generator().manual_seed(2)
     votes, voters = zero_votes(num_classes, num_bits)
     before = miner.targets.clone()
@@ -436,7 +441,9 @@ def test_adaptive_multi_hot_matches_loop_reference(dtype):
 
 def test_adaptive_state_dict_round_trip_mid_epoch():
     generator = torch.Generator().manual_seed(3)
-    miner = AdaptiveTargetMiner(6, 16, update_every=2, seed=0)
+    miner = AdaptiveTargetMiner(
+        6, 16, update_every=2, warmup_epochs=0, min_distance_floor=None, seed=0
+    )
     batches = []
     for _ in range(4):
         labels = torch.randint(0, 6, (20,), generator=generator)
@@ -444,7 +451,9 @@ def test_adaptive_state_dict_round_trip_mid_epoch():
     miner.observe(*batches[0])
     miner.end_epoch()  # epoch 1 of 2: no update, votes kept
     miner.observe(*batches[1])
-    restored = AdaptiveTargetMiner(6, 16, update_every=2, seed=99)
+    restored = AdaptiveTargetMiner(
+        6, 16, update_every=2, warmup_epochs=0, min_distance_floor=None, seed=99
+    )
     restored.load_state_dict(miner.state_dict())
     for m in (miner, restored):
         m.observe(*batches[2])
@@ -493,8 +502,8 @@ def test_small_integer_label_dtypes_index_classes_not_masks(kind, label_dtype):
 
 @pytest.mark.parametrize("label_dtype", [torch.uint8, torch.int16, torch.int32])
 def test_adaptive_observe_accepts_small_integer_label_dtypes(label_dtype):
-    miner = AdaptiveTargetMiner(4, 8, seed=0)
-    reference = AdaptiveTargetMiner(4, 8, seed=0)
+    miner = AdaptiveTargetMiner(4, 8, seed=0, **ALGORITHM_1)
+    reference = AdaptiveTargetMiner(4, 8, seed=0, **ALGORITHM_1)
     generator = torch.Generator().manual_seed(4)
     labels = torch.randint(0, 4, (16,), generator=generator)
     embeddings = noisy_batch(miner.targets, labels, 0.2, generator, torch.float32)
@@ -520,3 +529,166 @@ def test_distance_stats_with_a_duplicated_code_give_min_zero(monkeypatch):
     targets[4] = targets[1]
     miner.load_state_dict({"targets": targets})
     assert miner.min_hamming_distance == 0
+
+
+# ---------------------------------------------------------------- DPN-A schedule and guard
+
+
+def loop_min_distance(targets):
+    return min(loop_pair_distances(torch.as_tensor(targets)))
+
+
+def test_adaptive_guard_refuses_a_collapsing_update():
+    # Three Hadamard rows, pairwise at distance 4. Class 0's samples all flip one bit in
+    # which t_0 and t_1 differ: they are still nearest to t_0 (distance 1 against 3), so they
+    # vote, and the voted t_0 would be at distance 3 from t_1.
+    hadamard_rows = HadamardTargetMiner(3, 8).targets
+    t0, t1 = hadamard_rows[0], hadamard_rows[1]
+    bit = int(torch.nonzero(t0 != t1)[0])
+    samples = t0.repeat(4, 1)
+    samples[:, bit] *= -1
+    labels = torch.zeros(4, dtype=torch.long)
+    results = {}
+    for floor in (None, 4, "initial"):
+        miner = AdaptiveTargetMiner(3, 8, warmup_epochs=0, update_every=1, min_distance_floor=floor)
+        miner.load_state_dict({**miner.state_dict(), "targets": hadamard_rows})
+        miner.floor = 4.0 if floor == "initial" else miner.floor  # the loaded codebook's min
+        miner.observe(samples, labels)
+        results[floor] = (miner.end_epoch(), miner.targets.clone(), miner)
+    updated, targets, miner = results[None]  # Algorithm 1: applied
+    assert updated and miner.min_hamming_distance == 3 and miner.num_refused_updates == 0
+    assert targets[0].tolist() == samples[0].tolist()
+    for floor in (4, "initial"):
+        updated, targets, miner = results[floor]
+        assert updated is False
+        assert torch.equal(targets, hadamard_rows)  # refused whole: nothing changed
+        assert miner.num_refused_updates == 1 == int(miner.refused_updates)
+        assert miner.proposed_min_hamming_distance == 3
+        assert miner.min_hamming_distance == 4
+        assert miner.votes.abs().sum() == 0 and miner.voters.sum() == 0  # votes discarded
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("floor", ["initial", -1, 2])
+def test_adaptive_guard_decisions_match_loop_reference(dtype, floor):
+    num_classes, num_bits = 6, 16
+    initial_min = loop_min_distance(AdaptiveTargetMiner(num_classes, num_bits, seed=4).targets)
+    # a floor below, at and above the initial codebook's minimum distance
+    floor_value = initial_min if floor == "initial" else initial_min + floor
+    miner = AdaptiveTargetMiner(
+        num_classes,
+        num_bits,
+        seed=4,
+        warmup_epochs=0,
+        update_every=1,
+        min_distance_floor=floor if floor == "initial" else floor_value,
+    )
+    generator = torch.Generator().manual_seed(5)
+    outcomes = set()
+    refused = 0
+    for _ in range(12):
+        votes, voters = zero_votes(num_classes, num_bits)
+        before = miner.targets.clone()
+        labels = torch.randint(0, num_classes, (40,), generator=generator)
+        # the network "agrees" on a few flipped bits per class, plus per-sample noise
+        shared = torch.rand(num_classes, num_bits, generator=generator) < 0.2
+        base = torch.where(shared, -miner.targets, miner.targets)[labels].to(dtype)
+        noise = torch.rand(base.shape, generator=generator) < 0.1
+        embeddings = torch.where(noise, -base, base) * (torch.rand(base.shape, dtype=dtype) + 0.1)
+        loop_observe(miner.targets, votes, voters, embeddings, labels)
+        miner.observe(embeddings, labels)
+        proposal = loop_update(before, votes)
+        current_min = loop_min_distance(before.tolist())
+        proposed_min = loop_min_distance(proposal)
+        expect_refusal = proposed_min < min(floor_value, current_min)
+        refused += expect_refusal
+        updated = miner.end_epoch()
+        assert miner.proposed_min_hamming_distance == proposed_min
+        if expect_refusal:
+            assert updated is False and torch.equal(miner.targets, before)
+        else:
+            assert miner.targets.tolist() == proposal
+        assert miner.num_refused_updates == refused
+        outcomes.add(expect_refusal)
+        if not expect_refusal or floor != "initial":
+            # the floor holds for every applied codebook (or it never got lower)
+            assert loop_min_distance(miner.targets.tolist()) >= min(floor_value, current_min)
+    assert outcomes == {True, False}  # the data must exercise both decisions
+
+
+@pytest.mark.parametrize(("warmup", "every"), [(0, 1), (2, 3), (1, 2), (3, 1)])
+def test_adaptive_updates_on_schedule_and_ignores_warmup_votes(warmup, every):
+    num_classes, num_bits = 4, 16
+    miner = AdaptiveTargetMiner(
+        num_classes,
+        num_bits,
+        seed=2,
+        warmup_epochs=warmup,
+        update_every=every,
+        min_distance_floor=None,
+    )
+    generator = torch.Generator().manual_seed(3)
+    votes, voters = zero_votes(num_classes, num_bits)
+    for epoch in range(1, 10):
+        before = miner.targets.clone()
+        labels = torch.randint(0, num_classes, (30,), generator=generator)
+        embeddings = noisy_batch(miner.targets, labels, 0.3, generator, torch.float64)
+        if epoch > warmup:  # votes of warm-up epochs never count
+            loop_observe(miner.targets, votes, voters, embeddings, labels)
+        miner.observe(embeddings, labels)
+        should_update = epoch > warmup and (epoch - warmup) % every == 0
+        updated = miner.end_epoch()
+        assert miner.votes.tolist() == (
+            zero_votes(num_classes, num_bits)[0] if should_update else votes
+        )
+        if should_update:
+            assert miner.targets.tolist() == loop_update(before, votes)
+            votes, voters = zero_votes(num_classes, num_bits)
+        else:
+            assert not updated and torch.equal(miner.targets, before)
+
+
+def test_adaptive_defaults_wait_and_guard():
+    miner = AdaptiveTargetMiner(10, 64)
+    assert (miner.warmup_epochs, miner.update_every, miner.min_distance_floor) == (
+        2,
+        3,
+        "initial",
+    )
+    assert miner.floor == miner.min_hamming_distance
+
+
+def test_adaptive_host_epoch_count_and_refusals_restored_through_a_parent_module():
+    miner = AdaptiveTargetMiner(4, 16, seed=0, warmup_epochs=2, update_every=1)
+    miner.end_epoch()
+    miner.end_epoch()
+    miner.refused_updates += 3
+    parent = torch.nn.ModuleDict({"miner": miner})
+    restored = torch.nn.ModuleDict({"miner": AdaptiveTargetMiner(4, 16, seed=9, warmup_epochs=2)})
+    restored.load_state_dict(parent.state_dict())
+    child = restored["miner"]
+    assert child._epochs_seen == 2 and child.num_refused_updates == 3
+    assert child.min_hamming_distance == miner.min_hamming_distance
+    labels = torch.tensor([0, 1])
+    child.observe(child.targets[labels], labels)  # after the warm-up: counts
+    assert child.voters.sum() == 2
+
+
+def test_adaptive_loads_a_state_dict_without_the_refusal_counter():
+    miner = AdaptiveTargetMiner(4, 16, seed=0)
+    state = miner.state_dict()
+    del state["refused_updates"]  # a checkpoint written before the guard existed
+    miner.load_state_dict(state)
+    assert miner.num_refused_updates == 0
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
+def test_adaptive_rejects_bad_warmup_epochs(bad):
+    with pytest.raises(ValueError, match="warmup_epochs must be a non-negative integer"):
+        AdaptiveTargetMiner(3, 8, warmup_epochs=bad)
+
+
+@pytest.mark.parametrize("bad", ["largest", -1, 9, True])
+def test_adaptive_rejects_bad_min_distance_floor(bad):
+    with pytest.raises(ValueError, match="min_distance_floor must be"):
+        AdaptiveTargetMiner(3, 8, min_distance_floor=bad)

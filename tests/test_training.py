@@ -116,12 +116,14 @@ def test_run_writes_metrics_and_a_checkpoint_that_encodes_the_same(tmp_path):
 
 
 def test_resumed_run_continues_exactly(tmp_path):
-    whole = run_experiment(tiny_config(tmp_path, name="whole", epochs=3, target_miner="adaptive"))
+    # one warm-up epoch, then an update every epoch: the resumed run must know its epoch
+    adaptive = dict(target_miner="adaptive", warmup_epochs=1, update_every=1)
+    whole = run_experiment(tiny_config(tmp_path, name="whole", epochs=3, **adaptive))
     run_experiment(
-        tiny_config(tmp_path, name="cut", epochs=3, target_miner="adaptive", max_train_steps=24)
+        tiny_config(tmp_path, name="cut", epochs=3, max_train_steps=24, **adaptive)
     )  # stops after 2 of 3 epochs (12 steps each)
     resumed = run_experiment(
-        tiny_config(tmp_path, name="cut", epochs=3, target_miner="adaptive", resume="latest")
+        tiny_config(tmp_path, name="cut", epochs=3, resume="latest", **adaptive)
     )
     assert [e["losses"] for e in resumed["history"]] == [e["losses"] for e in whole["history"]]
     assert resumed["last_epoch"]["map"] == whole["last_epoch"]["map"]

@@ -23,12 +23,18 @@ from .retrieval_report import (
     format_retrieval_report,
     retrieval_report,
 )
+from .ternary_threshold_selection import (
+    TernaryThresholdSelection,
+    select_ternary_threshold,
+    ternary_threshold_grid,
+)
 
 __all__ = [
     "DegenerateTernaryCodesWarning",
     "HammingBallStatistics",
     "HashingAccuracyCalculator",
     "PrecisionRecallCurve",
+    "TernaryThresholdSelection",
     "ZeroOneCodesWarning",
     "average_precision_per_query",
     "format_retrieval_report",
@@ -41,4 +47,6 @@ __all__ = [
     "precision_within_radius",
     "recall_at_k",
     "retrieval_report",
+    "select_ternary_threshold",
+    "ternary_threshold_grid",
 ]

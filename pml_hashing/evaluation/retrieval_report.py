@@ -33,6 +33,7 @@ def retrieval_report(
     radius: int = 2,
     ternary_margin: float | None = None,
     seed: int = 0,
+    ternary_threshold: float | None = None,
 ) -> dict:
     """mAP@R of binary codes (and of ternary DPN-T codes), and precision within radius r.
 
@@ -44,13 +45,17 @@ def retrieval_report(
         topk: R of mAP@R (None: all).
         ties: tie rule of mAP (``index``, ``random``, ``expected``).
         radius: Hamming radius of the ball statistics.
-        ternary_margin: when given, also the DPN-T mAP with ``|v| <= margin -> 0``.
+        ternary_margin: when given, also the DPN-T mAP with ``|v| <= threshold -> 0``.
         seed: seed of ``ties="random"``.
+        ternary_threshold: the DPN-T threshold (default: ``ternary_margin``, the paper's
+            choice; 0 gives binary codes; :func:`select_ternary_threshold` chooses one on a
+            validation split for ``ternary_threshold: auto``).
 
     Returns:
         A dict: ``map`` (binary), ``precision_within_radius``, ``empty_ball_fraction``,
         ``mean_ball_size``; with ``ternary_margin`` also ``map_ternary``,
-        ``ternary_margin``, ``ternary_zero_fraction`` and ``ternary_degenerate``; and the
+        ``ternary_margin``, ``ternary_threshold`` (the threshold used),
+        ``ternary_zero_fraction`` and ``ternary_degenerate``; and the
         definitions used (``topk``, ``ties``, ``radius``). When the ternary codes are
         degenerate (every query's or every database item's code is all zero, so every
         ternary distance is 0), ``map_ternary`` is None, ``ternary_degenerate`` True and a
@@ -68,12 +73,23 @@ def retrieval_report(
         "empty_ball_fraction": ball.empty_fraction,
         "mean_ball_size": ball.mean_ball_size,
     }
-    if ternary_margin is not None:
+    if ternary_threshold is None:
+        ternary_threshold = ternary_margin
+    if ternary_threshold is not None:
         report.update(
             _ternary_report(
-                query_outputs, query_labels, db_outputs, db_labels, ternary_margin, topk, ties, seed
+                query_outputs,
+                query_labels,
+                db_outputs,
+                db_labels,
+                ternary_threshold,
+                topk,
+                ties,
+                seed,
             )
         )
+        report["ternary_margin"] = ternary_margin
+        report["ternary_threshold"] = float(ternary_threshold)
     report.update({"topk": "all" if topk is None else topk, "ties": ties, "radius": radius})
     return report
 
@@ -90,7 +106,7 @@ def _ternary_report(query_outputs, query_labels, db_outputs, db_labels, margin, 
             else ("query" if bool((query_ternary == 0).all()) else "database")
         )
         warnings.warn(
-            f"every {side} ternary code is all zero at ternary_margin={margin} (no output "
+            f"every {side} ternary code is all zero at ternary threshold {margin} (no output "
             f"beyond +-{margin}; ternary_zero_fraction {zero_fraction:.3f}): every ternary "
             "distance is 0, so no ternary mAP is reported (map_ternary None). The model is "
             "not polarized beyond the margin: train longer or lower the threshold",

@@ -73,6 +73,8 @@ class DPNMethod(HashingMethod):
         }
         if updated:
             stats["targets/changed_bits"] = getattr(miner, "num_changed_bits", 0)
+        if hasattr(miner, "num_refused_updates"):  # DPN-A's guard (AdaptiveTargetMiner)
+            stats["targets/refused_updates"] = miner.num_refused_updates
         return stats
 
     def retrieval_margin(self) -> float:

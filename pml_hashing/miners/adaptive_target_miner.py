@@ -4,10 +4,16 @@ import torch
 import torch.distributed as dist
 
 from .._validation import check_integer
-from .base_target_miner import TARGET_MINERS, BaseTargetMiner
+from .base_target_miner import TARGET_MINERS, BaseTargetMiner, min_pairwise_hamming_distance
+
+# Chosen from measurements on digits (docs/results.md, "DPN-A: schedule and guard").
+DEFAULT_WARMUP_EPOCHS = 2
+DEFAULT_UPDATE_EVERY = 3
 
 
-@TARGET_MINERS.register("adaptive", config_keys=("p", "update_every"))
+@TARGET_MINERS.register(
+    "adaptive", config_keys=("p", "update_every", "warmup_epochs", "min_distance_floor")
+)
 class AdaptiveTargetMiner(BaseTargetMiner):
     """DPN-A (DPN paper, Algorithm 1): random initial targets, updated from observed outputs.
 
@@ -28,6 +34,40 @@ class AdaptiveTargetMiner(BaseTargetMiner):
     With ``update_every > 1`` the votes of every epoch since the last update count.
     Votes are collected while the network changes within the epoch: they approximate
     Algorithm 1's "v <- Psi(x; w)" pass over the data, without a second forward pass.
+
+    **Schedule.** The first ``warmup_epochs`` epochs collect no votes and never update; after
+    them, the codebook is updated every ``update_every`` epochs (at the end of epochs
+    ``warmup_epochs + update_every``, ``warmup_epochs + 2 * update_every``, ...; 1-based).
+    Votes from the network's first epochs are the noisiest, and updating from them collapses
+    the codebook (docs/results.md measures it); the defaults wait and update rarely.
+
+    **Guard.** An update whose codebook would have a minimum pairwise Hamming distance below
+    ``floor`` is refused *whole*: the codebook stays as it was, the votes are discarded and
+    ``num_refused_updates`` grows by one (``proposed_min_hamming_distance`` records the refused
+    proposal). ``floor`` is the initial codebook's minimum distance with
+    ``min_distance_floor="initial"`` (the default), the given number with a number, and no guard
+    with ``None`` (or 0, which never refuses: a distance is never negative). When the current
+    codebook is already below the floor (a number floor above the initial minimum), an update is
+    refused only if it would lower the minimum further. Whole rather than bit by bit, because
+    the votes are one joint estimate of where the classes lie: a subset of the flips is a
+    codebook nobody voted for, and which subset would depend on an arbitrary visiting order;
+    refusing keeps a codebook that is at worst the initial random one. Every process refuses
+    alike (the votes are all-reduced).
+
+    **Algorithm 1 as written** (update after every epoch from the first, no guard):
+    ``AdaptiveTargetMiner(C, K, warmup_epochs=0, update_every=1, min_distance_floor=None)``.
+
+    Args:
+        num_classes, num_bits, seed: the codebook's size and the seed of its random start.
+        p: ratio of ``+1`` bits in the initial random codebook.
+        update_every: epochs between updates, after the warm-up.
+        warmup_epochs: epochs before the first epoch whose votes count.
+        min_distance_floor: ``"initial"``, a number of bits ``>= 0``, or ``None`` (no guard).
+
+    Where this differs from the DPN authors' code (kamwoh/DPN), see
+    docs/concepts/differences-from-authors-code.md: they vote with every sample of a class
+    (``update_rate`` 1.0), leave a tied bit at 0, use only the votes of the update epoch,
+    vote with the first label of a multi-label sample, and never update by default.
     """
 
     def __init__(
@@ -35,25 +75,57 @@ class AdaptiveTargetMiner(BaseTargetMiner):
         num_classes: int,
         num_bits: int,
         p: float = 0.5,
-        update_every: int = 1,
+        update_every: int = DEFAULT_UPDATE_EVERY,
         seed: int = 0,
+        warmup_epochs: int = DEFAULT_WARMUP_EPOCHS,
+        min_distance_floor: str | float | None = "initial",
         **kwargs,
     ):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be a probability in [0, 1]; got {p}")
         update_every = check_integer(update_every, "update_every", minimum=1)
+        warmup_epochs = check_integer(warmup_epochs, "warmup_epochs", minimum=0)
+        if min_distance_floor is not None and min_distance_floor != "initial":
+            if isinstance(min_distance_floor, bool) or not isinstance(
+                min_distance_floor, (int, float)
+            ):
+                raise ValueError(
+                    'min_distance_floor must be "initial", a number of bits >= 0 or None; '
+                    f"got {min_distance_floor!r}"
+                )
+            if not 0 <= min_distance_floor <= num_bits:
+                raise ValueError(
+                    f"min_distance_floor must be in [0, num_bits] = [0, {num_bits}]; "
+                    f"got {min_distance_floor}"
+                )
         self.p = float(p)
         self.update_every = update_every
+        self.warmup_epochs = warmup_epochs
+        self.min_distance_floor = min_distance_floor
         super().__init__(num_classes, num_bits, seed=seed, **kwargs)
-        self.add_to_recordable_attributes(list_of_names=["p", "update_every"])
+        if min_distance_floor == "initial":  # the seeded initial codebook, same on every process
+            self.floor = float(self.min_hamming_distance) if num_classes > 1 else 0.0
+        elif min_distance_floor is None:
+            self.floor = None
+        else:
+            self.floor = float(min_distance_floor)
         self.add_to_recordable_attributes(
-            list_of_names=["num_voters", "num_changed_bits"], is_stat=True
+            list_of_names=["p", "update_every", "warmup_epochs", "num_refused_updates"]
+        )
+        self.add_to_recordable_attributes(
+            list_of_names=["num_voters", "num_changed_bits", "proposed_min_hamming_distance"],
+            is_stat=True,
         )
         self.register_buffer("votes", torch.zeros(num_classes, num_bits, dtype=torch.float64))
         self.register_buffer("voters", torch.zeros(num_classes, dtype=torch.float64))
         self.register_buffer("epochs_seen", torch.zeros((), dtype=torch.long))
+        # saved with the codebook, so that a resumed run reports the refusals of the whole run
+        self.register_buffer("refused_updates", torch.zeros((), dtype=torch.long))
+        self._epochs_seen = 0  # a host copy: observe() must not sync with the device per step
         self.num_voters = 0
         self.num_changed_bits = 0
+        self.num_refused_updates = 0
+        self.proposed_min_hamming_distance = float(self.min_hamming_distance)
 
     def make_targets(self, generator: torch.Generator) -> torch.Tensor:
         bits = torch.rand(self.num_classes, self.num_bits, generator=generator) < self.p
@@ -62,6 +134,8 @@ class AdaptiveTargetMiner(BaseTargetMiner):
     @torch.no_grad()
     def observe(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
         labels = self.check_labels(labels).to(embeddings.device)
+        if self._epochs_seen < self.warmup_epochs:
+            return  # warm-up: these votes would never count
         codes = torch.where(embeddings.detach() >= 0, 1.0, -1.0).to(torch.float64)
         targets = self.targets.to(device=codes.device, dtype=torch.float64)
         distances = (self.num_bits - codes @ targets.T) / 2  # (N, C)
@@ -77,9 +151,14 @@ class AdaptiveTargetMiner(BaseTargetMiner):
 
     @torch.no_grad()
     def end_epoch(self) -> bool:
-        """Count an epoch; every ``update_every`` epochs apply the votes. Returns if it updated."""
+        """Count an epoch; on the schedule, apply the votes unless the guard refuses them.
+
+        Returns whether the codebook changed (False for a refused update).
+        """
         self.epochs_seen += 1
-        if int(self.epochs_seen) % self.update_every != 0:
+        self._epochs_seen += 1
+        after_warmup = self._epochs_seen - self.warmup_epochs
+        if after_warmup <= 0 or after_warmup % self.update_every != 0:
             return False
         votes, voters = self.votes.clone(), self.voters.clone()
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -91,13 +170,47 @@ class AdaptiveTargetMiner(BaseTargetMiner):
             votes, voters = votes.to(backend_device), voters.to(backend_device)
         old = self.targets.clone()
         new = torch.where(votes > 0, 1.0, torch.where(votes < 0, -1.0, old.to(votes.dtype)))
-        self.targets.copy_(new.to(self.targets.dtype))
+        new = new.to(self.targets.dtype)
         self.num_voters = int(voters.sum())
-        self.num_changed_bits = int((self.targets != old).sum())
         self.votes.zero_()
         self.voters.zero_()
+        proposed = min_pairwise_hamming_distance(new)
+        self.proposed_min_hamming_distance = proposed
+        if self.refuses(proposed):
+            self.refused_updates += 1
+            self.num_refused_updates += 1
+            self.num_changed_bits = 0
+            return False
+        self.targets.copy_(new)
+        self.num_changed_bits = int((self.targets != old).sum())
         self.update_stats()
         return True
 
+    def refuses(self, proposed_min_distance: float) -> bool:
+        """Whether the guard refuses a codebook whose minimum pairwise distance is given."""
+        if self.floor is None or self.num_classes < 2:
+            return False
+        current = float(self.min_hamming_distance)
+        return proposed_min_distance < min(self.floor, current)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before the guard existed have no refusal counter.
+        state_dict.setdefault(prefix + "refused_updates", torch.zeros((), dtype=torch.long))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        # Also when a parent module (the loss, the method) loads: the host copies and the
+        # codebook's current minimum distance, which the guard compares against.
+        self._epochs_seen = int(self.epochs_seen)
+        self.num_refused_updates = int(self.refused_updates)
+        self.update_stats()
+
+    def reset_stats(self) -> None:
+        # The proposal describes the last update, not the last call: keep it across resets.
+        saved = self.proposed_min_hamming_distance
+        super().reset_stats()
+        self.proposed_min_hamming_distance = saved
+
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", p={self.p}, update_every={self.update_every}"
+        return super().extra_repr() + (
+            f", p={self.p}, update_every={self.update_every}, "
+            f"warmup_epochs={self.warmup_epochs}, min_distance_floor={self.min_distance_floor!r}"
+        )

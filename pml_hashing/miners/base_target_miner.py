@@ -22,6 +22,25 @@ def pairwise_hamming_distances(codes: torch.Tensor) -> torch.Tensor:
     return (codes.shape[1] - codes @ codes.T) / 2
 
 
+def min_pairwise_hamming_distance(codes: torch.Tensor) -> float:
+    """The smallest Hamming distance between two distinct rows of +-1 ``codes`` (inf for < 2).
+
+    Computed one block of rows at a time, never as a ``(C, C)`` matrix: 40k classes would
+    need ~13 GB per float64 copy.
+    """
+    codes = codes.to(torch.float32)  # inner products of +-1 codes are exact in fp32
+    num_classes, num_bits = codes.shape
+    if num_classes < 2:
+        return float("inf")
+    largest = -float("inf")
+    for start in range(0, num_classes, STATS_CHUNK_ROWS):
+        block = codes[start : start + STATS_CHUNK_ROWS] @ codes.T
+        rows = torch.arange(block.shape[0], device=block.device)
+        block[rows, rows + start] = -float("inf")  # a class against itself
+        largest = max(largest, float(block.max()))
+    return (num_bits - largest) / 2
+
+
 def _positive_int(value, name: str) -> int:
     # numpy integers are fine (a class count read from data often is one); bools are not
     return check_integer(value, name, minimum=1)
@@ -95,21 +114,13 @@ class BaseTargetMiner(ModuleWithRecords):
         if self.num_classes < 2:
             self.min_hamming_distance = self.mean_hamming_distance = 0.0
             return
-        # Never a (C, C) matrix: 40k classes would need ~13 GB per float64 copy.
         codes = self.targets.to(torch.float32)  # inner products of +-1 codes are exact in fp32
-        num_classes, num_bits = codes.shape
+        num_classes = codes.shape[0]
         # Mean over distinct pairs: bit k separates n1_k * (C - n1_k) pairs.
         ones = (codes > 0).sum(dim=0).to(torch.float64)
         num_pairs = num_classes * (num_classes - 1) / 2
         self.mean_hamming_distance = float((ones * (num_classes - ones)).sum() / num_pairs)
-        # Min: the largest inner product between distinct classes, one block of rows at a time.
-        largest = -float("inf")
-        for start in range(0, num_classes, STATS_CHUNK_ROWS):
-            block = codes[start : start + STATS_CHUNK_ROWS] @ codes.T
-            rows = torch.arange(block.shape[0], device=block.device)
-            block[rows, rows + start] = -float("inf")  # a class against itself
-            largest = max(largest, float(block.max()))
-        self.min_hamming_distance = (num_bits - largest) / 2
+        self.min_hamming_distance = min_pairwise_hamming_distance(codes)
 
     def reset_stats(self) -> None:
         # The codebook stats describe the miner, not the last call: keep them across resets.

@@ -163,7 +163,31 @@ class ExperimentConfig:
         methods=("dpn",),
     )
     update_every: int = key(
-        1, "epochs between adaptive (DPN-A) target updates", minimum=1, methods=("dpn",)
+        3,
+        "epochs between adaptive (DPN-A) target updates, after the warm-up",
+        minimum=1,
+        methods=("dpn",),
+    )
+    warmup_epochs: int = key(
+        2,
+        "adaptive (DPN-A): epochs before the first epoch whose votes count",
+        minimum=0,
+        methods=("dpn",),
+    )
+    min_distance_floor: str | float | None = key(
+        "initial",
+        "adaptive (DPN-A) guard: an update that brings the codebook's minimum pairwise "
+        "distance below this floor is refused; 'initial' (the initial codebook's minimum), "
+        "a number of bits, or 0 / none (no guard). Algorithm 1 as written: --warmup-epochs 0 "
+        "--update-every 1 --min-distance-floor 0",
+        methods=("dpn",),
+    )
+    ternary_threshold: str | float | None = key(
+        None,
+        "DPN-T threshold, |v| <= threshold -> 0: none (the margin m, the paper), a number "
+        ">= 0 (0: binary codes), or 'auto' (chosen on the validation split from a small grid "
+        "that includes binary; needs validation_per_class)",
+        methods=("dpn",),
     )
     method_kwargs: dict = key(
         default_factory=dict, help="more arguments of the method as a YAML mapping"
@@ -282,6 +306,7 @@ class ExperimentConfig:
             check_num_bits(self.bits, "bits")
         except ValueError as error:
             raise ConfigValueError("bits", str(error)) from None
+        self._validate_dpn_variants()
         from .trackers import parse_log_with
 
         try:
@@ -302,6 +327,31 @@ class ExperimentConfig:
                     f"{f.name} applies to method {' / '.join(methods)} only; got "
                     f"{f.name}={getattr(self, f.name)!r} with method {self.method!r}",
                 )
+
+    def _validate_dpn_variants(self) -> None:
+        # Flags arrive as text: "0.5" is a number, "initial" / "auto" are the named choices.
+        for name, word in (("min_distance_floor", "initial"), ("ternary_threshold", "auto")):
+            value = getattr(self, name)
+            if isinstance(value, str) and value != word:
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise ConfigValueError(
+                        name, f"{name} must be {word!r}, a number or none; got {value!r}"
+                    ) from None
+                if not math.isfinite(value):
+                    raise ConfigValueError(name, f"{name} must be a finite number; got {value}")
+                setattr(self, name, value)
+            if isinstance(getattr(self, name), float) and getattr(self, name) < 0:
+                raise ConfigValueError(name, f"{name} must be >= 0; got {getattr(self, name)}")
+        has_validation = self.validation_per_class or self.data_kwargs.get("validation_size")
+        if self.ternary_threshold == "auto" and not has_validation:
+            raise ConfigValueError(
+                "ternary_threshold",
+                'ternary_threshold "auto" chooses the threshold on the validation split, and '
+                "none is configured: set validation_per_class (e.g. 5), or "
+                "data_kwargs.validation_size for multi-label data",
+            )
 
     def differences(self, other: ExperimentConfig, ignore_resumable: bool = True) -> dict:
         """The keys whose values differ: ``{key: (self's value, other's value)}``."""
@@ -346,6 +396,11 @@ def _check_value(name: str, value, hint, metadata):
             return None
         raise ConfigValueError(name, f"{name} must not be None (null)")
     if isinstance(value, bool) and bool in args:  # e.g. pretrained: true | path
+        return value
+    if float in args and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = float(value)  # e.g. ternary_threshold: 0.5 | auto
+        if not math.isfinite(value):
+            raise ConfigValueError(name, f"{name} must be a finite number; got {value}")
         return value
     if base is bool:
         if not isinstance(value, bool):

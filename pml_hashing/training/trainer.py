@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data import Protocol, load_protocol, protocol_info, resize_protocol
+from ..evaluation import select_ternary_threshold
 from ..evaluation.retrieval_report import retrieval_report
 from ..methods import EncodedTrainingSet, build_method
 from ..models import HashingModel
@@ -739,9 +740,11 @@ class Trainer:
     def _end_epoch(self) -> None:
         losses = self.epoch_losses
         logs = {"train/loss": sum(losses) / max(len(losses), 1), "epoch": self.epoch + 1}
-        logs.update(self.method.on_epoch_end(self.epoch))
+        method_stats = self.method.on_epoch_end(self.epoch)
+        logs.update(method_stats)
         self.history.append(
             {"epoch": self.epoch + 1, "losses": losses, "seconds": self.epoch_seconds}
+            | {"method": method_stats}  # e.g. DPN-A's codebook distances and refusals
         )
         self.epoch += 1
         self.batch_in_epoch = 0
@@ -889,7 +892,8 @@ def run_experiment(
 
 
 def _evaluate(model, method, protocol, config: ExperimentConfig, accelerator) -> dict:
-    """The one call site of the retrieval report (moving to ``pml_hashing.evaluation``)."""
+    """Encode query and database and compute the one retrieval report; with
+    ``ternary_threshold: auto`` the DPN-T threshold is chosen on the validation split."""
     query_out, query_labels = encode_dataset(
         model, protocol.query, config.eval_batch_size, accelerator, config.num_workers
     )
@@ -897,6 +901,23 @@ def _evaluate(model, method, protocol, config: ExperimentConfig, accelerator) ->
         model, protocol.database, config.eval_batch_size, accelerator, config.num_workers
     )
     topk = config.topk if config.topk is not None else protocol.topk
+    margin = method.retrieval_margin()
+    threshold, selection = config.ternary_threshold, None
+    if threshold == "auto" and margin is not None:
+        val_out, val_labels, val_db_out, val_db_labels = _validation_against_database(
+            model, protocol, config, accelerator, db_out, db_labels
+        )
+        selection = select_ternary_threshold(
+            val_out,
+            val_labels,
+            val_db_out,
+            val_db_labels,
+            margin=margin,
+            topk=topk,
+            ties=config.ties,
+            seed=config.seed,
+        )
+        threshold = selection.threshold
     report = retrieval_report(
         query_out,
         query_labels,
@@ -905,11 +926,31 @@ def _evaluate(model, method, protocol, config: ExperimentConfig, accelerator) ->
         topk=topk,
         ties=config.ties,
         radius=config.radius,
-        ternary_margin=method.retrieval_margin(),
+        ternary_margin=margin,
         seed=config.seed,
+        ternary_threshold=threshold if margin is not None else None,
     )
+    if selection is not None:
+        report["ternary_threshold_selection"] = {
+            "split": "validation",
+            "validation_map": {str(t): m for t, m in selection.validation_map.items()},
+        }
     report["num_query"], report["num_database"] = len(query_out), len(db_out)
     return report
+
+
+def _validation_against_database(model, protocol, config, accelerator, db_out, db_labels):
+    """Validation outputs, and the database outputs minus the validation items themselves
+    (each would retrieve itself first). Never the queries."""
+    val_out, val_labels = encode_dataset(
+        model, protocol.validation, config.eval_batch_size, accelerator, config.num_workers
+    )
+    val_ids = set(int(i) for i in getattr(protocol.validation, "indices", []))
+    db_ids = getattr(protocol.database, "indices", None)
+    if db_ids is not None and val_ids:
+        keep = torch.tensor([int(i) not in val_ids for i in db_ids])
+        db_out, db_labels = db_out[keep], db_labels[keep]
+    return val_out, val_labels, db_out, db_labels
 
 
 def _validation_map(model, protocol, config: ExperimentConfig, trainer: Trainer) -> float:
@@ -918,17 +959,12 @@ def _validation_map(model, protocol, config: ExperimentConfig, trainer: Trainer)
     from ..evaluation import mean_average_precision
 
     accelerator = trainer.accelerator
-    val_out, val_labels = encode_dataset(
-        model, protocol.validation, config.eval_batch_size, accelerator, config.num_workers
-    )
     db_out, db_labels = encode_dataset(
         model, protocol.database, config.eval_batch_size, accelerator, config.num_workers
     )
-    val_ids = set(int(i) for i in getattr(protocol.validation, "indices", []))
-    db_ids = getattr(protocol.database, "indices", None)
-    if db_ids is not None and val_ids:
-        keep = torch.tensor([int(i) not in val_ids for i in db_ids])
-        db_out, db_labels = db_out[keep], db_labels[keep]
+    val_out, val_labels, db_out, db_labels = _validation_against_database(
+        model, protocol, config, accelerator, db_out, db_labels
+    )
     topk = config.topk if config.topk is not None else protocol.topk
     return mean_average_precision(
         binarize(val_out), val_labels, binarize(db_out), db_labels, topk=topk, ties=config.ties
