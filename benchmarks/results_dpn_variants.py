@@ -37,11 +37,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from pml_hashing.evaluation import retrieval_report  # noqa: E402
 from pml_hashing.training import encode_dataset, run_experiment  # noqa: E402
 from pml_hashing.training.checkpoint import load_checkpoint  # noqa: E402
 from pml_hashing.training.config import ExperimentConfig  # noqa: E402
 from pml_hashing.training.loop import build_protocol  # noqa: E402
-from pml_hashing.training.retrieval_report import retrieval_report  # noqa: E402
 
 EPOCHS = {"digits": 10, "mnist-5k": 8}
 VALIDATION_PER_CLASS = {"digits": 5, "mnist-5k": 20}
@@ -91,7 +91,7 @@ def train_and_measure(spec: dict, work_dir: Path) -> dict:
     metrics = run_experiment(config)
     seconds = time.perf_counter() - start
     last = metrics["last_epoch"]
-    model, method, cfg, _ = load_checkpoint(Path(work_dir) / name / "checkpoint.pt")
+    model, method, cfg, _ = load_checkpoint(Path(work_dir) / name / "checkpoint.safetensors")
     protocol = build_protocol(ExperimentConfig.from_dict(config))
     query, database = (
         encode_dataset(model, protocol.query),

@@ -122,8 +122,15 @@ def test_every_component_registered_itself_in_its_own_file():
         "cifar10-2",
         "nuswide-21",
         "imagenet-100",
+        "image-folder",
     }
-    assert set(FILE_PROTOCOLS) == {"cifar10-1", "cifar10-2", "nuswide-21", "imagenet-100"}
+    assert set(FILE_PROTOCOLS) == {
+        "cifar10-1",
+        "cifar10-2",
+        "nuswide-21",
+        "imagenet-100",
+        "image-folder",
+    }
     for name in PROTOCOL_NAMES:
         info = protocol_info(name)
         # grey bundled tensors vs RGB image files read through the backbone's transform
@@ -196,6 +203,8 @@ def arguments_by_hand(config, protocol) -> dict:
             miner_kwargs.setdefault("p", config.p)
         if config.target_miner == "adaptive":
             miner_kwargs.setdefault("update_every", config.update_every)
+            miner_kwargs.setdefault("warmup_epochs", config.warmup_epochs)
+            miner_kwargs.setdefault("min_distance_floor", config.min_distance_floor)
         kwargs.setdefault("margin", config.margin)
         kwargs.setdefault("target_miner", config.target_miner)
         kwargs["target_miner_kwargs"] = miner_kwargs

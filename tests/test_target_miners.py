@@ -684,7 +684,7 @@ def test_adaptive_loads_a_state_dict_without_the_refusal_counter():
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
 def test_adaptive_rejects_bad_warmup_epochs(bad):
-    with pytest.raises(ValueError, match="warmup_epochs must be a non-negative integer"):
+    with pytest.raises(ValueError, match="warmup_epochs must be"):
         AdaptiveTargetMiner(3, 8, warmup_epochs=bad)
 
 
