@@ -118,7 +118,10 @@ class _TinyDataset(torch.utils.data.Dataset):
 def test_metric_loss_only_trainer_with_dpn_a_end_of_epoch_hook():
     torch.manual_seed(0)
     trunk, embedder = torch.nn.Linear(12, 16), torch.nn.Linear(16, 8)
-    miner = AdaptiveTargetMiner(num_classes=3, num_bits=8)
+    # Algorithm 1 as the paper writes it: an update after every epoch, no guard
+    miner = AdaptiveTargetMiner(
+        num_classes=3, num_bits=8, warmup_epochs=0, update_every=1, min_distance_floor=None
+    )
     loss_fn = PolarizationLoss(target_miner=miner)
     updates = []
     trainer = trainers.MetricLossOnly(
