@@ -63,12 +63,13 @@ def load_bundled_protocol(name: str, seed: int = 0, split_file=None, **kwargs) -
     split that the current code and arguments do not reproduce is an error, not a silent
     different split.
     """
+    kwargs["split_file"] = split_file  # load_bundled reads the unseen classes it records
     if split_file is None:
         return load_bundled(name, seed=seed, **kwargs)
     fresh = load_bundled(name, seed=seed, **kwargs)
     expected = {key: len(idx) for key, idx in fresh.split_indices().items()}
     # Queries and database partition a bundled data set.
-    num_items = len(fresh.query) + len(fresh.database)
+    num_items = fresh.info.get("num_items", len(fresh.query) + len(fresh.database))
     saved, saved_seed = read_splits(split_file, name, num_items, expected)
     protocol = fresh if saved_seed == seed else load_bundled(name, seed=saved_seed, **kwargs)
     for key, idx in protocol.split_indices().items():

@@ -24,9 +24,15 @@ def create_method(name: str, num_classes: int, num_bits: int, **kwargs) -> Hashi
 
 # imported last: it registers itself with register_method above
 from .bdnn import SHBDNNMethod, UHBDNNMethod  # noqa: E402
+from .classifier import ClassifierMethod  # noqa: E402
+from .fit_only import FitOnlyMethod, ITQMethod, LSHMethod  # noqa: E402
 
 __all__ = [
+    "ClassifierMethod",
     "DPNMethod",
+    "FitOnlyMethod",
+    "ITQMethod",
+    "LSHMethod",
     "SHBDNNMethod",
     "UHBDNNMethod",
     "EncodedTrainingSet",

@@ -60,6 +60,15 @@ class HashingMethod(torch.nn.Module):
         """Whether :meth:`on_epoch_start` calls ``encode_training_set`` (it costs a pass)."""
         return False
 
+    def retrieval_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The real values whose signs are the retrieval codes, from the encoder's outputs.
+
+        The identity for methods whose hash layer outputs the codes (DPN, BDNN); the
+        classifier baseline maps outputs to centred class probabilities, and fit-only
+        baselines (LSH, ITQ) map flattened inputs to their projections.
+        """
+        return outputs
+
     def retrieval_margin(self) -> float | None:
         """The margin for ternary (DPN-T) retrieval, or None if the method has none."""
         return None

@@ -26,7 +26,10 @@ class ExperimentConfig:
     validation_per_class: int = 0  # held out of training for model selection
     data_kwargs: dict = field(default_factory=dict)  # more load_protocol arguments, e.g.
     # image_root / strip_prefix for list files, validation_size for multi-label NUS-WIDE
-    method: str = "dpn"  # dpn | sh-bdnn | uh-bdnn
+    # unseen-class protocol (Sablayrolles et al.): train on the seen classes, query and search
+    # the unseen ones; a count drawn by the seed, "auto" (a quarter, rounded up) or ids "1,4,7"
+    unseen_classes: str | None = None
+    method: str = "dpn"  # dpn | sh-bdnn | uh-bdnn | classifier | lsh | itq (fit-only)
     bits: int = 64
     backbone: str = "hashing_cnn_small"
     pretrained: str | None = None  # local weights file for the backbone
@@ -101,6 +104,9 @@ class ExperimentConfig:
                 raise ValueError(f"{key} must be >= 1; got {getattr(self, key)}")
         if not self.margin > 0:
             raise ValueError(f"margin must be > 0; got {self.margin}")
+        from ..data.protocol import parse_unseen_classes
+
+        parse_unseen_classes(self.unseen_classes)  # a malformed value fails before any work
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -52,6 +52,8 @@ def build_protocol(config: ExperimentConfig, model: HashingModel | None = None):
     kwargs = dict(config.data_kwargs)
     if config.validation_per_class:
         kwargs["validation_per_class"] = config.validation_per_class
+    if config.unseen_classes is not None:
+        kwargs["unseen_classes"] = config.unseen_classes
     if config.dataset in FILE_PROTOCOLS and model is not None:
         from timm.data import create_transform, resolve_data_config
 
@@ -160,6 +162,14 @@ def run_experiment(config: ExperimentConfig | dict) -> dict:
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         protocol.save_splits(run_dir / "splits.json")
+    # Fit-only baselines (LSH, ITQ): fitted once on the flattened training inputs, no epochs;
+    # retrieval encodes flattened images through method.retrieval_outputs.
+    fit_only = bool(getattr(method, "fit_only", False))
+    if fit_only:
+        train_inputs, _ = encode_dataset(
+            torch.nn.Flatten(), protocol.train, config.eval_batch_size, accelerator
+        )
+        method.fit(train_inputs)
     num_processes = accelerator.num_processes
     if config.batch_size % num_processes:
         raise ValueError(
@@ -218,7 +228,7 @@ def run_experiment(config: ExperimentConfig | dict) -> dict:
     validation_history = []
     encode_train = _encode_training_set_fn(unwrapped, protocol.train, config, accelerator)
     stop = False
-    for epoch in range(first_epoch, config.epochs):
+    for epoch in range(first_epoch, 0 if fit_only else config.epochs):
         train_loader.set_epoch(epoch)
         if method.needs_training_set_encoding:
             method.on_epoch_start(epoch, encode_train)
@@ -256,7 +266,9 @@ def run_experiment(config: ExperimentConfig | dict) -> dict:
         logs.update(method.on_epoch_end(epoch))
         history.append({"epoch": epoch + 1, "losses": epoch_losses, "seconds": epoch_seconds})
         if protocol.validation is not None:
-            logs["validation/map"] = _validation_map(unwrapped, protocol, config, accelerator)
+            logs["validation/map"] = _validation_map(
+                unwrapped, protocol, config, accelerator, method
+            )
             validation_history.append({"epoch": epoch + 1, "map": logs["validation/map"]})
             if logs["validation/map"] > best["map"]:
                 best = {
@@ -296,7 +308,8 @@ def run_experiment(config: ExperimentConfig | dict) -> dict:
             "validation": 0 if protocol.validation is None else len(protocol.validation),
         },
     }
-    metrics["last_epoch"] = _evaluate(unwrapped, method, protocol, config, accelerator)
+    encoder = torch.nn.Flatten() if fit_only else unwrapped
+    metrics["last_epoch"] = _evaluate(encoder, method, protocol, config, accelerator)
     if best["state"] is not None:
         metrics["validation"] = validation_history
         metrics["best_epoch_by_validation"] = best["epoch"]
@@ -343,6 +356,7 @@ def _evaluate(model, method, protocol, config: ExperimentConfig, accelerator) ->
     db_out, db_labels = encode_dataset(
         model, protocol.database, config.eval_batch_size, accelerator, config.num_workers
     )
+    query_out, db_out = method.retrieval_outputs(query_out), method.retrieval_outputs(db_out)
     topk = config.topk if config.topk is not None else protocol.topk
     report = retrieval_report(
         query_out,
@@ -359,19 +373,26 @@ def _evaluate(model, method, protocol, config: ExperimentConfig, accelerator) ->
     return report
 
 
-def _validation_map(model, protocol, config: ExperimentConfig, accelerator) -> float:
-    """mAP of validation items against the database minus themselves (never the queries)."""
+def _validation_map(model, protocol, config: ExperimentConfig, accelerator, method=None) -> float:
+    """mAP of validation items against the database minus themselves (never the queries).
+
+    Under the unseen-class protocol the database holds unseen classes only, so the
+    (seen-class) validation items search the training set instead.
+    """
     from ..codes import binarize
     from ..evaluation import mean_average_precision
 
     val_out, val_labels = encode_dataset(
         model, protocol.validation, config.eval_batch_size, accelerator, config.num_workers
     )
+    reference = protocol.train if protocol.info.get("unseen_classes") else protocol.database
     db_out, db_labels = encode_dataset(
-        model, protocol.database, config.eval_batch_size, accelerator, config.num_workers
+        model, reference, config.eval_batch_size, accelerator, config.num_workers
     )
+    if method is not None:
+        val_out, db_out = method.retrieval_outputs(val_out), method.retrieval_outputs(db_out)
     val_ids = set(int(i) for i in getattr(protocol.validation, "indices", []))
-    db_ids = getattr(protocol.database, "indices", None)
+    db_ids = getattr(reference, "indices", None)
     if db_ids is not None and val_ids:
         keep = torch.tensor([int(i) not in val_ids for i in db_ids])
         db_out, db_labels = db_out[keep], db_labels[keep]
