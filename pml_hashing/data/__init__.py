@@ -41,7 +41,8 @@ def load_protocol(name: str, root=None, seed: int = 0, split_file=None, **kwargs
             is reused instead of drawn (it must match the name and the split sizes).
         **kwargs: protocol sizes and loading options, passed to :func:`load_bundled`,
             :func:`load_cifar10` or :func:`load_image_list_protocol` (e.g.
-            ``validation_per_class=``, ``validation_size=``, ``transform=``).
+            ``validation_per_class=``, ``validation_size=``, ``transform=``,
+            ``unseen_classes=``: the unseen-class protocol, see :func:`load_bundled`).
 
     Returns:
         The :class:`Protocol`.
