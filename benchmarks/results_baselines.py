@@ -129,9 +129,16 @@ def run_cell(cell: dict, epochs: dict, output_dir: Path) -> dict:
         "checkpoint_every": 0,
         "output_dir": str(output_dir),
         "name": "-".join(
-            [cell["dataset"], cell["protocol"], cell["method"].replace(" ", "_").strip("()"),
-             f"{cell['bits']}b", f"seed{cell['seed']}"]  # fmt: skip
-        ).replace("(", "").replace(")", ""),
+            [
+                cell["dataset"],
+                cell["protocol"],
+                cell["method"].replace(" ", "_").strip("()"),
+                f"{cell['bits']}b",
+                f"seed{cell['seed']}",
+            ]  # fmt: skip
+        )
+        .replace("(", "")
+        .replace(")", ""),
         **overrides,
     }
     if cell["method"] == "DPN-A":
@@ -251,9 +258,9 @@ def table(records, datasets, bits_list) -> str:
             "Tie-aware mAP@all, mean ± std over seeds (number of seeds)."
         )
         lines.append("")
-        header = "| method | " + " | ".join(
-            f"{p} {b} bits" for p in PROTOCOLS for b in bits_list
-        ) + " |"
+        header = (
+            "| method | " + " | ".join(f"{p} {b} bits" for p in PROTOCOLS for b in bits_list) + " |"
+        )
         lines += [header, "|" + "---|" * (1 + len(PROTOCOLS) * len(bits_list))]
         for label in ORDER:
             row = [
@@ -311,8 +318,9 @@ def plots(records, datasets, bits_list, plot_dir: Path) -> list[Path]:
                             ys.append(np.mean(vals))
                             es.append(np.std(vals))
                     if xs:
+                        style = "--" if label in FIT_ONLY else "-"
                         ax.errorbar(xs, ys, yerr=es, marker=markers[label], label=label,
-                                    capsize=3, linestyle="--" if label in FIT_ONLY else "-")  # fmt: skip
+                                    capsize=3, linestyle=style)  # fmt: skip
                 ax.set_xscale("log", base=2)
                 ax.set_xticks(bits_list, [str(b) for b in bits_list])
                 ax.set_xlabel("code length (bits)")
@@ -334,7 +342,11 @@ def plots(records, datasets, bits_list, plot_dir: Path) -> list[Path]:
             for label in ORDER:
                 for r in records:
                     if (r["dataset"], r["protocol"], r["method"], r["bits"], r["seed"]) == (
-                        dataset, protocol, label, 32, 0  # fmt: skip
+                        dataset,
+                        protocol,
+                        label,
+                        32,
+                        0,  # fmt: skip
                     ) and "pr_radius" in r:
                         pr = r["pr_radius"]
                         ax.plot(pr["recall"], pr["precision"], marker=markers[label],
@@ -349,16 +361,18 @@ def plots(records, datasets, bits_list, plot_dir: Path) -> list[Path]:
     save(fig, "precision_recall_radius.png")
 
     # training curves, 32 bits, seed 0
-    fig, axes = plt.subplots(
-        len(datasets), 2, figsize=(10, 3.6 * len(datasets)), squeeze=False
-    )
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 3.6 * len(datasets)), squeeze=False)
     for i, dataset in enumerate(datasets):
         for j, protocol in enumerate(PROTOCOLS):
             ax = axes[i][j]
             for label in ORDER:
                 for r in records:
                     if (r["dataset"], r["protocol"], r["method"], r["bits"], r["seed"]) == (
-                        dataset, protocol, label, 32, 0  # fmt: skip
+                        dataset,
+                        protocol,
+                        label,
+                        32,
+                        0,  # fmt: skip
                     ) and r.get("train_loss"):
                         loss = np.asarray(r["train_loss"])
                         ax.plot(np.arange(1, len(loss) + 1), loss / loss[0],
@@ -448,8 +462,16 @@ def main(argv=None) -> None:
             env = dict(os.environ, OMP_NUM_THREADS="1")
             procs = [
                 subprocess.Popen(
-                    [sys.executable, __file__, "grid", *clean, "--worker", str(i),
-                     "--workers", str(args.jobs)],  # fmt: skip
+                    [
+                        sys.executable,
+                        __file__,
+                        "grid",
+                        *clean,
+                        "--worker",
+                        str(i),
+                        "--workers",
+                        str(args.jobs),
+                    ],  # fmt: skip
                     env=env,
                 )
                 for i in range(args.jobs)
