@@ -453,8 +453,9 @@ class UHBDNNMethod(_BDNNMethod):
         weight = self.reconstruction_loss.decoder.weight
         indices = encoded.indices
         outputs = encoded.outputs.detach().to(device=weight.device, dtype=weight.dtype)
-        inputs = encoded.inputs.reshape(len(indices), -1).to(device=weight.device,
-                                                             dtype=weight.dtype)
+        inputs = encoded.inputs.reshape(len(indices), -1).to(
+            device=weight.device, dtype=weight.dtype
+        )
         if inputs.shape[1] != self.reconstruction_loss.input_dim:
             raise ValueError(
                 f"encode_training_set().inputs must have input_dim = "
@@ -463,7 +464,8 @@ class UHBDNNMethod(_BDNNMethod):
         idx = indices.to(self.codes.device)
         known = self.code_known[idx].to(weight.device)
         start = torch.where(
-            known[:, None], self.codes[idx].to(device=weight.device, dtype=weight.dtype),
+            known[:, None],
+            self.codes[idx].to(device=weight.device, dtype=weight.dtype),
             binarize(outputs),
         )
         if self.init == "itq" and not bool(known.any()):
