@@ -282,10 +282,15 @@ def plots(records, datasets, bits_list, plot_dir: Path) -> list[Path]:
     plot_dir.mkdir(parents=True, exist_ok=True)
     written = []
     markers = dict(zip(ORDER, "osDv^<>xP", strict=True))
+    colors = {label: f"C{i}" for i, label in enumerate(ORDER)}  # one colour per method, all plots
+
+    def look(label):
+        return {"marker": markers[label], "color": colors[label], "label": label}
 
     def save(fig, name):
         path = plot_dir / name
-        fig.tight_layout()
+        # leave the bottom strip to the figure legend
+        fig.tight_layout(rect=(0, 0.13 / len(datasets), 1, 1))
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
@@ -319,8 +324,7 @@ def plots(records, datasets, bits_list, plot_dir: Path) -> list[Path]:
                             es.append(np.std(vals))
                     if xs:
                         style = "--" if label in FIT_ONLY else "-"
-                        ax.errorbar(xs, ys, yerr=es, marker=markers[label], label=label,
-                                    capsize=3, linestyle=style)  # fmt: skip
+                        ax.errorbar(xs, ys, yerr=es, capsize=3, linestyle=style, **look(label))
                 ax.set_xscale("log", base=2)
                 ax.set_xticks(bits_list, [str(b) for b in bits_list])
                 ax.set_xlabel("code length (bits)")
@@ -329,7 +333,6 @@ def plots(records, datasets, bits_list, plot_dir: Path) -> list[Path]:
                 ax.grid(alpha=0.3)
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8)
-        fig.subplots_adjust(bottom=0.18)
         save(fig, name)
 
     # precision-recall over the Hamming radius, 32 bits, seed 0
@@ -349,15 +352,13 @@ def plots(records, datasets, bits_list, plot_dir: Path) -> list[Path]:
                         0,  # fmt: skip
                     ) and "pr_radius" in r:
                         pr = r["pr_radius"]
-                        ax.plot(pr["recall"], pr["precision"], marker=markers[label],
-                                markersize=3, label=label)  # fmt: skip
+                        ax.plot(pr["recall"], pr["precision"], markersize=3, **look(label))
             ax.set_xlabel("recall (Hamming ball of radius r = 0..32)")
             ax.set_ylabel("precision (empty ball = 0)")
             ax.set_title(f"{dataset}, {protocol} classes, 32 bits, seed 0")
             ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
-    fig.subplots_adjust(bottom=0.18)
     save(fig, "precision_recall_radius.png")
 
     # training curves, 32 bits, seed 0
@@ -375,8 +376,7 @@ def plots(records, datasets, bits_list, plot_dir: Path) -> list[Path]:
                         0,  # fmt: skip
                     ) and r.get("train_loss"):
                         loss = np.asarray(r["train_loss"])
-                        ax.plot(np.arange(1, len(loss) + 1), loss / loss[0],
-                                marker=markers[label], label=label)  # fmt: skip
+                        ax.plot(np.arange(1, len(loss) + 1), loss / loss[0], **look(label))
             ax.set_xlabel("epoch")
             ax.set_ylabel("training loss / first-epoch loss")
             ax.set_yscale("log")
@@ -384,7 +384,6 @@ def plots(records, datasets, bits_list, plot_dir: Path) -> list[Path]:
             ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
-    fig.subplots_adjust(bottom=0.18)
     save(fig, "training_curves.png")
     return written
 
