@@ -394,21 +394,25 @@ def missing(records, datasets, bits_list, seeds) -> list[tuple]:
 
 
 def balance_lines(records) -> list[str]:
+    """How balanced the fit-only baselines' bits are on the database, per protocol."""
     lines = []
     for label in FIT_ONLY:
         for dataset in sorted({r["dataset"] for r in records}):
-            ratios = [
-                np.asarray(r["positive_bit_ratio"])
-                for r in records
-                if r["method"] == label and r["dataset"] == dataset and "positive_bit_ratio" in r
-            ]
-            if ratios:
-                allr = np.concatenate(ratios)
-                lines.append(
-                    f"{label} on {dataset}: fraction of +1 per bit over the database, median "
-                    f"{np.median(allr):.3f}, range [{allr.min():.3f}, {allr.max():.3f}] "
-                    f"({len(ratios)} runs)"
-                )
+            for protocol in PROTOCOLS:
+                ratios = [
+                    np.asarray(r["positive_bit_ratio"])
+                    for r in records
+                    if (r["method"], r["dataset"], r["protocol"]) == (label, dataset, protocol)
+                    and "positive_bit_ratio" in r
+                ]
+                if ratios:
+                    allr = np.concatenate(ratios)
+                    lines.append(
+                        f"{label}, {dataset}, {protocol} classes: fraction of +1 per bit over "
+                        f"the database, median {np.median(allr):.3f}, mean |ratio - 0.5| "
+                        f"{np.mean(np.abs(allr - 0.5)):.3f}, range [{allr.min():.3f}, "
+                        f"{allr.max():.3f}] ({len(ratios)} runs, {len(allr)} bits)"
+                    )
     return lines
 
 
