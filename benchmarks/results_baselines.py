@@ -328,7 +328,8 @@ def plots(records, datasets, bits_list, plot_dir: Path) -> list[Path]:
                 ax.set_xscale("log", base=2)
                 ax.set_xticks(bits_list, [str(b) for b in bits_list])
                 ax.set_xlabel("code length (bits)")
-                ax.set_ylabel(ylabel)
+                if j == 0:  # the axes share y
+                    ax.set_ylabel(ylabel)
                 ax.set_title(f"{dataset}, {protocol} classes")
                 ax.grid(alpha=0.3)
         handles, labels = axes[0][0].get_legend_handles_labels()
@@ -354,7 +355,8 @@ def plots(records, datasets, bits_list, plot_dir: Path) -> list[Path]:
                         pr = r["pr_radius"]
                         ax.plot(pr["recall"], pr["precision"], markersize=3, **look(label))
             ax.set_xlabel("recall (Hamming ball of radius r = 0..32)")
-            ax.set_ylabel("precision (empty ball = 0)")
+            if j == 0:  # the axes share y
+                ax.set_ylabel("precision (empty ball = 0)")
             ax.set_title(f"{dataset}, {protocol} classes, 32 bits, seed 0")
             ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
