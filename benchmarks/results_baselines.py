@@ -246,7 +246,7 @@ def _cell_text(values) -> str:
         return "—"
     if len(values) == 1:
         return f"{values[0]:.3f} (1)"
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f} ({len(values)})"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f} ({len(values)})"
 
 
 def table(records, datasets, bits_list) -> str:
@@ -255,7 +255,7 @@ def table(records, datasets, bits_list) -> str:
         epochs = sorted({r["epochs"] for r in records if r["dataset"] == dataset and r["epochs"]})
         lines.append(
             f"**{dataset}** (trained methods: {', '.join(map(str, epochs)) or '?'} epochs). "
-            "Tie-aware mAP@all, mean ± std over seeds (number of seeds)."
+            "Tie-aware mAP@all, mean ± sample std over seeds (number of seeds)."
         )
         lines.append("")
         header = (
@@ -321,7 +321,7 @@ def plots(records, datasets, bits_list, plot_dir: Path) -> list[Path]:
                         if vals:
                             xs.append(b)
                             ys.append(np.mean(vals))
-                            es.append(np.std(vals))
+                            es.append(np.std(vals, ddof=1) if len(vals) > 1 else 0.0)
                     if xs:
                         style = "--" if label in FIT_ONLY else "-"
                         ax.errorbar(xs, ys, yerr=es, capsize=3, linestyle=style, **look(label))
