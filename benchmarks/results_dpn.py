@@ -540,7 +540,9 @@ def plot_ratio(curves: dict, path: Path) -> None:
         twin.plot(p, maps, "s-", color="tab:red", label="mAP")
         twin.set_ylabel("mAP", color="tab:red")
         ax.set_title(f"{bits} bits")
-        ax.legend(loc="lower center", fontsize=8)
+        # the mAP line lives on the twin axis: gather both axes' lines into one legend
+        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, loc="lower center", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -571,13 +573,15 @@ def plot_outputs(panels, bits: int, path: Path) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.4), squeeze=False)
     for ax, (margin, good, bad) in zip(axes[0], panels, strict=True):
         values = np.concatenate([good, bad])
-        bins = np.linspace(np.percentile(values, 0.5), np.percentile(values, 99.5), 60)
+        # from the smallest value: the wrong-side tail (v·t < 0) is what the text discusses
+        bins = np.linspace(values.min(), np.percentile(values, 99.5), 80)
         ax.hist(good, bins=bins, density=True, alpha=0.6, label=f"AP ≥ 0.5 ({len(good)} v)")
         if len(bad):
             ax.hist(bad, bins=bins, density=True, alpha=0.6, label=f"AP < 0.5 ({len(bad)} v)")
         for x in (-margin, margin):
             ax.axvline(x, color="red", linestyle=":")
         ax.set_xlabel("v · t (output times its class's target bit)")
+        ax.set_ylabel("density (each group integrates to 1)")
         ax.set_title(f"m = {margin:g}, {bits} bits")
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -48,7 +48,8 @@ def load_protocol(name: str, root=None, seed: int = 0, split_file=None, **kwargs
         **kwargs: protocol sizes and loading options, passed to :func:`load_bundled`,
             :func:`load_cifar10`, :func:`load_image_list_protocol` or
             :func:`load_image_folder` (e.g.
-            ``validation_per_class=``, ``validation_size=``, ``transform=``).
+            ``validation_per_class=``, ``validation_size=``, ``transform=``,
+            ``unseen_classes=``: the unseen-class protocol, see :func:`load_bundled`).
 
     Returns:
         The :class:`Protocol`.

@@ -10,7 +10,14 @@ import numpy as np
 
 from .array_image_dataset import ArrayImageDataset
 from .image_protocol import build_image_protocol
-from .protocol import Protocol, reuse_splits, split_per_class
+from .protocol import (
+    Protocol,
+    apply_unseen_classes,
+    resolve_unseen_classes,
+    reuse_splits,
+    split_per_class,
+    unseen_info,
+)
 from .protocol_registry import register_protocol
 
 CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -103,6 +110,7 @@ def load_cifar10(
     transform=None,
     image_size: int = 224,
     split_file=None,
+    unseen_classes=None,
 ) -> Protocol:
     """CIFAR-10 split by hashing protocol 1 (``cifar10-1``) or 2 (``cifar10-2``); R = all.
 
@@ -125,6 +133,9 @@ def load_cifar10(
         image_size: side of the default transform's output.
         split_file: a JSON file from :meth:`Protocol.save_splits` to reuse instead of
             drawing a split; it must match the name and the split sizes.
+        unseen_classes: the unseen-class protocol (an int, ``"auto"`` or class ids; see
+            :func:`~pml_hashing.data.load_bundled`): train and validation keep the seen
+            classes (re-indexed), queries and database the unseen ones.
 
     Returns:
         A :class:`Protocol` whose datasets yield ``(image, label)`` with integer labels.
@@ -159,6 +170,8 @@ def load_cifar10(
         )
         fresh["query"] = np.arange(num_train, len(labels), dtype=np.int64)
     _check_train_size(fresh["train"], labels, train_per_class)
+    unseen = resolve_unseen_classes(unseen_classes, 10, seed, split_file)
+    fresh, train_labels, seen = apply_unseen_classes(fresh, labels, unseen, 10)
     splits, seed = reuse_splits(fresh, name, len(labels), seed, split_file)
 
     return build_image_protocol(
@@ -169,10 +182,15 @@ def load_cifar10(
         transform,
         image_size,
         seed,
-        num_classes=10,
+        train_labels=train_labels,
+        num_classes=len(seen),
         topk=None,
         multi_label=False,
-        info={"root": str(root), "split_file": None if split_file is None else str(split_file)},
+        info={
+            "root": str(root),
+            "split_file": None if split_file is None else str(split_file),
+            **unseen_info(seen, unseen),
+        },
     )
 
 

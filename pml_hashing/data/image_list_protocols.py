@@ -10,7 +10,15 @@ import numpy as np
 
 from .image_list_dataset import ImageListDataset, read_image_list
 from .image_protocol import build_image_protocol
-from .protocol import Protocol, reuse_splits, split_per_class, split_random
+from .protocol import (
+    Protocol,
+    apply_unseen_classes,
+    resolve_unseen_classes,
+    reuse_splits,
+    split_per_class,
+    split_random,
+    unseen_info,
+)
 from .protocol_registry import register_protocol
 
 # Sizes from DESIGN.md section 5 (the HashNet / DPN protocols).
@@ -104,6 +112,7 @@ def load_image_list_protocol(
     transform=None,
     image_size: int = 224,
     split_file=None,
+    unseen_classes=None,
 ) -> Protocol:
     """``nuswide-21`` (multi-label, R = 5000) or ``imagenet-100`` (R = 1000) from list files.
 
@@ -131,6 +140,10 @@ def load_image_list_protocol(
         transform: applied to each PIL image; default :func:`default_transform`.
         image_size: side of the default transform's output.
         split_file: a JSON file from :meth:`Protocol.save_splits` to reuse.
+        unseen_classes: the unseen-class protocol (an int, ``"auto"`` or class ids; see
+            :func:`~pml_hashing.data.load_bundled`). Multi-label: an item is unseen when all
+            its labels are unseen classes; an item with a seen label trains, with its
+            unseen labels dropped (multi-hot columns of the seen classes only).
 
     Returns:
         A :class:`Protocol`; labels are multi-hot ``(N, 21)`` int64 for NUS-WIDE-21 and
@@ -220,6 +233,9 @@ def load_image_list_protocol(
                 f"train_per_class={train_per_class} but class {c} has only {int(short[c])} "
                 "items left for training after the queries and validation"
             )
+    num_classes = spec["num_classes"]
+    unseen = resolve_unseen_classes(unseen_classes, num_classes, seed, split_file)
+    fresh, train_labels, seen = apply_unseen_classes(fresh, labels, unseen, num_classes)
     splits, seed = reuse_splits(fresh, name, len(listed), seed, split_file)
 
     paths = [_resolve_path(p, image_root, strip_prefix) for p in listed]
@@ -237,13 +253,15 @@ def load_image_list_protocol(
         transform,
         image_size,
         seed,
-        num_classes=spec["num_classes"],
+        train_labels=train_labels,
+        num_classes=len(seen),
         topk=spec["topk"],
         multi_label=multi_label,
         info={
             "lists": [str(p) for p in lists],
             "image_root": str(image_root),
             "split_file": None if split_file is None else str(split_file),
+            **unseen_info(seen, unseen),
         },
     )
 

@@ -20,6 +20,7 @@ def build_image_protocol(
     transform,
     image_size: int,
     seed: int,
+    train_labels: np.ndarray | None = None,
     **fields,
 ) -> Protocol:
     """A :class:`Protocol` whose splits are ``make_subset(labels, indices, transform)``.
@@ -27,13 +28,18 @@ def build_image_protocol(
     Without a ``transform`` the default one (resize to ``image_size``, ImageNet
     normalization) is used; with one, ``image_size`` is measured on a transformed query.
     ``fields`` are the remaining Protocol fields (``num_classes``, ``topk``, ...).
+    ``train_labels`` (default ``labels``) label the train and validation subsets: the
+    unseen-class protocol re-indexes them to the seen classes
+    (:func:`~pml_hashing.data.protocol.apply_unseen_classes`).
     """
     custom_transform = transform is not None
     transform = transform if custom_transform else default_transform(image_size)
     target = torch.from_numpy(labels)
+    train_target = target if train_labels is None else torch.from_numpy(train_labels)
 
     def subset(key):
-        return make_subset(target, splits[key], transform)
+        labels_of_split = train_target if key in ("train", "validation") else target
+        return make_subset(labels_of_split, splits[key], transform)
 
     result = Protocol(
         name=name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,10 @@ class Protocol:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"name": self.name, "seed": self.seed, "splits": self.split_indices()}
+        if self.info.get("unseen_classes") is not None:
+            # the class split travels with the item split, so that a reload can check it
+            payload["seen_classes"] = list(self.info["seen_classes"])
+            payload["unseen_classes"] = list(self.info["unseen_classes"])
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(json.dumps(payload))
         tmp.replace(path)
@@ -216,3 +221,178 @@ def reuse_splits(fresh: dict[str, np.ndarray], name: str, num_items: int, seed: 
         return fresh, seed
     expected = {key: len(idx) for key, idx in fresh.items()}
     return read_splits(split_file, name, num_items, expected)
+
+
+UNSEEN_AUTO = "auto"
+
+
+def unseen_class_count(num_classes: int) -> int:
+    """How many classes ``unseen_classes="auto"`` holds out: ``ceil(num_classes / 4)``.
+
+    Sablayrolles et al. (ICASSP 2017) train on 75% of the classes and retrieve the other
+    25%. With 10 classes a quarter is 2.5; rounding up (7 seen, 3 unseen) keeps more than
+    two classes to retrieve among, where chance mAP is 1/2 and the test says little.
+    """
+    return max(1, math.ceil(num_classes / 4))
+
+
+def parse_unseen_classes(value):
+    """Normalize the ``unseen_classes`` argument / config key / flag (no class count needed).
+
+    Accepts None, an int (that many classes drawn by the seed), ``"auto"`` (a quarter of the
+    classes, rounded up), a list of class ids, or the text of one of these as a flag gives it
+    (``"3"``, ``"auto"``, ``"1,4,7"``, ``"[1, 4, 7]"``). Returns None, an int, ``"auto"`` or
+    a list of ints.
+    """
+    if value is None or isinstance(value, bool):
+        if isinstance(value, bool):
+            raise TypeError(
+                "unseen_classes must be an int, 'auto' or a list of class ids; got a bool"
+            )
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip().strip("[]").strip()
+        if text.lower() == UNSEEN_AUTO:
+            return UNSEEN_AUTO
+        if text.lower() in ("none", "null", ""):
+            return None
+        try:
+            parts = [int(t) for t in text.replace(",", " ").split()]
+        except ValueError:
+            raise ValueError(
+                "unseen_classes must be an int (a count), 'auto' or a list of class ids such "
+                f"as '1,4,7'; got {value!r}"
+            ) from None
+        if "," in value or "[" in value:
+            return parts
+        return parts[0] if len(parts) == 1 else parts
+    if isinstance(value, (list, tuple, np.ndarray)):
+        out = []
+        for c in value:
+            if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
+                raise TypeError(f"unseen_classes must hold integer class ids; got {c!r}")
+            out.append(int(c))
+        return out
+    raise TypeError(
+        f"unseen_classes must be an int, 'auto' or a list of class ids; got {type(value).__name__}"
+    )
+
+
+def saved_unseen_classes(split_file) -> list[int] | None:
+    """The unseen classes a split file records (None when it records none or is absent)."""
+    if split_file is None or not Path(split_file).is_file():
+        return None
+    saved = json.loads(Path(split_file).read_text()).get("unseen_classes")
+    return None if saved is None else [int(c) for c in saved]
+
+
+def resolve_unseen_classes(
+    unseen_classes, num_classes: int, seed: int, split_file=None
+) -> list[int] | None:
+    """The sorted unseen class ids, or None for the usual (seen-class) protocol.
+
+    An int ``n`` draws ``n`` of the ``num_classes`` classes with ``seed``; ``"auto"`` draws
+    :func:`unseen_class_count` of them; a list is taken as given. A ``split_file`` that
+    records unseen classes fixes them: with ``unseen_classes`` None they are adopted, and a
+    count or list that disagrees with them is an error.
+    """
+    value = parse_unseen_classes(unseen_classes)
+    saved = saved_unseen_classes(split_file)
+    if value is None:
+        return saved
+    if value == UNSEEN_AUTO:
+        value = unseen_class_count(num_classes)
+    if isinstance(value, int):
+        if not 1 <= value <= num_classes - 1:
+            raise ValueError(
+                f"unseen_classes must leave at least one seen and one unseen class: an int in "
+                f"[1, {num_classes - 1}] for {num_classes} classes; got {value}"
+            )
+        if saved is not None and len(saved) == value:
+            return saved
+        classes = np.random.default_rng(seed).choice(num_classes, size=value, replace=False)
+        chosen = sorted(int(c) for c in classes)
+    else:
+        chosen = sorted(set(value))
+        if len(chosen) != len(value):
+            raise ValueError(f"unseen_classes must not repeat a class; got {value}")
+        bad = [c for c in chosen if not 0 <= c < num_classes]
+        if bad:
+            raise ValueError(
+                f"unseen_classes must be class ids in [0, num_classes) = [0, {num_classes}); "
+                f"got {bad[0]}"
+            )
+        if not 1 <= len(chosen) <= num_classes - 1:
+            raise ValueError(
+                "unseen_classes must leave at least one seen class and hold at least one; "
+                f"got {len(chosen)} of {num_classes} classes"
+            )
+    if saved is not None and saved != chosen:
+        raise ValueError(
+            f"split_file {split_file} was saved with unseen_classes={saved}; got {chosen}"
+        )
+    return chosen
+
+
+def unseen_item_mask(labels: np.ndarray, unseen: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(unseen_items, seen_items)`` boolean masks over ``labels`` (``(M,)`` or ``(M, C)``).
+
+    An item is unseen when it has a label and all its labels are unseen classes; it is seen
+    when it has at least one seen label (its unseen labels are dropped from training). A
+    multi-label item without any label is neither.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        unseen_items = np.isin(labels, unseen)
+        return unseen_items, ~unseen_items
+    is_unseen = np.zeros(labels.shape[1], dtype=bool)
+    is_unseen[unseen] = True
+    positive = labels > 0
+    has_seen = (positive & ~is_unseen).any(axis=1)
+    has_unseen = (positive & is_unseen).any(axis=1)
+    return has_unseen & ~has_seen, has_seen
+
+
+def apply_unseen_classes(
+    splits: dict[str, np.ndarray], labels: np.ndarray, unseen: list[int] | None, num_classes: int
+):
+    """Restrict a split to the unseen-class protocol of Sablayrolles et al. (ICASSP 2017).
+
+    Training and validation keep their seen items only; queries and database their unseen
+    items only. Returns ``(splits, train_labels, seen)``: the restricted split (sorted index
+    arrays), the labels of the whole source set re-indexed to the seen classes (``seen[i]``
+    becomes label ``i``; unseen classes get -1, or a dropped column when multi-hot) for the
+    training and validation subsets, and the sorted seen class ids. With ``unseen`` None the
+    inputs come back unchanged (``train_labels`` is ``labels``).
+    """
+    if unseen is None:
+        return splits, labels, list(range(num_classes))
+    seen = [c for c in range(num_classes) if c not in set(unseen)]
+    unseen_items, seen_items = unseen_item_mask(labels, unseen)
+    keep = {"train": seen_items, "validation": seen_items}
+    restricted = {
+        key: np.sort(idx[keep.get(key, unseen_items)[idx]]).astype(np.int64)
+        for key, idx in splits.items()
+    }
+    for key in ("train", "query", "database"):
+        if key in restricted and len(splits[key]) and not len(restricted[key]):
+            raise ValueError(
+                f"unseen_classes={unseen} leaves the {key} split empty; choose other classes"
+            )
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        remap = np.full(num_classes, -1, dtype=np.int64)
+        remap[seen] = np.arange(len(seen))
+        train_labels = remap[labels]
+    else:
+        train_labels = np.ascontiguousarray(labels[:, seen])
+    return restricted, train_labels, seen
+
+
+def unseen_info(seen: list[int], unseen: list[int] | None) -> dict:
+    """The ``Protocol.info`` entries of the class split (empty for the seen-class protocol)."""
+    if unseen is None:
+        return {}
+    return {"seen_classes": list(seen), "unseen_classes": list(unseen)}

@@ -11,7 +11,9 @@ from __future__ import annotations
 from ..miners import TARGET_MINERS
 from .base import METHODS, EncodedTrainingSet, HashingMethod, ProtocolFacts
 from .bdnn import SHBDNNMethod, UHBDNNMethod
+from .classifier import ClassifierMethod
 from .dpn import DPNMethod, create_target_miner
+from .fit_only import FitOnlyMethod, ITQMethod, LSHMethod
 
 
 def register_method(name: str, cls: type[HashingMethod], overwrite: bool | None = None):
@@ -38,8 +40,13 @@ def build_method(config, protocol) -> HashingMethod:
     return METHODS.get_or_raise(config.method).from_config(config, protocol)
 
 
+
 __all__ = [
+    "ClassifierMethod",
     "DPNMethod",
+    "FitOnlyMethod",
+    "ITQMethod",
+    "LSHMethod",
     "SHBDNNMethod",
     "UHBDNNMethod",
     "EncodedTrainingSet",

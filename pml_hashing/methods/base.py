@@ -110,6 +110,21 @@ class HashingMethod(torch.nn.Module):
         """Whether :meth:`on_epoch_start` calls ``encode_training_set`` (it costs a pass)."""
         return False
 
+    def retrieval_encoder(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module that maps a batch of images to what :meth:`retrieval_outputs` takes:
+        the trained network for learned methods; fit-only baselines (LSH, ITQ) read the
+        flattened pixels instead."""
+        return model
+
+    def retrieval_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The real values whose signs are the retrieval codes, from the encoder's outputs.
+
+        The identity for methods whose hash layer outputs the codes (DPN, BDNN); the
+        classifier baseline maps outputs to centred class probabilities, and fit-only
+        baselines (LSH, ITQ) map flattened inputs to their projections.
+        """
+        return outputs
+
     def retrieval_margin(self) -> float | None:
         """The margin for ternary (DPN-T) retrieval, or None if the method has none."""
         return None

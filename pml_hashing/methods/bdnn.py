@@ -20,6 +20,8 @@ from ..losses import BDNNReconstructionLoss, BDNNSimilarityLoss
 from ..regularizers import BitBalanceRegularizer, BitIndependenceRegularizer
 from .base import METHODS, EncodedTrainingSet, HashingMethod, ProtocolFacts
 
+UH_INITS = ("sign", "itq")
+
 __all__ = ["SHBDNNMethod", "UHBDNNMethod", "coordinate_descent_codes", "uh_code_objective"]
 
 
@@ -375,6 +377,14 @@ class UHBDNNMethod(_BDNNMethod):
         num_sweeps: coordinate-descent sweeps per B-step.
         refit_decoder: refit ``W``, ``c`` exactly after each B-step.
         full_data_scale: scale the balance term by ``M / m``.
+        init: how the first B-step starts ``B``: ``"sign"`` (``binarize(H)`` of the
+            untrained network, then coordinate descent) or ``"itq"`` (the authors' choice:
+            ``B`` = the :class:`~pml_hashing.baselines.ITQ` codes of the flattened training
+            inputs, ``seed`` and ``itq_iterations``, with the decoder fitted to them and no
+            coordinate descent in that step, so the network first learns to output the ITQ
+            codes). The authors also initialize their MLP encoder with PCA; a convolutional
+            backbone has no PCA counterpart, so the encoder keeps its timm initialization.
+        itq_iterations: ITQ iterations for ``init="itq"``.
     """
 
     name = "uh-bdnn"
@@ -406,10 +416,16 @@ class UHBDNNMethod(_BDNNMethod):
         num_sweeps: int = 3,
         refit_decoder: bool = True,
         full_data_scale: bool = True,
+        init: str = "sign",
+        itq_iterations: int = 50,
     ):
         super().__init__(
             num_classes, num_bits, l1, l2, l3, l4, seed, num_train, update_every, full_data_scale
         )
+        if init not in UH_INITS:
+            raise ValueError(f"init must be one of {list(UH_INITS)}; got {init!r}")
+        self.init = init
+        self.itq_iterations = itq_iterations
         if input_dim is None:
             raise ValueError("input_dim is required: UH-BDNN reconstructs the (flattened) inputs")
         num_sweeps = check_integer(num_sweeps, "num_sweeps", minimum=1)
@@ -458,6 +474,15 @@ class UHBDNNMethod(_BDNNMethod):
             self.codes[idx].to(device=weight.device, dtype=weight.dtype),
             binarize(outputs),
         )
+        if self.init == "itq" and not bool(known.any()):
+            from ..baselines import ITQ  # only here: the method works without it otherwise
+
+            itq = ITQ(self.num_bits, iterations=self.itq_iterations, seed=self.seed)
+            codes = torch.from_numpy(itq.fit(inputs.cpu().numpy()).encode(inputs.cpu().numpy()))
+            codes = codes.to(device=weight.device, dtype=weight.dtype)
+            self.reconstruction_loss.fit(codes, inputs)
+            self.decoder_fitted.fill_(True)
+            return {**self._store_codes(codes, indices), "itq_init": 1.0}
         if not bool(self.decoder_fitted):
             self.reconstruction_loss.fit(start, inputs)
             self.decoder_fitted.fill_(True)

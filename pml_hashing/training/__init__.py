@@ -10,7 +10,7 @@ from ..evaluation.retrieval_report import retrieval_report
 from .checkpoint import load_checkpoint, save_checkpoint
 from .checkpoint_jobs import encode_checkpoint, evaluate_checkpoint
 from .config import ExperimentConfig, parse_config
-from .encoding import IndexedDataset, encode_dataset
+from .encoding import IndexedDataset, encode_dataset, encode_for_retrieval
 from .trainer import (
     Callback,
     CheckpointCallback,
@@ -34,6 +34,7 @@ __all__ = [
     "build_protocol",
     "encode_checkpoint",
     "encode_dataset",
+    "encode_for_retrieval",
     "evaluate_checkpoint",
     "load_checkpoint",
     "parse_config",

@@ -10,7 +10,7 @@ from ..codes import binarize
 from ..evaluation.retrieval_report import retrieval_report
 from .checkpoint import load_checkpoint
 from .config import ExperimentConfig
-from .encoding import encode_dataset
+from .encoding import encode_for_retrieval
 
 SPLITS = ("train", "query", "database", "validation")
 
@@ -55,12 +55,12 @@ def encode_checkpoint(
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
-    model, _, config, _ = load_checkpoint(checkpoint)
+    model, method, config, _ = load_checkpoint(checkpoint)
     protocol = _protocol_for(config, model, dataset, root, split_file)
     data = getattr(protocol, split)
     if data is None:
         raise ValueError(f"the protocol has no {split} split (set validation_per_class)")
-    outputs, labels = encode_dataset(model, data, batch_size, accelerator)
+    outputs, labels = encode_for_retrieval(model, method, data, batch_size, accelerator)
     arrays = {
         "codes": binarize(outputs.numpy()).astype(np.int8),
         "outputs": outputs.numpy(),
@@ -96,8 +96,8 @@ def evaluate_checkpoint(
     """
     model, method, config, _ = load_checkpoint(checkpoint)
     protocol = _protocol_for(config, model, dataset, root, split_file)
-    query = encode_dataset(model, protocol.query, batch_size, accelerator)
-    database = encode_dataset(model, protocol.database, batch_size, accelerator)
+    query = encode_for_retrieval(model, method, protocol.query, batch_size, accelerator)
+    database = encode_for_retrieval(model, method, protocol.database, batch_size, accelerator)
     report = retrieval_report(
         *query,
         *database,

@@ -123,7 +123,18 @@ class ExperimentConfig:
         default_factory=dict,
         help="more load_protocol arguments as a YAML mapping, e.g. '{image_root: data/img}'",
     )
-    method: str = key("dpn", "hashing method", choices=_method_names)
+    unseen_classes: str | int | list | None = key(
+        None,
+        "unseen-class protocol (Sablayrolles et al.): train on the seen classes, query and "
+        "search the unseen ones; a count drawn by the seed, 'auto' (a quarter of the classes, "
+        "rounded up) or class ids '1,4,7' (default: none, the usual protocol)",
+    )
+    method: str = key(
+        "dpn",
+        "hashing method (lsh and itq are fit on the training split, not trained; classifier "
+        "is the sign-coded softmax baseline)",
+        choices=_method_names,
+    )
     bits: int = key(64, "code length K (a positive multiple of 8)", minimum=8)
     backbone: str = key("hashing_cnn_small", "timm model name of the backbone")
     pretrained: str | bool | None = key(
@@ -307,6 +318,12 @@ class ExperimentConfig:
         except ValueError as error:
             raise ConfigValueError("bits", str(error)) from None
         self._validate_dpn_variants()
+        from ..data.protocol import parse_unseen_classes
+
+        try:  # a malformed value fails before any work
+            self.unseen_classes = parse_unseen_classes(self.unseen_classes)
+        except (TypeError, ValueError) as error:
+            raise ConfigValueError("unseen_classes", str(error)) from None
         from .trackers import parse_log_with
 
         try:
@@ -396,6 +413,9 @@ def _check_value(name: str, value, hint, metadata):
             return None
         raise ConfigValueError(name, f"{name} must not be None (null)")
     if isinstance(value, bool) and bool in args:  # e.g. pretrained: true | path
+        return value
+    alternatives = tuple(a for a in args if isinstance(a, type) and a is not type(None))
+    if len(alternatives) > 2 and isinstance(value, alternatives):  # e.g. unseen_classes
         return value
     if float in args and isinstance(value, numbers.Real) and not isinstance(value, bool):
         value = float(value)  # e.g. ternary_threshold: 0.5 | auto

@@ -72,3 +72,20 @@ def encode_dataset(
     if with_inputs:
         result = result + (torch.cat(inputs),)
     return result
+
+
+def encode_for_retrieval(
+    model: torch.nn.Module,
+    method,
+    dataset: Dataset,
+    batch_size: int = 512,
+    accelerator=None,
+    num_workers: int = 0,
+):
+    """The real values whose signs are the retrieval codes, and the labels: the method's
+    encoder (the network, or flattened pixels for LSH / ITQ) followed by its
+    ``retrieval_outputs`` (the identity for DPN and BDNN)."""
+    outputs, labels = encode_dataset(
+        method.retrieval_encoder(model), dataset, batch_size, accelerator, num_workers
+    )
+    return method.retrieval_outputs(outputs), labels

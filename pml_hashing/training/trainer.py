@@ -50,7 +50,7 @@ from .checkpoint import (
     write_text_atomic,
 )
 from .config import RESUME_MAY_CHANGE, ExperimentConfig
-from .encoding import IndexedDataset, encode_dataset
+from .encoding import IndexedDataset, encode_dataset, encode_for_retrieval
 from .run_folder import RunFolder, describe_differences
 from .threads import configure_threads
 from .trackers import build_trackers
@@ -90,6 +90,8 @@ def build_protocol(config: ExperimentConfig, model: HashingModel | None = None):
     kwargs = dict(config.data_kwargs)
     if config.validation_per_class:
         kwargs["validation_per_class"] = config.validation_per_class
+    if config.unseen_classes is not None:
+        kwargs["unseen_classes"] = config.unseen_classes
     takes_transform = protocol_info(config.dataset).takes_transform
     if takes_transform and model is not None:
         from timm.data import create_transform
@@ -675,6 +677,17 @@ class Trainer:
         )
         limit = config.max_train_steps
         self.stopped_mid_epoch = False
+        if getattr(method, "fit_only", False):
+            # LSH / ITQ: fitted once on the flattened training inputs, no epochs
+            train_inputs, _ = encode_dataset(
+                method.retrieval_encoder(self.unwrapped),
+                self.protocol.train,
+                config.eval_batch_size,
+                accelerator,
+                config.num_workers,
+            )
+            method.fit(train_inputs)
+            return self
         while self.epoch < config.epochs:
             if limit is not None and self.global_step >= limit:
                 break
@@ -894,18 +907,18 @@ def run_experiment(
 def _evaluate(model, method, protocol, config: ExperimentConfig, accelerator) -> dict:
     """Encode query and database and compute the one retrieval report; with
     ``ternary_threshold: auto`` the DPN-T threshold is chosen on the validation split."""
-    query_out, query_labels = encode_dataset(
-        model, protocol.query, config.eval_batch_size, accelerator, config.num_workers
+    query_out, query_labels = encode_for_retrieval(
+        model, method, protocol.query, config.eval_batch_size, accelerator, config.num_workers
     )
-    db_out, db_labels = encode_dataset(
-        model, protocol.database, config.eval_batch_size, accelerator, config.num_workers
+    db_out, db_labels = encode_for_retrieval(
+        model, method, protocol.database, config.eval_batch_size, accelerator, config.num_workers
     )
     topk = config.topk if config.topk is not None else protocol.topk
     margin = method.retrieval_margin()
     threshold, selection = config.ternary_threshold, None
     if threshold == "auto" and margin is not None:
-        val_out, val_labels, val_db_out, val_db_labels = _validation_against_database(
-            model, protocol, config, accelerator, db_out, db_labels
+        val_out, val_labels, val_db_out, val_db_labels = _validation_against_reference(
+            model, method, protocol, config, accelerator
         )
         selection = select_ternary_threshold(
             val_out,
@@ -939,18 +952,24 @@ def _evaluate(model, method, protocol, config: ExperimentConfig, accelerator) ->
     return report
 
 
-def _validation_against_database(model, protocol, config, accelerator, db_out, db_labels):
-    """Validation outputs, and the database outputs minus the validation items themselves
-    (each would retrieve itself first). Never the queries."""
-    val_out, val_labels = encode_dataset(
-        model, protocol.validation, config.eval_batch_size, accelerator, config.num_workers
+def _validation_against_reference(model, method, protocol, config, accelerator):
+    """Validation outputs, and the outputs of what they search: the database minus the
+    validation items themselves (each would retrieve itself first), or, under the
+    unseen-class protocol, whose database holds unseen classes only, the training set.
+    Never the queries."""
+    reference = protocol.train if protocol.info.get("unseen_classes") else protocol.database
+    val_out, val_labels = encode_for_retrieval(
+        model, method, protocol.validation, config.eval_batch_size, accelerator, config.num_workers
+    )
+    ref_out, ref_labels = encode_for_retrieval(
+        model, method, reference, config.eval_batch_size, accelerator, config.num_workers
     )
     val_ids = set(int(i) for i in getattr(protocol.validation, "indices", []))
-    db_ids = getattr(protocol.database, "indices", None)
-    if db_ids is not None and val_ids:
-        keep = torch.tensor([int(i) not in val_ids for i in db_ids])
-        db_out, db_labels = db_out[keep], db_labels[keep]
-    return val_out, val_labels, db_out, db_labels
+    ref_ids = getattr(reference, "indices", None)
+    if ref_ids is not None and val_ids:
+        keep = torch.tensor([int(i) not in val_ids for i in ref_ids])
+        ref_out, ref_labels = ref_out[keep], ref_labels[keep]
+    return val_out, val_labels, ref_out, ref_labels
 
 
 def _validation_map(model, protocol, config: ExperimentConfig, trainer: Trainer) -> float:
@@ -958,14 +977,10 @@ def _validation_map(model, protocol, config: ExperimentConfig, trainer: Trainer)
     from ..codes import binarize
     from ..evaluation import mean_average_precision
 
-    accelerator = trainer.accelerator
-    db_out, db_labels = encode_dataset(
-        model, protocol.database, config.eval_batch_size, accelerator, config.num_workers
-    )
-    val_out, val_labels, db_out, db_labels = _validation_against_database(
-        model, protocol, config, accelerator, db_out, db_labels
+    val_out, val_labels, ref_out, ref_labels = _validation_against_reference(
+        model, trainer.method, protocol, config, trainer.accelerator
     )
     topk = config.topk if config.topk is not None else protocol.topk
     return mean_average_precision(
-        binarize(val_out), val_labels, binarize(db_out), db_labels, topk=topk, ties=config.ties
+        binarize(val_out), val_labels, binarize(ref_out), ref_labels, topk=topk, ties=config.ties
     )

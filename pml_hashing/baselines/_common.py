@@ -1,0 +1,37 @@
+"""What LSH and ITQ share: input checks and the sign of a projection as +-1 int8 codes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_feature_matrix(x, name: str = "x", num_features: int | None = None) -> np.ndarray:
+    """``x`` (a numpy array or torch tensor, ``(N, D)`` real) as C-contiguous float32."""
+    if hasattr(x, "detach"):  # a torch tensor, on any device
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D feature matrix (N, D); got shape {x.shape}")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise TypeError(f"{name} must hold real numbers; got dtype {x.dtype}")
+    if x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one row and one column; got {x.shape}")
+    if num_features is not None and x.shape[1] != num_features:
+        raise ValueError(
+            f"{name} must have {num_features} features (the fitted dimension); got {x.shape[1]}"
+        )
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} must be finite; got NaN or infinity")
+    return x
+
+
+def check_num_bits(num_bits) -> int:
+    if isinstance(num_bits, bool) or not isinstance(num_bits, (int, np.integer)) or num_bits < 1:
+        raise ValueError(f"num_bits must be a positive integer; got {num_bits!r}")
+    return int(num_bits)
+
+
+def sign_codes(projections: np.ndarray) -> np.ndarray:
+    """``+1`` where a projection is ``>= 0``, else ``-1`` (the package's binarize rule), int8."""
+    return np.where(projections >= 0, 1, -1).astype(np.int8)
