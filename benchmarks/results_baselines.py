@@ -186,7 +186,7 @@ def run_codes(run_dir: Path) -> dict:
     from pml_hashing.training.encoding import encode_dataset
     from pml_hashing.training.loop import build_protocol
 
-    model, method, config, _ = load_checkpoint(run_dir / "checkpoint.pt")
+    model, method, config, _ = load_checkpoint(run_dir / "checkpoint.safetensors")
     protocol = build_protocol(config, model)
     fit_only = getattr(method, "fit_only", False)
     out = {}

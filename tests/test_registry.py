@@ -16,7 +16,10 @@ from pml_hashing.data import (
 from pml_hashing.methods import (
     METHODS,
     TARGET_MINERS,
+    ClassifierMethod,
     DPNMethod,
+    ITQMethod,
+    LSHMethod,
     ProtocolFacts,
     SHBDNNMethod,
     UHBDNNMethod,
@@ -107,7 +110,14 @@ def test_a_name_must_be_a_non_empty_string(bad):
 
 
 def test_every_component_registered_itself_in_its_own_file():
-    assert dict(METHODS) == {"dpn": DPNMethod, "sh-bdnn": SHBDNNMethod, "uh-bdnn": UHBDNNMethod}
+    assert dict(METHODS) == {
+        "dpn": DPNMethod,
+        "sh-bdnn": SHBDNNMethod,
+        "uh-bdnn": UHBDNNMethod,
+        "classifier": ClassifierMethod,
+        "lsh": LSHMethod,
+        "itq": ITQMethod,
+    }
     assert dict(TARGET_MINERS) == {
         "random": RandomTargetMiner,
         "hadamard": HadamardTargetMiner,

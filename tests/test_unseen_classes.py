@@ -17,7 +17,7 @@ from pml_hashing.data.protocol import (
     unseen_class_count,
 )
 from pml_hashing.methods import create_method
-from pml_hashing.training import run_experiment
+from pml_hashing.training import load_checkpoint, run_experiment
 from tests.test_data_files import random_multi_hot, write_cifar, write_images, write_list
 
 SMALL = {"query_per_class": 5, "validation_per_class": 3}
@@ -101,9 +101,9 @@ def test_training_run_never_sees_an_unseen_class(tmp_path):
         )
     )
     splits = json.loads((tmp_path / "u" / "splits.json").read_text())
-    checkpoint = torch.load(tmp_path / "u" / "checkpoint.pt", weights_only=False)
-    assert checkpoint["num_classes"] == 8
-    assert checkpoint["method"]["loss.target_miner.targets"].shape == (8, 16)
+    _, method, _, payload = load_checkpoint(tmp_path / "u" / "checkpoint.safetensors")
+    assert method.num_classes == 8
+    assert method.target_miner.targets.shape == (8, 16)
     assert len(splits["unseen_classes"]) == 2
     assert metrics["sizes"]["query"] == 2 * 100  # digits keeps 100 queries per class
     assert metrics["sizes"]["validation"] == 8 * 2
