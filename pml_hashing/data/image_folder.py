@@ -8,7 +8,14 @@ import numpy as np
 
 from .image_list_dataset import ImageListDataset
 from .image_protocol import build_image_protocol
-from .protocol import Protocol, reuse_splits, split_per_class
+from .protocol import (
+    Protocol,
+    apply_unseen_classes,
+    resolve_unseen_classes,
+    reuse_splits,
+    split_per_class,
+    unseen_info,
+)
 from .protocol_registry import register_protocol
 
 IMAGE_FOLDER = "image-folder"
@@ -65,6 +72,7 @@ def load_image_folder(
     transform=None,
     image_size: int = 224,
     split_file=None,
+    unseen_classes=None,
 ) -> Protocol:
     """A retrieval protocol over ``root/<class>/<image>``, split per class with a seed.
 
@@ -86,6 +94,9 @@ def load_image_folder(
         transform: applied to each RGB PIL image; default :func:`default_transform`.
         image_size: side of the default transform's output.
         split_file: a JSON file from :meth:`Protocol.save_splits` to reuse.
+        unseen_classes: the unseen-class protocol (an int, ``"auto"`` or class ids; see
+            :func:`~pml_hashing.data.load_bundled`): training and validation hold the seen
+            classes (re-indexed), queries and database the unseen ones.
 
     Returns:
         A :class:`Protocol` with integer labels ``(N,)`` int64; ``info["classes"]`` names the
@@ -102,6 +113,8 @@ def load_image_folder(
         train_per_class=train_per_class,
         validation_per_class=validation_per_class,
     )
+    unseen = resolve_unseen_classes(unseen_classes, len(classes), seed, split_file)
+    fresh, train_labels, seen = apply_unseen_classes(fresh, labels, unseen, len(classes))
     splits, seed = reuse_splits(fresh, IMAGE_FOLDER, len(paths), seed, split_file)
     return build_image_protocol(
         IMAGE_FOLDER,
@@ -111,7 +124,8 @@ def load_image_folder(
         transform,
         image_size,
         seed,
-        num_classes=len(classes),
+        train_labels=train_labels,
+        num_classes=len(seen),
         topk=topk,
         multi_label=False,
         info={
@@ -119,6 +133,7 @@ def load_image_folder(
             "classes": classes,
             "query_per_class": query_per_class,
             "split_file": None if split_file is None else str(split_file),
+            **unseen_info(seen, unseen),
         },
     )
 
