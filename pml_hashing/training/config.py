@@ -211,6 +211,11 @@ class ExperimentConfig:
     mixed_precision: str | None = key(
         None, "mixed precision (None: accelerate's setting)", choices=("no", "fp16", "bf16")
     )
+    channels_last: bool = key(
+        True,
+        "channels-last memory format for the model and its 4-D inputs (convolutions run "
+        "~1.5x faster on CPU; no effect on models without 4-D weights)",
+    )
     seed: int = key(0, "seed of the split, the initialization and the data order", minimum=0)
     num_workers: int = key(0, "DataLoader worker processes", minimum=0, resume_may_change=True)
     num_threads: int | None = key(
