@@ -322,13 +322,14 @@ class TrackingCallback(Callback):
 
 
 class CheckpointCallback(Callback):
-    """A resumable checkpoint every ``checkpoint_every`` epochs (the last callback)."""
+    """A resumable checkpoint every ``checkpoint_every`` epochs and after the last epoch
+    (so that a finished run can be resumed with more epochs); the last callback."""
 
     name = "checkpoint"
 
     def on_epoch_end(self, trainer: Trainer, logs: dict) -> None:
         every = trainer.config.checkpoint_every
-        if every and trainer.epoch % every == 0:
+        if every and (trainer.epoch % every == 0 or trainer.epoch >= trainer.config.epochs):
             trainer.save_state()
 
 
