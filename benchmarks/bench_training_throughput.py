@@ -52,11 +52,21 @@ def recipe(flags: list[str]) -> dict:
         metrics = json.loads((Path(tmp) / "b" / "metrics.json").read_text())
     steps = metrics["sizes"]["train"] // metrics["batch_size"]
     rates = [steps / s for s in metrics["epoch_seconds"]]
+    loop = sum(metrics["epoch_seconds"])
     return {
         "wall": wall,
         "steps/s": statistics.median(rates[1:] or rates),
         "map": metrics["last_epoch"]["map"],
         "threads": metrics.get("torch_threads", "-"),
+        # where the wall time goes: process start-up and imports (accelerate launch, torch),
+        # the epochs' step loops, the rest of build + fit (data, model, checkpoints, the
+        # epochs' hooks), and the report (encoding, evaluation, final checkpoint)
+        "profile": {
+            "start-up": wall - metrics["total_seconds"],
+            "steps": loop,
+            "build + checkpoints + hooks": metrics["train_seconds"] - loop,
+            "evaluation + final write": metrics["total_seconds"] - metrics["train_seconds"],
+        },
     }
 
 
@@ -133,6 +143,18 @@ def main(argv=None) -> list[dict]:
         print(
             f"| {row['loop']} | {row['threads']} | {row['steps/s']:.2f} | {row['wall']:.1f} "
             f"| {row['map']:.4f} |"
+        )
+    if runs["recipe"]:
+        parts = runs["recipe"][0]["profile"]
+        print("\nrecipe wall time by phase, seconds (median over repeats):")
+        print("| " + " | ".join(parts) + " |")
+        print("|" + "---|" * len(parts))
+        print(
+            "| "
+            + " | ".join(
+                f"{statistics.median(r['profile'][k] for r in runs['recipe']):.1f}" for k in parts
+            )
+            + " |"
         )
     rate_ratio = rows[1]["steps/s"] / rows[0]["steps/s"]
     print(f"\nstep rate, recipe / plain (same model and batch): {rate_ratio:.3f} (goal >= 0.95)")

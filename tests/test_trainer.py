@@ -65,7 +65,7 @@ RESUME_FLAGS = [
     "--dataset", "digits", "--bits", "16", "--backbone-kwargs", "{widths: [8, 16]}",
     "--batch-size", "32", "--epochs", "4", "--target-miner", "adaptive", "--update-every", "2",
     "--validation-per-class", "5", "--log-with", "none", "--eval-batch-size", "256",
-    "--name", "run",
+    "--name", "run", "--checkpoint-every", "1",
 ]  # fmt: skip
 
 

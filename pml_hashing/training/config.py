@@ -222,6 +222,11 @@ class ExperimentConfig:
     mixed_precision: str | None = key(
         None, "mixed precision (None: accelerate's setting)", choices=("no", "fp16", "bf16")
     )
+    channels_last: bool = key(
+        True,
+        "channels-last memory format for the model and its 4-D inputs (convolutions run "
+        "~1.5x faster on CPU; no effect on models without 4-D weights)",
+    )
     seed: int = key(0, "seed of the split, the initialization and the data order", minimum=0)
     num_workers: int = key(0, "DataLoader worker processes", minimum=0, resume_may_change=True)
     num_threads: int | None = key(
@@ -238,7 +243,12 @@ class ExperimentConfig:
     ties: str = key("index", "tie rule of the reported mAP", choices=TIE_RULES)
     radius: int = key(2, "Hamming radius of the precision-within-radius metric", minimum=0)
     checkpoint_every: int = key(
-        1, "epochs between resumable checkpoints (0: never)", minimum=0, resume_may_change=True
+        # 5, not 1: a write costs ~0.3 s, 7% of the main job at 1; the last epoch and a stop
+        # at max_train_steps are written anyway
+        5,
+        "epochs between resumable checkpoints, and the last epoch (0: never)",
+        minimum=0,
+        resume_may_change=True,
     )
     resume: str | None = key(
         None, "a checkpoint folder, or 'latest' of this run", resume_may_change=True

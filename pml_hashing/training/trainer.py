@@ -50,7 +50,7 @@ from .checkpoint import (
     write_text_atomic,
 )
 from .config import RESUME_MAY_CHANGE, ExperimentConfig
-from .encoding import IndexedDataset, encode_dataset, encode_for_retrieval
+from .encoding import encode_dataset, encode_for_retrieval, indexed_for_loader
 from .run_folder import RunFolder, describe_differences
 from .threads import configure_threads
 from .trackers import build_trackers
@@ -324,13 +324,14 @@ class TrackingCallback(Callback):
 
 
 class CheckpointCallback(Callback):
-    """A resumable checkpoint every ``checkpoint_every`` epochs (the last callback)."""
+    """A resumable checkpoint every ``checkpoint_every`` epochs and after the last epoch
+    (so that a finished run can be resumed with more epochs); the last callback."""
 
     name = "checkpoint"
 
     def on_epoch_end(self, trainer: Trainer, logs: dict) -> None:
         every = trainer.config.checkpoint_every
-        if every and trainer.epoch % every == 0:
+        if every and (trainer.epoch % every == 0 or trainer.epoch >= trainer.config.epochs):
             trainer.save_state()
 
 
@@ -507,6 +508,8 @@ class Trainer:
         config, accelerator = self.config, self.accelerator
         in_chans = self.user_protocol.in_chans if self.user_protocol else _in_chans(config)
         model = build_model(config, in_chans)
+        if config.channels_last:  # measured: ~1.5x the CPU step rate of the small CNN
+            model = model.to(memory_format=torch.channels_last)
         self.in_chans = in_chans
         if self.user_protocol is not None:
             protocol = self.user_protocol
@@ -521,8 +524,9 @@ class Trainer:
         if accelerator.is_main_process:
             protocol.save_splits(self.run_dir / "splits.json")
 
+        train_set, collate_fn = indexed_for_loader(protocol.train)
         train_loader = DataLoader(
-            IndexedDataset(protocol.train),
+            train_set,
             batch_size=config.batch_size,
             shuffle=True,
             # Full global batches only: a short last batch cannot be split evenly across
@@ -531,6 +535,7 @@ class Trainer:
             drop_last=len(protocol.train) >= config.batch_size,
             num_workers=config.num_workers,
             generator=torch.Generator().manual_seed(config.seed),
+            collate_fn=collate_fn,  # in-memory tensors: one index per batch, same batches
         )
         groups = model.parameter_groups(config.lr, config.backbone_lr_multiplier)
         method_parameters = [p for p in self.method.parameters() if p.requires_grad]
@@ -714,6 +719,8 @@ class Trainer:
             for i, (images, labels, indices) in enumerate(self.train_loader):
                 if i < skip:  # resuming inside this epoch: the same order, these are done
                     continue
+                if config.channels_last and images.dim() == 4:
+                    images = images.contiguous(memory_format=torch.channels_last)
                 with accelerator.accumulate(model):
                     with accelerator.autocast():
                         outputs = model(images)
