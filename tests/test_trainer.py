@@ -131,7 +131,7 @@ def test_step_limit_mid_epoch_is_saved_and_resumed_mid_epoch(tmp_path):
 def test_resume_refuses_a_changed_config_and_names_the_keys(tmp_path):
     run_experiment(tiny_config(tmp_path, epochs=1))
     for change, key in (
-        ({"lr": 0.1}, r"lr \(checkpoint 0.003, now 0.1\)"),
+        ({"lr": 0.1}, r"lr \(checkpoint 0.015, now 0.1\)"),
         ({"target_miner": "hadamard"}, "target_miner"),
         ({"dataset": "mnist-5k"}, "dataset"),
         ({"epochs": 3}, "epochs may change only with scheduler none"),
@@ -232,7 +232,7 @@ def test_two_runs_into_one_folder(tmp_path):
     with pytest.raises(ValueError, match=r"another config.*lr .*--overwrite"):
         run_experiment(tiny_config(tmp_path, epochs=1, lr=0.01))
     first = json.loads((tmp_path / "tiny" / "run.json").read_text())["config"]
-    assert first["lr"] == 0.003
+    assert first["lr"] == 0.015  # the default
     replaced = run_experiment(tiny_config(tmp_path, epochs=1, lr=0.01, overwrite=True))
     assert json.loads((tmp_path / "tiny" / "run.json").read_text())["config"]["lr"] == 0.01
     written = json.loads((tmp_path / "tiny" / "metrics.json").read_text())

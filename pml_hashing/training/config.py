@@ -204,13 +204,17 @@ class ExperimentConfig:
         default_factory=dict, help="more arguments of the method as a YAML mapping"
     )
     epochs: int = key(
-        15,
+        10,
         "training epochs (may grow on resume with scheduler none)",
         minimum=1,
         resume_may_change=True,
     )
     batch_size: int = key(64, "global batch, split across processes", minimum=1)
-    lr: float = key(3e-3, "learning rate", greater_than=0.0)
+    lr: float = key(
+        1.5e-2,
+        "learning rate (the main job's, chosen on its validation split with 10 epochs)",
+        greater_than=0.0,
+    )
     weight_decay: float | None = key(
         None, "weight decay (None: BDNN's l1 for BDNN methods, else 1e-4)", minimum=0.0
     )
