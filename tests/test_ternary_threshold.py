@@ -249,3 +249,9 @@ def test_run_reports_the_threshold_chosen_on_validation(tmp_path):
     best = max(scores.values())
     assert report["ternary_threshold"] == min(float(t) for t, m in scores.items() if m == best)
     assert "method" in metrics["history"][0]  # per-epoch method stats are kept
+    # evaluating the checkpoint again uses the threshold the run chose, and gives its numbers
+    from pml_hashing.training import evaluate_checkpoint
+
+    again = evaluate_checkpoint(tmp_path / "auto")
+    assert again["ternary_threshold"] == report["ternary_threshold"]
+    assert again["map_ternary"] == pytest.approx(report["map_ternary"], abs=1e-9)

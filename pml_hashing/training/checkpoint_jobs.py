@@ -92,12 +92,17 @@ def evaluate_checkpoint(
     Returns:
         The :func:`~pml_hashing.evaluation.retrieval_report` of the query and database
         (``topk`` defaults to the protocol's R; ``seed``, of ``ties="random"``, to the
-        run's), plus ``checkpoint``, ``dataset``, ``num_query`` and ``num_database``.
+        run's; the DPN-T threshold is the run's, the one it chose for ``auto``), plus
+        ``checkpoint``, ``dataset``, ``num_query`` and ``num_database``.
     """
-    model, method, config, _ = load_checkpoint(checkpoint)
+    model, method, config, payload = load_checkpoint(checkpoint)
     protocol = _protocol_for(config, model, dataset, root, split_file)
     query = encode_for_retrieval(model, method, protocol.query, batch_size, accelerator)
     database = encode_for_retrieval(model, method, protocol.database, batch_size, accelerator)
+    threshold = config.ternary_threshold
+    if threshold == "auto":  # the threshold the run chose on its validation split
+        last = payload.get("extra", {}).get("metrics", {}).get("last_epoch", {})
+        threshold = last.get("ternary_threshold")
     report = retrieval_report(
         *query,
         *database,
@@ -106,6 +111,7 @@ def evaluate_checkpoint(
         radius=radius,
         ternary_margin=method.retrieval_margin(),
         seed=config.seed if seed is None else seed,
+        ternary_threshold=threshold if method.retrieval_margin() is not None else None,
     )
     report["num_query"], report["num_database"] = len(query[0]), len(database[0])
     report["checkpoint"] = str(checkpoint)
