@@ -76,6 +76,7 @@ def train_and_measure(spec: dict, work_dir: Path) -> dict:
         bits=spec["bits"],
         seed=spec["seed"],
         epochs=spec["epochs"],
+        lr=3e-3,  # the setting these tables were measured with (the job's default then)
         backbone="hashing_cnn_small",
         backbone_kwargs={"widths": [16, 32, 64]},
         validation_per_class=spec["validation_per_class"],
