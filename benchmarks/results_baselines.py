@@ -345,14 +345,8 @@ def plots(records, datasets, bits_list, plot_dir: Path) -> list[Path]:
         for j, protocol in enumerate(PROTOCOLS):
             ax = axes[i][j]
             for label in ORDER:
-                for r in records:
-                    if (r["dataset"], r["protocol"], r["method"], r["bits"], r["seed"]) == (
-                        dataset,
-                        protocol,
-                        label,
-                        32,
-                        0,  # fmt: skip
-                    ) and "pr_radius" in r:
+                for r in records_of(records, dataset, protocol, label, bits=32, seed=0):
+                    if "pr_radius" in r:
                         pr = r["pr_radius"]
                         ax.plot(pr["recall"], pr["precision"], markersize=3, **look(label))
             ax.set_xlabel("recall (Hamming ball of radius r = 0..32)")
@@ -370,14 +364,8 @@ def plots(records, datasets, bits_list, plot_dir: Path) -> list[Path]:
         for j, protocol in enumerate(PROTOCOLS):
             ax = axes[i][j]
             for label in ORDER:
-                for r in records:
-                    if (r["dataset"], r["protocol"], r["method"], r["bits"], r["seed"]) == (
-                        dataset,
-                        protocol,
-                        label,
-                        32,
-                        0,  # fmt: skip
-                    ) and r.get("train_loss"):
+                for r in records_of(records, dataset, protocol, label, bits=32, seed=0):
+                    if r.get("train_loss"):
                         loss = np.asarray(r["train_loss"])
                         ax.plot(np.arange(1, len(loss) + 1), loss / loss[0], **look(label))
             ax.set_xlabel("epoch")
@@ -389,6 +377,12 @@ def plots(records, datasets, bits_list, plot_dir: Path) -> list[Path]:
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
     save(fig, "training_curves.png")
     return written
+
+
+def records_of(records, dataset, protocol, method, bits, seed) -> list[dict]:
+    """The records of one cell (a rerun appends another)."""
+    key = (dataset, seed, bits, method, protocol)
+    return [r for r in records if cell_key(r) == key]
 
 
 def missing(records, datasets, bits_list, seeds) -> list[tuple]:
