@@ -925,7 +925,7 @@ def _evaluate(model, method, protocol, config: ExperimentConfig, accelerator) ->
     threshold, selection = config.ternary_threshold, None
     if threshold == "auto" and margin is not None:
         val_out, val_labels, val_db_out, val_db_labels = _validation_against_reference(
-            model, method, protocol, config, accelerator
+            model, method, protocol, config, accelerator, database=(db_out, db_labels)
         )
         selection = select_ternary_threshold(
             val_out,
@@ -959,18 +959,23 @@ def _evaluate(model, method, protocol, config: ExperimentConfig, accelerator) ->
     return report
 
 
-def _validation_against_reference(model, method, protocol, config, accelerator):
+def _validation_against_reference(model, method, protocol, config, accelerator, database=None):
     """Validation outputs, and the outputs of what they search: the database minus the
     validation items themselves (each would retrieve itself first), or, under the
     unseen-class protocol, whose database holds unseen classes only, the training set.
-    Never the queries."""
-    reference = protocol.train if protocol.info.get("unseen_classes") else protocol.database
+    Never the queries. ``database``: the database's ``(outputs, labels)`` when the caller
+    has already encoded it."""
+    unseen = protocol.info.get("unseen_classes")
+    reference = protocol.train if unseen else protocol.database
     val_out, val_labels = encode_for_retrieval(
         model, method, protocol.validation, config.eval_batch_size, accelerator, config.num_workers
     )
-    ref_out, ref_labels = encode_for_retrieval(
-        model, method, reference, config.eval_batch_size, accelerator, config.num_workers
-    )
+    if database is not None and not unseen:
+        ref_out, ref_labels = database
+    else:
+        ref_out, ref_labels = encode_for_retrieval(
+            model, method, reference, config.eval_batch_size, accelerator, config.num_workers
+        )
     val_ids = set(int(i) for i in getattr(protocol.validation, "indices", []))
     ref_ids = getattr(reference, "indices", None)
     if ref_ids is not None and val_ids:
