@@ -296,6 +296,7 @@ def test_two_runs_started_at_once_do_not_crash(tmp_path):
         ({"dataset": "mnist5k"}, "dataset must be one of"),
         ({"margin": float("inf")}, "margin must be a finite number"),
         ({"margin": 0}, "margin must be > 0"),
+        ({"weight_decay": -1.0}, "weight_decay must be >= 0.0"),
         ({"method": "sh-bdnn", "target_miner": "adaptive"}, "target_miner applies to method dpn"),
     ],
 )

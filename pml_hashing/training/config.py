@@ -418,6 +418,20 @@ def _describe(value) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
+def _check_union(name: str, value, alternatives: tuple[type, ...]):
+    """A key that takes one of several kinds of value (its own checks come after, in
+    ``validate``; such keys declare no choices or bounds)."""
+    if float in alternatives and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigValueError(name, f"{name} must be a finite number; got {value}")
+        return value
+    if isinstance(value, alternatives):
+        return value
+    kinds = " or ".join(a.__name__ for a in alternatives)
+    raise ConfigValueError(name, f"{name} must be {kinds}; got {_describe(value)}")
+
+
 def _check_value(name: str, value, hint, metadata):
     args = typing.get_args(hint)
     nullable = type(None) in args
@@ -426,16 +440,9 @@ def _check_value(name: str, value, hint, metadata):
         if nullable:
             return None
         raise ConfigValueError(name, f"{name} must not be None (null)")
-    if isinstance(value, bool) and bool in args:  # e.g. pretrained: true | path
-        return value
     alternatives = tuple(a for a in args if isinstance(a, type) and a is not type(None))
-    if len(alternatives) > 2 and isinstance(value, alternatives):  # e.g. unseen_classes
-        return value
-    if float in args and isinstance(value, numbers.Real) and not isinstance(value, bool):
-        value = float(value)  # e.g. ternary_threshold: 0.5 | auto
-        if not math.isfinite(value):
-            raise ConfigValueError(name, f"{name} must be a finite number; got {value}")
-        return value
+    if len(alternatives) > 1:  # pretrained: true | path, ternary_threshold: 0.5 | auto, ...
+        return _check_union(name, value, alternatives)
     if base is bool:
         if not isinstance(value, bool):
             raise ConfigValueError(name, f"{name} must be true or false; got {_describe(value)}")
