@@ -49,6 +49,19 @@ class CodeHead(nn.Module):
         return codes
 
 
+class _RetrievalNetwork(nn.Module):
+    """A checkpoint's model followed by its method's retrieval map: the identity for DPN and
+    BDNN, centred class probabilities for the classifier, projections of the flattened
+    pixels for LSH and ITQ (the codes the run's report and ``encode_checkpoint`` give)."""
+
+    def __init__(self, model: nn.Module, method: nn.Module):
+        super().__init__()
+        self.model, self.method = model, method
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.method.retrieval_outputs(self.method.retrieval_encoder(self.model)(x))
+
+
 def _example(model: nn.Module, example) -> torch.Tensor:
     """The example batch to trace with: the one given, or zeros of the model's input size."""
     if example is not None:
@@ -178,17 +191,20 @@ def encode(
     """
     if (checkpoint is None) == (model is None):
         raise ValueError("give exactly one of checkpoint= and model=")
-    image_size = None
+    image_size, method = None, None
     if checkpoint is not None:
         from .training import load_checkpoint
 
-        model, _, config, _ = load_checkpoint(checkpoint)
+        model, method, config, _ = load_checkpoint(checkpoint)
         image_size = getattr(config, "image_size", None)
     if batch_size is None or int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size!r}")
     if device is not None:
         model = model.to(device)
-    head = CodeHead(model, "codes", ternary_margin)
+    network = model
+    if method is not None:
+        network = _RetrievalNetwork(model, method.to(next(model.parameters()).device))
+    head = CodeHead(network, "codes", ternary_margin)
     batches = _batches(data, model, image_size, int(batch_size))
     device = next(model.parameters()).device
     was_training = model.training

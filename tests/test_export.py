@@ -57,6 +57,23 @@ def test_encode_checkpoint_in_one_call_matches_the_models_outputs(checkpoint):
     np.testing.assert_array_equal(encode(images[0], model=model).numpy(), expected[:1])
 
 
+def test_encode_of_a_fit_only_checkpoint_gives_the_runs_codes(tmp_path):
+    # ITQ reads pixels, not the network: encode() must give the codes the run evaluated
+    from pml_hashing.training import encode_checkpoint
+
+    run_experiment(
+        dict(
+            name="itq", output_dir=str(tmp_path), dataset="digits", bits=16, method="itq",
+            log_with="none", progress=False, checkpoint_every=0,
+        )
+    )  # fmt: skip
+    run = tmp_path / "itq"
+    protocol = load_protocol("digits")
+    images = torch.stack([protocol.query[i][0] for i in range(50)])
+    expected = encode_checkpoint(run, split="query")["codes"][:50]
+    np.testing.assert_array_equal(encode(images, checkpoint=run, batch_size=16).numpy(), expected)
+
+
 def test_encode_of_pil_images_uses_the_backbones_transform(tmp_path):
     from PIL import Image
     from timm.data import create_transform

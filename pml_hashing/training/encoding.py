@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
@@ -116,10 +118,12 @@ def encode_dataset(
     )
     if accelerator is not None:
         loader = accelerator.prepare_data_loader(loader)
+    # a module without weights (flattened pixels for LSH / ITQ) runs on the CPU
+    weight = next(itertools.chain(model.parameters(), model.buffers()), None)
+    device = torch.device("cpu") if weight is None else weight.device
     outputs, labels, inputs = [], [], []
     for images, targets in loader:
         if accelerator is None:
-            device = next(model.parameters()).device
             images = images.to(device)
             out = model(images)
         else:
