@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_integer
+
 
 def as_feature_matrix(x, name: str = "x", num_features: int | None = None) -> np.ndarray:
     """``x`` (a numpy array or torch tensor, ``(N, D)`` real) as C-contiguous float32."""
@@ -27,9 +29,7 @@ def as_feature_matrix(x, name: str = "x", num_features: int | None = None) -> np
 
 
 def check_num_bits(num_bits) -> int:
-    if isinstance(num_bits, bool) or not isinstance(num_bits, (int, np.integer)) or num_bits < 1:
-        raise ValueError(f"num_bits must be a positive integer; got {num_bits!r}")
-    return int(num_bits)
+    return check_integer(num_bits, "num_bits", minimum=1)
 
 
 def sign_codes(projections: np.ndarray) -> np.ndarray:

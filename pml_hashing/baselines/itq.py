@@ -5,6 +5,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+from .._validation import check_integer
 from ._common import as_feature_matrix, check_num_bits, sign_codes
 
 
@@ -41,14 +42,8 @@ class ITQ:
 
     def __init__(self, num_bits: int, iterations: int = 50, seed: int = 0):
         self.num_bits = check_num_bits(num_bits)
-        if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)):
-            raise TypeError(f"iterations must be an int; got {type(iterations).__name__}")
-        if iterations < 0:
-            raise ValueError(f"iterations must be >= 0; got {iterations}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an int; got {type(seed).__name__}")
-        self.iterations = int(iterations)
-        self.seed = int(seed)
+        self.iterations = check_integer(iterations, "iterations", minimum=0)
+        self.seed = check_integer(seed, "seed")
         self.mean: np.ndarray | None = None
         self.pca: np.ndarray | None = None
         self.rotation: np.ndarray | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+from .._validation import check_integer
 from ._common import as_feature_matrix, check_num_bits, sign_codes
 
 
@@ -32,9 +33,7 @@ class LSH:
 
     def __init__(self, num_bits: int, seed: int = 0, center: bool = True):
         self.num_bits = check_num_bits(num_bits)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an int; got {type(seed).__name__}")
-        self.seed = int(seed)
+        self.seed = check_integer(seed, "seed")
         self.center = bool(center)
         self.mean: np.ndarray | None = None
         self.projection: np.ndarray | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._validation import check_integer
 from .protocol import Protocol
 
 SPLITS = ("train", "query", "database", "validation")
@@ -23,8 +24,7 @@ def resize_protocol(protocol: Protocol, image_size: int) -> Protocol:
     """
     from torchvision.transforms import Compose, Resize
 
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"image_size must be a positive integer; got {image_size!r}")
+    image_size = check_integer(image_size, "image_size", minimum=1)
     resize = Resize((image_size, image_size), antialias=True)
     for key in SPLITS:
         dataset = getattr(protocol, key)

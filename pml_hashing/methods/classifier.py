@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._validation import check_integer
 from .base import METHODS, HashingMethod
 
 __all__ = ["ClassifierMethod"]
@@ -45,10 +46,9 @@ class ClassifierMethod(HashingMethod):
     name = "classifier"
 
     def __init__(self, num_classes: int, num_bits: int, seed: int = 0):
+        num_classes = check_integer(num_classes, "num_classes", minimum=1)
+        num_bits = check_integer(num_bits, "num_bits", minimum=1)
         super().__init__(num_classes, num_bits)
-        for arg, value in (("num_classes", num_classes), ("num_bits", num_bits)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{arg} must be a positive integer; got {value!r}")
         if num_bits < num_classes:
             raise ValueError(
                 f"num_bits must be at least num_classes = {num_classes} (one bit per class); "
