@@ -387,7 +387,9 @@ class Trainer:
         self.batch_in_epoch = 0
         self.global_step = 0
         self.history: list[dict] = []
-        self.epoch_losses: list[float] = []
+        # this epoch's global batch losses: 0-d tensors until the epoch's end (a float() per
+        # step would wait for the device every step), floats once read back
+        self.epoch_losses: list = []
         self.epoch_seconds = 0.0
         self.stopped_mid_epoch = False
         self._built = False
@@ -602,7 +604,7 @@ class Trainer:
                 "callbacks": {c.name: c.state_dict() for c in self.callbacks},
                 "progress": self._progress(),
                 "history": self.history,
-                "epoch_losses": self.epoch_losses,
+                "epoch_losses": [float(loss) for loss in self.epoch_losses],
                 "epoch_seconds": self.epoch_seconds,
             }
             write_state_part(tmp, "shared", shared)
@@ -731,12 +733,13 @@ class Trainer:
                     optimizer.zero_grad()
                 # the global mean, identical on every process
                 global_loss = accelerator.reduce(loss.detach().float(), reduction="mean")
-                self.epoch_losses.append(float(global_loss))
+                self.epoch_losses.append(global_loss)
                 if accelerator.sync_gradients:
                     self.global_step += 1
                 self.batch_in_epoch = i + 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{self.epoch_losses[-1]:.3f}", refresh=False)
+                if not bar.disable:  # drawn on a terminal only: the one per-step read
+                    bar.set_postfix(loss=f"{float(global_loss):.3f}", refresh=False)
                 for callback in self.callbacks:
                     callback.on_step_end(self)
                 if limit is not None and self.global_step >= limit and i + 1 < num_batches:
@@ -758,7 +761,7 @@ class Trainer:
         return self
 
     def _end_epoch(self) -> None:
-        losses = self.epoch_losses
+        losses = [float(loss) for loss in self.epoch_losses]
         logs = {"train/loss": sum(losses) / max(len(losses), 1), "epoch": self.epoch + 1}
         method_stats = self.method.on_epoch_end(self.epoch)
         logs.update(method_stats)
