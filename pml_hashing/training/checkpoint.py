@@ -27,15 +27,16 @@ CHECKPOINT_FORMAT = "pml-hashing-checkpoint-v2"
 CHECKPOINT_NAME = "checkpoint.safetensors"
 
 
-def atomic_torch_save(obj, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace``: an
-    interrupted save never leaves a half-written file in place."""
+def _write_atomic(path, write) -> Path:
+    """``write(tmp)`` to a unique temporary file in the same folder, then ``os.replace``: an
+    interrupted write never leaves a half-written file in place, and two writers never
+    share a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -58,16 +59,7 @@ def replace_directory(tmp_dir: Path, final_dir: Path) -> None:
 
 def write_text_atomic(path, text: str) -> Path:
     """Write a text file through a unique temporary file in the same folder."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return _write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _sha256_file(path: Path) -> str:
@@ -150,19 +142,11 @@ def _not_safetensors_reason(path: Path) -> str:
 def write_safetensors(path, tensors: dict, meta: dict) -> Path:
     """Write tensors and a JSON ``meta`` dict to one safetensors file, atomically, with a
     sha256 digest of both in its header (checked by :func:`read_safetensors`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(meta, sort_keys=True)
     header = {"meta": text, "sha256": _tensor_digest(tensors, text)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        safetensors.torch.save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return _write_atomic(
+        path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata=header)
+    )
 
 
 def read_safetensors(path) -> tuple[dict, dict]:
