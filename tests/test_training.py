@@ -15,7 +15,7 @@ from pml_hashing.training import (
     parse_config,
     run_experiment,
 )
-from pml_hashing.training.checkpoint import atomic_torch_save
+from pml_hashing.training.checkpoint import read_safetensors, write_safetensors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,18 +142,21 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_interrupted_save_leaves_the_previous_checkpoint_in_place(tmp_path, monkeypatch):
-    path = tmp_path / "checkpoint.pt"
-    atomic_torch_save({"version": 1}, path)
+    import safetensors.torch
 
-    def broken_save(obj, f, *args, **kwargs):
-        Path(f).write_bytes(b"half a checkpo")
+    path = tmp_path / "checkpoint.safetensors"
+    write_safetensors(path, {"w": torch.ones(2)}, {"version": 1})
+
+    def broken_save(tensors, filename, *args, **kwargs):
+        Path(filename).write_bytes(b"half a checkpo")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(torch, "save", broken_save)
+    monkeypatch.setattr(safetensors.torch, "save_file", broken_save)
     with pytest.raises(KeyboardInterrupt):
-        atomic_torch_save({"version": 2}, path)
+        write_safetensors(path, {"w": torch.zeros(2)}, {"version": 2})
     monkeypatch.undo()
-    assert torch.load(path) == {"version": 1}
+    tensors, meta = read_safetensors(path)
+    assert meta == {"version": 1} and torch.equal(tensors["w"], torch.ones(2))
     assert list(tmp_path.iterdir()) == [path]
 
 
