@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -257,6 +258,36 @@ def test_a_live_lock_is_refused_and_a_stale_one_taken_over(tmp_path):
     (folder / ".lock").write_text(json.dumps(lock | {"pid": dead.pid}))
     run_experiment(tiny_config(tmp_path, epochs=1))
     assert not (folder / ".lock").exists()
+
+
+def _claim(folder, start, results):
+    from pml_hashing.training.run_folder import RunFolder
+
+    start.wait()
+    try:
+        RunFolder(folder, ExperimentConfig.from_dict({})).acquire(resuming=False)
+        results.put("claimed")
+        time.sleep(2)  # hold the folder while the others try
+    except ValueError as error:
+        results.put(str(error))
+
+
+def test_many_runs_claiming_one_folder_at_once_leave_exactly_one_owner(tmp_path):
+    # A lock created empty and written afterwards reads as stale to a run that looks in
+    # between, and two runs then both own the folder: the lock is created with its content.
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    start, results = context.Event(), context.Queue()
+    workers = [context.Process(target=_claim, args=(tmp_path, start, results)) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    outcomes = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert outcomes.count("claimed") == 1, outcomes
+    assert all("is in use by process" in o for o in outcomes if o != "claimed"), outcomes
 
 
 def test_two_runs_started_at_once_do_not_crash(tmp_path):

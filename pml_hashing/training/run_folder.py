@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,42 +64,60 @@ class RunFolder:
 
     # ------------------------------------------------------------------ lock
     def _write_lock(self) -> bool:
+        """Create the lock with its content in one step, or return False if one exists.
+
+        The record is written to a unique file first and then hard-linked to ``.lock``
+        (which fails if ``.lock`` exists), so no other process ever reads a lock that is
+        still empty: an empty lock would read as stale and be taken over by a second run.
+        """
         record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()})
+        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=f"{LOCK_FILE}.", suffix=".tmp")
         try:
-            fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as f:
-            f.write(record)
-        return True
+            with os.fdopen(fd, "w") as f:
+                f.write(record)
+            try:
+                os.link(tmp, self.lock_path)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            os.remove(tmp)
 
     def _lock(self) -> None:
-        if self._write_lock():
-            self._locked = True
-            return
-        try:
-            holder = json.loads(self.lock_path.read_text())
-            pid, host = int(holder["pid"]), str(holder["host"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pid, host = None, None  # unreadable: a writer that died mid-write
-        live = pid is not None and (host != socket.gethostname() or _process_alive(pid))
-        if live and pid != os.getpid() and not self.config.overwrite:
-            raise ValueError(
-                f"{self.run_dir} is in use by process {pid} on {host} (lock file "
-                f"{self.lock_path}); wait for it to finish, give another --name, or pass "
-                "--overwrite (config key overwrite) to take the folder over"
-            )
-        if live and pid == os.getpid() and not self.config.overwrite:
-            raise ValueError(
-                f"{self.run_dir} is in use by another run of this process (lock file "
-                f"{self.lock_path}); give another --name, or pass --overwrite"
-            )
-        # a stale lock (its process is gone), or overwrite: take it over
-        write_text_atomic(
-            self.lock_path,
-            json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}),
+        # A few tries: between reading a stale lock and removing it, another run may take it.
+        for _ in range(5):
+            if self._write_lock():
+                self._locked = True
+                return
+            try:
+                holder = json.loads(self.lock_path.read_text())
+                pid, host = int(holder["pid"]), str(holder["host"])
+            except FileNotFoundError:
+                continue  # released in the meantime: try again
+            except (OSError, ValueError, KeyError, TypeError):
+                pid, host = None, None  # unreadable: not written by this package's lock
+            live = pid is not None and (host != socket.gethostname() or _process_alive(pid))
+            if live and not self.config.overwrite:
+                if pid == os.getpid():
+                    raise ValueError(
+                        f"{self.run_dir} is in use by another run of this process (lock file "
+                        f"{self.lock_path}); give another --name, or pass --overwrite"
+                    )
+                raise ValueError(
+                    f"{self.run_dir} is in use by process {pid} on {host} (lock file "
+                    f"{self.lock_path}); wait for it to finish, give another --name, or pass "
+                    "--overwrite (config key overwrite) to take the folder over"
+                )
+            # a stale lock (its process is gone), or overwrite: remove it and claim it anew,
+            # through the same exclusive step, so two runs never both take a stale lock over
+            try:
+                self.lock_path.unlink()
+            except FileNotFoundError:
+                pass
+        raise ValueError(
+            f"could not lock {self.run_dir}: other runs keep taking {self.lock_path}; "
+            "give this run another --name"
         )
-        self._locked = True
 
     def release(self) -> None:
         if not self._locked:
