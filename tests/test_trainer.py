@@ -423,6 +423,23 @@ def test_own_protocol_and_own_data_sets(tmp_path):
     assert loose["last_epoch"]["num_database"] == len(protocol.database)
 
 
+def test_a_run_on_data_from_python_is_not_silently_evaluated_on_the_configs_dataset(tmp_path):
+    # The config says digits (seed 0); the run trained on another split of it (seed 1).
+    from pml_hashing.data import load_protocol
+    from pml_hashing.training import encode_checkpoint, evaluate_checkpoint
+
+    protocol = load_protocol("digits", seed=1)
+    protocol.name = "my-digits"
+    metrics = run_experiment(tiny_config(tmp_path, name="own", epochs=1), protocol=protocol)
+    checkpoint = tmp_path / "own" / "checkpoint.safetensors"
+    for job in (evaluate_checkpoint, encode_checkpoint):
+        with pytest.raises(ValueError, match="trained on data given from Python.*'my-digits'"):
+            job(checkpoint)
+    # asked for a registered data set by name, the user gets that data set's numbers
+    report = evaluate_checkpoint(checkpoint, dataset="digits")
+    assert report["dataset"] == "digits" and report["num_query"] == metrics["sizes"]["query"]
+
+
 def test_a_rerun_of_the_same_config_with_csv_logs_replaces_the_first(tmp_path):
     first = run_experiment(tiny_config(tmp_path, epochs=1, log_with="csv"))
     again = run_experiment(tiny_config(tmp_path, epochs=1, log_with="csv"))

@@ -15,9 +15,20 @@ from .encoding import encode_for_retrieval
 SPLITS = ("train", "query", "database", "validation")
 
 
-def _protocol_for(config: ExperimentConfig, model, dataset, root, split_file):
+def _protocol_for(config: ExperimentConfig, model, dataset, root, split_file, payload):
     from .loop import build_protocol
 
+    own = payload.get("extra", {}).get("data") or {}
+    if own and dataset is None:
+        # The config's dataset key is not what the run trained on: rebuilding it would
+        # encode or evaluate other data and return a number that looks like the run's.
+        raise ValueError(
+            f"this checkpoint was trained on data given from Python (protocol "
+            f"{own.get('protocol')!r}, {own.get('sizes')} train/query/database items), which "
+            "cannot be rebuilt from the checkpoint: pass dataset= (and root=) to evaluate "
+            "on a registered data set, or encode your own data with "
+            "pml_hashing.encode(data, checkpoint) and evaluate with retrieval_report"
+        )
     overrides = {}
     if dataset is not None:
         overrides["dataset"] = dataset
@@ -49,14 +60,16 @@ def encode_checkpoint(
             ``pml-hashing index build``.
         dataset, root, split_file: override the checkpoint's data (default: the same
             data set and seed, so the split is the one the model was evaluated on).
+            A run trained on data given from Python (``run_experiment(config, protocol)``)
+            cannot be rebuilt: ``dataset`` is then required, else a ValueError.
 
     Returns:
         The arrays as a dict.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
-    model, method, config, _ = load_checkpoint(checkpoint)
-    protocol = _protocol_for(config, model, dataset, root, split_file)
+    model, method, config, payload = load_checkpoint(checkpoint)
+    protocol = _protocol_for(config, model, dataset, root, split_file, payload)
     data = getattr(protocol, split)
     if data is None:
         raise ValueError(f"the protocol has no {split} split (set validation_per_class)")
@@ -89,6 +102,9 @@ def evaluate_checkpoint(
     """Encode query and database with a checkpoint's model and report retrieval quality
     (binary and, for DPN, ternary mAP@R; precision within Hamming radius ``radius``).
 
+    Like :func:`encode_checkpoint`, it rebuilds the run's data set from its config; a run
+    trained on data given from Python needs ``dataset`` (else a ValueError).
+
     Returns:
         The :func:`~pml_hashing.evaluation.retrieval_report` of the query and database
         (``topk`` defaults to the protocol's R; ``seed``, of ``ties="random"``, to the
@@ -96,7 +112,7 @@ def evaluate_checkpoint(
         ``checkpoint``, ``dataset``, ``num_query`` and ``num_database``.
     """
     model, method, config, payload = load_checkpoint(checkpoint)
-    protocol = _protocol_for(config, model, dataset, root, split_file)
+    protocol = _protocol_for(config, model, dataset, root, split_file, payload)
     query = encode_for_retrieval(model, method, protocol.query, batch_size, accelerator)
     database = encode_for_retrieval(model, method, protocol.database, batch_size, accelerator)
     threshold = config.ternary_threshold
