@@ -414,6 +414,40 @@ def test_hashnet_imagenet_lists_give_integer_labels(tmp_path):
     assert len(protocol.train) == 100
 
 
+def test_hashnet_database_repeating_train_images_names_each_image_once(tmp_path, monkeypatch):
+    # HashNet's database.txt repeats the train.txt images: a validation item held out of
+    # training must not stay in the database it is validated against under another index.
+    import torch
+
+    from pml_hashing.training import trainer
+
+    root = tmp_path
+    names = write_images(root / "images", 300 + 10 + 50)
+    train_names, test_names, extra = names[:300], names[300:310], names[310:]
+    train_labels = one_hot(np.arange(300) % 100, 100)
+    write_list(root / "train.txt", train_names, train_labels)
+    write_list(root / "test.txt", test_names, one_hot(np.arange(10), 100))
+    database_labels = np.concatenate([train_labels, one_hot(np.arange(50), 100)])
+    write_list(root / "database.txt", train_names + extra, database_labels)
+    protocol = load_protocol("imagenet-100", root=root, validation_per_class=1)
+    database = protocol.database
+    assert [database.path(i) for i in range(len(database))] == [
+        str(root / n) for n in train_names + extra
+    ]
+    assert database.labels.tolist() == database_labels.argmax(1).tolist()
+    # the reference set of validation: the database minus the validation images
+    fake = type("Config", (), {"eval_batch_size": 64, "num_workers": 0})()
+
+    def source_indices(model, method, data, *args, **kwargs):  # "outputs": the source index
+        return torch.as_tensor(np.asarray(data.indices))[:, None].float(), torch.zeros(len(data))
+
+    monkeypatch.setattr(trainer, "encode_for_retrieval", source_indices)
+    val_out, _, ref_out, _ = trainer._validation_against_reference(None, None, protocol, fake, None)
+    held_out = set(val_out[:, 0].int().tolist())
+    assert len(held_out) == 100 and not held_out & set(ref_out[:, 0].int().tolist())
+    assert len(ref_out) == len(database) - 100
+
+
 def test_hashnet_lists_refuse_query_sizes(tmp_path):
     root = write_hashnet(tmp_path, multi_label=True)
     with pytest.raises(ValueError, match="fix the query and training sets"):

@@ -96,6 +96,21 @@ def _single_labels(multi_hot: np.ndarray, list_path: Path) -> np.ndarray:
     return multi_hot.argmax(axis=1).astype(np.int64)
 
 
+def _database_rows(listed: list[str], n_train: int, start: int) -> np.ndarray:
+    """Source indices of ``database.txt``'s lines (from ``start``), one index per image.
+
+    HashNet's database list repeats the training images: a line that lists an image of
+    ``train.txt`` gets that image's ``train.txt`` index, so a validation item held out of
+    training is also held out of the set it is validated against (each would otherwise
+    find its own copy at distance 0) and the split file names each image once.
+    """
+    first: dict[str, int] = {}
+    for i in range(n_train):
+        first.setdefault(listed[i], i)
+    rows = range(start, len(listed))
+    return np.fromiter((first.get(listed[i], i) for i in rows), dtype=np.int64, count=len(rows))
+
+
 def load_image_list_protocol(
     name: str,
     root=None,
@@ -125,7 +140,9 @@ def load_image_list_protocol(
     for NUS-WIDE, ``validation_per_class`` for ImageNet-100) is held out of training.
 
     Source indices (for :meth:`Protocol.save_splits`) count the lines of the single list, or
-    of ``train.txt``, ``test.txt`` and ``database.txt`` concatenated in that order.
+    of ``train.txt``, ``test.txt`` and ``database.txt`` concatenated in that order; a
+    ``database.txt`` line that repeats an image of ``train.txt`` (HashNet's database holds
+    the training images) takes that image's ``train.txt`` index.
 
     Args:
         name: ``nuswide-21`` or ``imagenet-100``.
@@ -207,7 +224,7 @@ def load_image_list_protocol(
             "train": held["train"],
             "validation": held["validation"],
             "query": np.arange(n_train, n_train + n_test, dtype=np.int64),
-            "database": np.arange(n_train + n_test, len(listed), dtype=np.int64),
+            "database": _database_rows(listed, n_train, n_train + n_test),
         }
     elif multi_label:
         fresh = split_random(
