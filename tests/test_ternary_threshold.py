@@ -179,6 +179,11 @@ def test_flags_parse_thresholds_and_the_dpn_a_schedule():
     assert config.ternary_threshold == 0.25
     assert (config.warmup_epochs, config.update_every, config.min_distance_floor) == (0, 1, 0.0)
     assert ExperimentConfig.from_dict({"min_distance_floor": None}).min_distance_floor is None
+    # YAML reads `none` as text; the help offers it
+    for text in ("none", "None", "null"):
+        assert ExperimentConfig.from_dict({"min_distance_floor": text}).min_distance_floor is None
+        assert ExperimentConfig.from_dict({"ternary_threshold": text}).ternary_threshold is None
+        assert parse_config(["--min-distance-floor", text]).min_distance_floor is None
     config = parse_config(["--ternary-threshold", "auto", "--validation-per-class", "3"])
     assert config.ternary_threshold == "auto"
     assert parse_config(["--min-distance-floor", "12"]).min_distance_floor == 12.0

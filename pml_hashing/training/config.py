@@ -363,6 +363,10 @@ class ExperimentConfig:
         # Flags arrive as text: "0.5" is a number, "initial" / "auto" are the named choices.
         for name, word in (("min_distance_floor", "initial"), ("ternary_threshold", "auto")):
             value = getattr(self, name)
+            if isinstance(value, str) and value.strip().lower() in ("none", "null"):
+                # YAML reads `none` as text (only `null` / `~` are its None)
+                setattr(self, name, None)
+                continue
             if isinstance(value, str) and value != word:
                 try:
                     value = float(value)
@@ -538,7 +542,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train a hashing model and report retrieval quality. With no arguments: DPN at "
             "64 bits on the bundled MNIST-5k. Values: defaults < --config file < flags."
-        )
+        ),
+        # only the flags given appear: `--min-distance-floor none` is a None that counts,
+        # not a flag left out (which would keep the default or the config file's value)
+        argument_default=argparse.SUPPRESS,
     )
     parser.add_argument("--config", help="YAML file of ExperimentConfig keys")
     hints = typing.get_type_hints(ExperimentConfig)
@@ -584,21 +591,22 @@ def parse_config(argv: list[str] | None = None) -> ExperimentConfig:
     range (or a bad config file) raises ``ValueError`` naming the key and the file.
     """
     args = build_parser().parse_args(argv)
+    config_file = getattr(args, "config", None)
     values: dict[str, Any] = {}
-    if args.config:
-        values.update(load_config_file(args.config))
-        source = f"config file {args.config}"
+    if config_file:
+        values.update(load_config_file(config_file))
+        source = f"config file {config_file}"
     else:
         source = "config"
-    flags = {k: v for k, v in vars(args).items() if k != "config" and v is not None}
+    flags = {k: v for k, v in vars(args).items() if k != "config"}
     values.update(flags)
     try:
         return ExperimentConfig.from_dict(values, source="config")
     except ConfigValueError as error:
-        if args.config and error.key not in flags:  # the file's value, not a flag's
+        if config_file and error.key not in flags:  # the file's value, not a flag's
             raise ConfigValueError(error.key, f"{source}: {error}") from None
         raise
     except ValueError as error:  # unknown keys
-        if args.config and "unknown key" in str(error):
+        if config_file and "unknown key" in str(error):
             raise ValueError(str(error).replace("config has", f"{source} has", 1)) from None
         raise
