@@ -44,6 +44,7 @@ __all__ = [
     "is_integer",
     "label_array",
     "label_tensor",
+    "report_outputs",
 ]
 
 #: How equal Hamming distances are ordered by the ranking metrics.
@@ -365,6 +366,48 @@ def code_array(x, name: str) -> np.ndarray:
             f"first); got {bad}"
         )
     return arr.astype(np.int8)
+
+
+def report_outputs(query, database, names=("query_outputs", "db_outputs")) -> tuple:
+    """Real hash outputs, or +-1 / ternary codes, of a query and a database as float tensors.
+
+    What a report binarizes (``v >= 0 -> +1``) must not be 0/1 bits or packed bytes, which
+    it would map to all +1 codes and all-zero distances: booleans and unsigned integers are
+    refused, and so are codes whose values are only 0 and 1 (no -1 anywhere in query and
+    database: 0/1 bits, not ternary codes). Integer codes must be in {-1, 0, +1}.
+    """
+    arrays = []
+    for x, name in zip((query, database), names, strict=True):
+        arr = _as_numpy(x, name)
+        if arr.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D (N, num_bits) array; got shape {arr.shape}")
+        if arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.unsignedinteger):
+            raise ValueError(
+                f"{name} must hold real outputs or -1/+1 codes (or ternary -1/0/+1); got dtype "
+                f"{arr.dtype}, which looks like 0/1 bits or packed codes (use 2 * bits - 1, "
+                "or codes.unpack_bits)"
+            )
+        kind = _kind_numpy(arr)
+        if kind not in ("int", "float"):
+            raise ValueError(f"{name} must be a numeric array; got dtype {arr.dtype}")
+        if kind == "float" and not np.isfinite(arr).all():
+            raise ValueError(f"{name} must be finite; got NaN or infinite values")
+        if kind == "int" and arr.size and not np.isin(arr, (-1, 0, 1)).all():
+            bad = arr[~np.isin(arr, (-1, 0, 1))].ravel()[0]
+            raise ValueError(f"{name}: integer codes must be -1, 0 or +1; got {bad}")
+        arrays.append(arr)
+    if arrays[0].shape[1] != arrays[1].shape[1]:
+        raise ValueError(
+            f"{names[0]} has {arrays[0].shape[1]} bits per code but {names[1]} has "
+            f"{arrays[1].shape[1]}: they must have the same number of bits"
+        )
+    zero_one = all(((a == 0) | (a == 1)).all() for a in arrays)
+    if zero_one and any((a == 0).any() for a in arrays):
+        raise ValueError(
+            f"{names[0]} and {names[1]} hold only 0s and 1s: 0/1 bits, which binarizing would "
+            "turn into all +1 codes; pass -1/+1 codes (2 * bits - 1) or the real outputs"
+        )
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
 
 
 def binary_code_array(x, name: str, num_bits: int) -> np.ndarray:

@@ -256,8 +256,8 @@ def evaluate_codes(args: argparse.Namespace) -> int:
     else:
         query = read_codes(args.query, required=("codes", "labels"))
         database = read_codes(args.database, required=("codes", "labels"))
-        query_values, query_margin = _report_inputs(query, args.ternary_margin)
-        db_values, db_margin = _report_inputs(database, args.ternary_margin)
+        query_values, query_margin = _report_inputs(query, args.ternary_margin, args.query)
+        db_values, db_margin = _report_inputs(database, args.ternary_margin, args.database)
         # +-1 codes are ternary codes too: one ternary side is enough for a ternary mAP
         margin = query_margin if query_margin is not None else db_margin
         report = retrieval_report(
@@ -286,13 +286,23 @@ def evaluate_codes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_inputs(arrays: dict, ternary_margin: float | None) -> tuple[np.ndarray, float | None]:
+def _report_inputs(
+    arrays: dict, ternary_margin: float | None, source: str
+) -> tuple[np.ndarray, float | None]:
     """What the report reads from an .npz, and the ternary margin that goes with it.
 
     With ``--ternary-margin`` the real ``outputs`` (``pml-hashing encode`` writes them) are
     ternarized; codes that are already ternary are evaluated as they are (margin 0 keeps
     them; their binary mAP counts 0 as +1); binary codes or raw outputs give no ternary mAP.
     """
+    codes = np.asarray(arrays["codes"])
+    if codes.dtype == np.uint8:
+        # evaluation needs the bits: packed bytes (or 0/1 bits) would read as wrong codes
+        raise CommandError(
+            f"{source}: codes are uint8, packed bits or 0/1 bits; evaluate takes -1/+1 (or "
+            "ternary) codes or real outputs, as pml-hashing encode writes them (unpack with "
+            "pml_hashing.codes.unpack_bits, or use 2 * bits - 1)"
+        )
     if ternary_margin is not None:
         if ternary_margin < 0:
             raise CommandError(f"--ternary-margin must be >= 0; got {ternary_margin}")
@@ -475,9 +485,18 @@ def make_parser() -> argparse.ArgumentParser:
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """Checks that need no data, done before any work: output folders, counts."""
-    for attr, flag in (("out", "--out"), ("json", "--json")):
-        if getattr(args, attr, None) is not None:
-            check_output_path(getattr(args, attr), flag)
+    run = getattr(args, "run", None)
+    if run is plot_run_logs:
+        pass  # its --out is a folder, made if missing
+    else:
+        for attr, flag in (("out", "--out"), ("json", "--json")):
+            if getattr(args, attr, None) is not None:
+                check_output_path(getattr(args, attr), flag)
+    if run in (search_index, encode_to_file) and not str(args.out).endswith(".npz"):
+        # numpy.savez appends .npz to any other name: the file would not be where we say
+        raise CommandError(
+            f"--out must be an .npz file name (it is written by numpy.savez); got {args.out}"
+        )
     for attr, flag, minimum in (("k", "-k", 1), ("radius", "--radius", 0), ("topk", "--topk", 1)):
         value = getattr(args, attr, None)
         if value is not None and not isinstance(value, float):

@@ -4,8 +4,8 @@
 
     codes = pml_hashing.encode(images, checkpoint="runs/mnist-5k-dpn-random-64b-seed0")
     model, method, config, _ = load_checkpoint("runs/.../checkpoint.safetensors")
-    export_onnx(model, "model.onnx", example=images[:2])    # onnxruntime: pip install ".[onnx]"
-    program = export_program(model, example=images[:2])     # torch.export.ExportedProgram
+    export_onnx(model, "model.onnx", example=images[:2], method=method)  # pip install ".[onnx]"
+    program = export_program(model, example=images[:2], method=method)  # ExportedProgram
 """
 
 from __future__ import annotations
@@ -62,6 +62,27 @@ class _RetrievalNetwork(nn.Module):
         return self.method.retrieval_outputs(self.method.retrieval_encoder(self.model)(x))
 
 
+def _exported_network(model: nn.Module, method) -> nn.Module:
+    """The network whose outputs' signs are the run's codes: ``model``, or ``model``
+    followed by ``method``'s retrieval map. A model from a checkpoint whose method maps its
+    outputs (classifier, LSH, ITQ) is refused without that method: its bare outputs are not
+    the run's codes."""
+    if method is not None:
+        if not hasattr(method, "retrieval_outputs"):
+            raise ValueError(
+                f"method must be a pml-hashing method (load_checkpoint's second value); got "
+                f"{type(method).__name__}"
+            )
+        return _RetrievalNetwork(model, method)
+    needs = getattr(model, "retrieval_method", None)
+    if needs is not None:
+        raise ValueError(
+            f"this model was trained with method {needs!r}, whose codes are not the model's "
+            "outputs; pass method= (the second value load_checkpoint returns)"
+        )
+    return model
+
+
 def _example(model: nn.Module, example) -> torch.Tensor:
     """The example batch to trace with: the one given, or zeros of the model's input size."""
     if example is not None:
@@ -90,6 +111,7 @@ def export_onnx(
     output: str = "codes",
     ternary_margin: float | None = None,
     opset_version: int | None = None,
+    method: nn.Module | None = None,
 ) -> Path:
     """Write the model as an ONNX file with a dynamic batch dimension.
 
@@ -107,6 +129,9 @@ def export_onnx(
         output: ``"codes"`` or ``"outputs"``.
         ternary_margin: export DPN-T ternary codes with this margin.
         opset_version: ONNX opset (default: the exporter's).
+        method: the checkpoint's method (:func:`~pml_hashing.training.load_checkpoint`'s
+            second value): the export then ends in its retrieval map, as the run's codes
+            do. Needed for the classifier, LSH and ITQ; the identity for DPN and BDNN.
 
     Returns:
         The path written.
@@ -118,7 +143,7 @@ def export_onnx(
             raise ImportError(
                 f"export_onnx needs the {name!r} package: pip install 'pml-hashing[onnx]'"
             ) from None
-    head = CodeHead(model, output, ternary_margin).eval()
+    head = CodeHead(_exported_network(model, method), output, ternary_margin).eval()
     example = _example(model, example)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,6 +169,7 @@ def export_program(
     example: torch.Tensor | None = None,
     output: str = "codes",
     ternary_margin: float | None = None,
+    method: nn.Module | None = None,
 ) -> torch.export.ExportedProgram:
     """``torch.export.export`` of the model in eval mode, with a dynamic batch dimension.
 
@@ -151,12 +177,12 @@ def export_program(
     ``program.module()(images)``, or compile it ahead of time with AOTInductor.
 
     Args:
-        model, example, output, ternary_margin: as for :func:`export_onnx`.
+        model, example, output, ternary_margin, method: as for :func:`export_onnx`.
 
     Returns:
         The ``torch.export.ExportedProgram``.
     """
-    head = CodeHead(model, output, ternary_margin).eval()
+    head = CodeHead(_exported_network(model, method), output, ternary_margin).eval()
     example = _example(model, example)
     batch = torch.export.Dim("batch")
     with torch.no_grad():

@@ -150,3 +150,30 @@ def test_export_and_encode_errors_name_the_argument():
         encode(torch.zeros(2, 28, 28, 1, 1), model=model)
     with pytest.raises(TypeError, match="data must be an image tensor, a torch Dataset"):
         encode(3, model=model)
+
+
+@pytest.mark.parametrize("method_name", ["classifier", "lsh"])
+def test_exports_of_methods_with_their_own_retrieval_map_give_the_runs_codes(
+    tmp_path, method_name
+):
+    # The classifier's codes are centred class probabilities and LSH's are projections of
+    # the pixels: the bare network's outputs are not the run's codes.
+    run_experiment(
+        dict(
+            name=method_name, output_dir=str(tmp_path), dataset="digits", bits=16,
+            method=method_name, backbone_kwargs={"widths": [8, 16]}, epochs=1,
+            log_with="none", progress=False, checkpoint_every=0,
+        )
+    )  # fmt: skip
+    run = tmp_path / method_name
+    model, method, _, _ = load_checkpoint(run)
+    images = torch.stack([load_protocol("digits").query[i][0] for i in range(23)])
+    expected = encode(images, checkpoint=run).numpy()
+    with pytest.raises(ValueError, match=f"trained with method '{method_name}'.*pass method="):
+        export_program(model, example=images[:2])
+    program = export_program(model, example=images[:2], method=method)
+    np.testing.assert_array_equal(program.module()(images).numpy(), expected)
+    ort = pytest.importorskip("onnxruntime")
+    path = export_onnx(model, tmp_path / "m.onnx", example=images[:2], method=method)
+    (codes,) = ort.InferenceSession(str(path)).run(None, {"images": images.numpy()})
+    np.testing.assert_array_equal(codes, expected)

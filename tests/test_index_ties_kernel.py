@@ -79,6 +79,27 @@ def test_identical_multi_label_dtypes_and_exclude_self(dtype, multi, topk):
     np.testing.assert_array_equal(got, stable_reference(q, ql, dbs, dls, topk, exclude_self=True))
 
 
+@pytest.mark.parametrize("bits, ternary", [(70_000, False), (40_000, True)])
+def test_long_codes_whose_distance_keys_pass_65535(bits, ternary):
+    # keys are distances (binary) or doubled distances (ternary); past 65,535 they need
+    # 32 bits, and the excluded-item marker too
+    rng = np.random.default_rng(bits)
+    q = rng.choice([-1, 1], size=(3, bits)).astype(np.int8)
+    db = np.repeat(q, 8, axis=0)
+    for row, fraction in enumerate(np.tile(np.linspace(0, 1, 8), 3)):
+        flip = rng.random(bits) < fraction
+        db[row, flip] *= -1
+        if ternary:
+            db[row, rng.random(bits) < 0.1] = 0
+    ql, dl = np.arange(3), rng.integers(0, 3, len(db))
+    for topk in (None, 5):
+        got = average_precision_per_query(q, ql, db, dl, topk=topk)
+        np.testing.assert_array_equal(got, stable_reference(q, ql, db, dl, topk))
+    dbs, dls = np.concatenate([q, db]), np.concatenate([ql, dl])
+    got = average_precision_per_query(q, ql, dbs, dls, exclude_self=True)
+    np.testing.assert_array_equal(got, stable_reference(q, ql, dbs, dls, exclude_self=True))
+
+
 def test_mean_is_the_mean_of_the_reference():
     rng = np.random.default_rng(3)
     q, ql, db, dl = problem(rng, 40, 500, 32)

@@ -63,3 +63,11 @@ def test_a_folder_without_run_logs_is_an_error_naming_it(tmp_path, capsys):
     assert main(["plot", str(tmp_path)]) == 2  # like argparse
     error = capsys.readouterr().err
     assert f"{tmp_path} holds no run logs" in error and "metrics.csv" in error
+
+
+def test_plot_command_writes_into_an_existing_out_folder(run_dir, tmp_path, capsys):
+    # --out is a folder: an existing one is where the PNGs go, not a "give a file name" error
+    folder = tmp_path / "figures"
+    folder.mkdir()
+    assert main(["plot", str(run_dir), "--out", str(folder)]) == 0
+    assert (folder / "training_loss.png").read_bytes()[:8] == PNG_MAGIC

@@ -390,3 +390,94 @@ def test_polarization_loss_follows_in_place_and_replaced_codebooks():
     assert float(loss_fn(embeddings, labels)) == pytest.approx(naive())
     miner.targets = -miner.targets  # a new tensor
     assert float(loss_fn(embeddings, labels)) == pytest.approx(naive())
+
+
+# ------------------------------------------------------------------ found in review
+def _report_problem(rng):
+    q = rng.choice([-1, 1], size=(20, 16)).astype(np.int8)
+    db = rng.choice([-1, 1], size=(50, 16)).astype(np.int8)
+    return q, rng.integers(0, 3, 20), db, rng.integers(0, 3, 50)
+
+
+ZERO_ONE_BITS = [
+    lambda c: (c > 0).astype(np.uint8),
+    lambda c: c > 0,
+    lambda c: (c > 0).astype(np.int64),
+    lambda c: torch.from_numpy((c > 0).astype(np.float32)),
+]
+
+
+@pytest.mark.parametrize("as_bits", ZERO_ONE_BITS)
+def test_report_refuses_zero_one_bits_it_would_binarize_to_all_ones(as_bits):
+    from pml_hashing.evaluation import retrieval_report
+
+    q, ql, db, dl = _report_problem(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="0/1 bits"):
+        retrieval_report(as_bits(q), ql, as_bits(db), dl)
+
+
+def test_report_checks_labels_and_returns_plain_ints():
+    from pml_hashing.evaluation import retrieval_report
+
+    q, ql, db, dl = _report_problem(np.random.default_rng(1))
+    with pytest.raises(ValueError, match="query_labels must be numeric"):
+        retrieval_report(q, np.array(list("abcde" * 4)), db, dl)
+    with pytest.raises(ValueError, match="db_labels must have one row per db_outputs"):
+        retrieval_report(q, ql, db, dl[:-1])
+    with pytest.raises(ValueError, match="same number of bits"):
+        retrieval_report(q, ql, db[:, :8], dl)
+    report = retrieval_report(q, ql, db, dl, topk=np.int64(5), radius=np.int64(2))
+    assert type(report["topk"]) is int and type(report["radius"]) is int
+    json.dumps(report)
+    assert report["map"] == mean_average_precision(q, ql, db, dl, topk=5)
+
+
+def test_cli_evaluate_refuses_uint8_codes_naming_the_file(tmp_path, capsys):
+    q, ql, db, dl = _report_problem(np.random.default_rng(2))
+    query = _write(tmp_path / "q.npz", codes=(q > 0).astype(np.uint8), labels=ql)
+    database = _write(tmp_path / "d.npz", codes=db, labels=dl)
+    err = _cli_error(["index", "evaluate", "--query", query, "--database", database], capsys)
+    assert f"{query}: codes are uint8" in err
+
+
+def test_cli_npz_outputs_must_be_named_npz(tmp_path, capsys):
+    codes = _write(tmp_path / "c.npz", codes=np.ones((3, 16)), labels=np.arange(3))
+    index_path = str(tmp_path / "db.index")
+    assert main(["index", "build", "--codes", codes, "--out", index_path]) == 0
+    out = str(tmp_path / "r.txt")  # numpy.savez would write r.txt.npz
+    err = _cli_error(
+        ["index", "search", "--codes", codes, "--out", out, "--index", index_path, "-k", "1"],
+        capsys,
+    )
+    assert "--out must be an .npz file name" in err and not list(tmp_path.glob("r.txt*"))
+
+
+def test_a_negative_seed_of_random_ties_is_named():
+    q, ql, db, dl = _report_problem(np.random.default_rng(3))
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        mean_average_precision(q, ql, db, dl, ties="random", seed=-1)
+
+
+def test_multihash_nhash_is_checked_before_its_default_b_uses_it():
+    for bad in (None, 0, "3"):
+        with pytest.raises(ValueError, match="nhash must be a positive integer"):
+            BinaryIndex(16, kind="multihash", nhash=bad)
+
+
+def test_target_miners_take_a_numpy_seed():
+    a = RandomTargetMiner(3, 16, seed=np.int64(1)).targets
+    assert torch.equal(a, RandomTargetMiner(3, 16, seed=1).targets)
+
+
+@pytest.mark.parametrize("dtype, bits", [(torch.bfloat16, 1024), (torch.float16, 4096)])
+def test_half_precision_hamming_distances_are_not_rounded(dtype, bits):
+    from pml_hashing.distances import HammingDistance
+
+    rng = torch.Generator().manual_seed(0)
+    q, r = torch.randn(4, bits, generator=rng), torch.randn(6, bits, generator=rng)
+    plain = ((q[:, None, :] >= 0) != (r[None, :, :] >= 0)).sum(-1).float()  # count by hand
+    got = HammingDistance()(q.to(dtype), r.to(dtype))
+    assert got.dtype == torch.float32 and torch.equal(got, plain)
+    small = HammingDistance()(q[:, :200].to(dtype), r[:, :200].to(dtype))
+    plain_small = ((q[:, None, :200] >= 0) != (r[None, :, :200] >= 0)).sum(-1).float()
+    assert small.dtype == dtype and torch.equal(small.float(), plain_small)

@@ -12,8 +12,11 @@ class HammingDistance(BaseDistance):
     ``D(q, r) = (K - b(q) . b(r)) / 2`` with ``b(v) = +1 where v >= 0, else -1`` and ``K`` the
     embedding size: the number of bits on which the two codes differ (DPN, section 2.1).
 
-    * Accepts ``(N, K)`` float embeddings (any ``K``); the result has their dtype (integer
-      inputs give float32) and is exact for ``K < 2**24`` in float32.
+    * Accepts ``(N, K)`` float embeddings (any ``K``); the result has their dtype where that
+      dtype holds every distance exactly (float32 and float64 up to ``K = 2**24``; float16
+      up to ``K = 2048``, bfloat16 up to ``K = 256``), float32 otherwise (and for integer
+      inputs): a half-precision distance past those lengths would be rounded, merging
+      distinct distances into ties.
     * ``is_inverted=False`` (smaller is closer); ``normalize_embeddings=False`` by default
       (normalizing does not change signs, so it would only cost time).
     * No gradient: binarization is a step function. Use it for evaluation, mining (e.g.
@@ -31,7 +34,11 @@ class HammingDistance(BaseDistance):
     @staticmethod
     def _codes(embeddings: torch.Tensor) -> torch.Tensor:
         codes = binarize(embeddings.detach())
-        return codes if codes.is_floating_point() else codes.to(torch.float32)
+        # +-1 codes are exact in any float type, their sums of K terms are not
+        exact_up_to = {torch.float16: 2048, torch.bfloat16: 256}.get(codes.dtype)
+        if not codes.is_floating_point() or (exact_up_to and codes.shape[-1] > exact_up_to):
+            return codes.to(torch.float32)
+        return codes
 
     def compute_mat(self, query_emb: torch.Tensor, ref_emb: torch.Tensor) -> torch.Tensor:
         query_codes, ref_codes = self._codes(query_emb), self._codes(ref_emb)

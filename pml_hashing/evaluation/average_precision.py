@@ -150,7 +150,7 @@ def average_precision_per_query(
         db_labels,
         chunk_size=chunk_size,
         exclude_self=exclude_self,
-        shuffle_seed=check_integer(seed, "seed") if ties == "random" else None,
+        shuffle_seed=check_integer(seed, "seed", minimum=0) if ties == "random" else None,
     )
     return _average_precisions(ranking, topk, ties)
 

@@ -139,7 +139,10 @@ class HammingRanking:
         """
         last = self.num_queries if last is None else last
         n, c = self.num_db, self.chunk_size
-        key_dtype = np.uint8 if self.num_bins < 256 else np.uint16
+        # the narrowest type that holds every key and the excluded marker num_bins
+        key_dtype = (
+            np.uint8 if self.num_bins < 256 else np.uint16 if self.num_bins < 65536 else np.uint32
+        )
         keys_buf = np.empty((c, n), dtype=key_dtype)
         rel_buf = np.empty((c, n), dtype=bool)
         if self.ternary:

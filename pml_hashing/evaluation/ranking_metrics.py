@@ -67,7 +67,7 @@ def _prepare(query_codes, query_labels, db_codes, db_labels, ties, seed, chunk_s
         db_labels,
         chunk_size=chunk_size,
         exclude_self=exclude,
-        shuffle_seed=check_integer(seed, "seed") if ties == "random" else None,
+        shuffle_seed=check_integer(seed, "seed", minimum=0) if ties == "random" else None,
     )
 
 

@@ -10,6 +10,7 @@ import warnings
 
 import torch
 
+from .._validation import check_integer, label_array, report_outputs
 from ..codes import binarize, ternarize
 from .average_precision import mean_average_precision
 from .hamming_ball_statistics import hamming_ball_statistics
@@ -62,8 +63,15 @@ def retrieval_report(
         :class:`DegenerateTernaryCodesWarning` says so: a number there would only measure
         the tie order.
     """
-    query_outputs, db_outputs = torch.as_tensor(query_outputs), torch.as_tensor(db_outputs)
-    query_labels, db_labels = torch.as_tensor(query_labels), torch.as_tensor(db_labels)
+    # plain ints in the report: json (metrics.json, --json) refuses numpy integers
+    topk = check_integer(topk, "topk", minimum=1, allow_none=True)
+    radius = check_integer(radius, "radius", minimum=0)
+    seed = check_integer(seed, "seed")
+    query_outputs, db_outputs = report_outputs(query_outputs, db_outputs)
+    query_labels = torch.from_numpy(
+        label_array(query_labels, "query_labels", len(query_outputs), "query_outputs")
+    )
+    db_labels = torch.from_numpy(label_array(db_labels, "db_labels", len(db_outputs), "db_outputs"))
     query_codes, db_codes = binarize(query_outputs), binarize(db_outputs)
     args = (query_codes, query_labels, db_codes, db_labels)
     ball = hamming_ball_statistics(*args, radius=radius)

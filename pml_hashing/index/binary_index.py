@@ -112,7 +112,8 @@ class BinaryIndex:
             )
         merged = {**defaults, **params}
         if kind == "multihash" and merged["b"] is None:
-            merged["b"] = min(self._num_bits // max(int(merged["nhash"]), 1), 64)
+            nhash = check_integer(merged["nhash"], "nhash", minimum=1)
+            merged["b"] = min(self._num_bits // nhash, 64)
         for name, value in merged.items():
             minimum = 0 if name == "nflip" else 1
             merged[name] = check_integer(value, name, minimum=0)

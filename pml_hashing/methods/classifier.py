@@ -99,8 +99,11 @@ class ClassifierMethod(HashingMethod):
     @torch.no_grad()
     def retrieval_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
         """``p_c - mean(p)`` for bit ``k``'s class ``c = k mod C``, ``(N, K)``: the code's signs."""
-        multi_label = bool(self.multi_label_trained)
-        probabilities = self.probabilities(outputs, multi_label=multi_label)
+        logits = self.logits(outputs)
+        # a select on the saved flag rather than bool(flag): an exported graph keeps it
+        probabilities = torch.where(
+            self.multi_label_trained, torch.sigmoid(logits), torch.softmax(logits, dim=1)
+        )
         centred = probabilities - probabilities.mean(dim=1, keepdim=True)
         return centred[:, self.bit_class.to(centred.device)]
 

@@ -72,7 +72,7 @@ class BaseTargetMiner(ModuleWithRecords):
         self.add_to_recordable_attributes(
             list_of_names=["min_hamming_distance", "mean_hamming_distance"], is_stat=True
         )
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(self.seed)
         targets = self.make_targets(generator)
         self._check_codebook(targets)
         self.register_buffer("targets", targets.to(torch.float32))

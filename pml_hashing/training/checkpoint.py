@@ -20,6 +20,7 @@ import safetensors.torch
 import torch
 
 from ..methods import create_method, method_config_arguments
+from ..methods.base import HashingMethod
 from ..models import HashingModel
 from .config import ExperimentConfig
 
@@ -240,6 +241,10 @@ def load_checkpoint(path, map_location="cpu"):
         config.method, payload["num_classes"], config.bits, **payload["method_kwargs"]
     )
     method.load_state_dict(payload["method"])
+    maps = ("retrieval_encoder", "retrieval_outputs")
+    if any(getattr(type(method), f) is not getattr(HashingMethod, f) for f in maps):
+        # its codes are not the model's outputs: exports without the method refuse it
+        model.retrieval_method = config.method
     return model, method, config, payload
 
 
