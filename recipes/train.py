@@ -26,7 +26,7 @@ def main(argv=None) -> dict:
         configure_threads(config.num_threads)
         trainer = Trainer(config)
         trainer.build()  # checks the resume point and the run folder, builds everything
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # a bad value, or a file named that is not there
         parser.error(str(error))
     metrics = trainer.run()
     from accelerate import PartialState

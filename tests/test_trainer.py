@@ -329,6 +329,11 @@ def test_two_runs_started_at_once_do_not_crash(tmp_path):
         ({"margin": 0}, "margin must be > 0"),
         ({"weight_decay": -1.0}, "weight_decay must be >= 0.0"),
         ({"method": "sh-bdnn", "target_miner": "adaptive"}, "target_miner applies to method dpn"),
+        # a config key inside method_kwargs would train with a value the config does not say
+        ({"method_kwargs": {"margin": 0.5}}, r"method_kwargs must not set config keys \(margin\)"),
+        ({"method_kwargs": {"target_miner": "adaptive"}}, "--target-miner"),
+        ({"method_kwargs": {"foo": 1}}, "method_kwargs has keys that method 'dpn' does not take"),
+        ({"data_kwargs": {"seed": 3}}, r"data_kwargs must not set config keys \(seed\)"),
     ],
 )
 def test_bad_values_fail_before_anything_is_built(tmp_path, monkeypatch, overrides, message):
@@ -446,3 +451,46 @@ def test_a_rerun_of_the_same_config_with_csv_logs_replaces_the_first(tmp_path):
     assert without_timings(again) == without_timings(first)
     rows = (tmp_path / "tiny" / "logs" / "metrics.csv").read_text().splitlines()
     assert sum(row.split(",")[1] == "train/loss" for row in rows[1:]) == 1  # not appended
+
+
+def test_a_fresh_run_does_not_replace_a_finished_run_of_other_length(tmp_path):
+    run_experiment(tiny_config(tmp_path, epochs=2, checkpoint_every=1))
+    before = (tmp_path / "tiny" / "metrics.json").read_text()
+    with pytest.raises(ValueError, match=r"differs in epochs \(there 2, now 1\).*--overwrite"):
+        run_experiment(tiny_config(tmp_path, epochs=1, max_train_steps=1, checkpoint_every=0))
+    assert (tmp_path / "tiny" / "metrics.json").read_text() == before
+    assert (tmp_path / "tiny" / "checkpoints" / "epoch_0002").is_dir()
+
+
+def test_a_config_that_fails_to_build_costs_no_earlier_run_its_outputs(tmp_path):
+    run_experiment(tiny_config(tmp_path, epochs=1))
+    folder = tmp_path / "tiny"
+    kept = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(ValueError, match="not a timm model name"):
+        run_experiment(tiny_config(tmp_path, epochs=1, backbone="nosuchnet", overwrite=True))
+    assert sorted(p.name for p in folder.iterdir()) == kept
+    # a run that never built leaves no run.json behind to refuse the next one
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        run_experiment(tiny_config(tmp_path, name="other", split_file=str(tmp_path / "no.json")))
+    assert list((tmp_path / "other").iterdir()) == []
+    run_experiment(tiny_config(tmp_path, name="other", epochs=1))
+
+
+def test_an_output_dir_that_is_a_file_is_a_usage_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="cannot be made: it or a folder above it is a file"):
+        run_experiment(tiny_config(tmp_path / "file", epochs=1))
+
+
+def test_the_phases_free_the_folder_as_run_does(tmp_path):
+    from pml_hashing.training import Trainer
+
+    trainer = Trainer(tiny_config(tmp_path, epochs=1))
+    trainer.build()
+    trainer.fit()
+    trainer.report()
+    assert not (tmp_path / "tiny" / ".lock").exists()
+    stopped = Trainer(tiny_config(tmp_path, name="stopped", epochs=1)).build()
+    stopped.close()
+    assert not (tmp_path / "stopped" / ".lock").exists()
+    run_experiment(tiny_config(tmp_path, epochs=1))  # the folder is free again

@@ -350,6 +350,7 @@ class ExperimentConfig:
             raise ConfigValueError(
                 "name", f"name must be a plain folder name (no '/'); got {self.name!r}"
             )
+        self._validate_kwargs()
         for f in dataclasses.fields(self):
             methods = f.metadata.get("methods")
             if methods and self.method not in methods and getattr(self, f.name) != _default(f):
@@ -357,6 +358,50 @@ class ExperimentConfig:
                     f.name,
                     f"{f.name} applies to method {' / '.join(methods)} only; got "
                     f"{f.name}={getattr(self, f.name)!r} with method {self.method!r}",
+                )
+
+    def _validate_kwargs(self) -> None:
+        """``method_kwargs`` / ``data_kwargs``: only arguments the method or the data loader
+        takes, and never a config key (it would train with a value other than the one the
+        config, the run name and the metrics record)."""
+        import inspect
+
+        from ..data import PROTOCOLS
+        from ..methods import METHODS
+
+        keys = {f.name for f in dataclasses.fields(self)}
+        for name, target, what in (
+            ("method_kwargs", METHODS.get_or_raise(self.method), f"method {self.method!r}"),
+            ("data_kwargs", PROTOCOLS.get_or_raise(self.dataset), f"dataset {self.dataset!r}"),
+        ):
+            given = getattr(self, name)
+            # num_classes comes from the data, num_bits from bits
+            clash = sorted(set(given) & (keys | {"num_classes", "num_bits", "root", "seed"}))
+            if clash:
+                flags = ", ".join(
+                    {"num_bits": "--bits", "num_classes": "the data"}.get(k)
+                    or "--" + k.replace("_", "-")
+                    for k in clash
+                )
+                raise ConfigValueError(
+                    name,
+                    f"{name} must not set config keys ({', '.join(clash)}): set them as keys "
+                    f"({flags}), which the run's config, name and metrics record",
+                )
+            try:
+                parameters = inspect.signature(target).parameters.values()
+            except (TypeError, ValueError):  # no signature to check against
+                continue
+            if any(p.kind is p.VAR_KEYWORD for p in parameters):
+                continue
+            taken = {p.name for p in parameters if p.kind is not p.VAR_POSITIONAL}
+            taken -= keys | {"self", "num_classes", "num_bits"}
+            unknown = sorted(set(given) - taken)
+            if unknown:
+                raise ConfigValueError(
+                    name,
+                    f"{name} has keys that {what} does not take: {', '.join(unknown)}; it "
+                    f"takes {', '.join(sorted(taken)) or 'none'}",
                 )
 
     def _validate_dpn_variants(self) -> None:

@@ -22,6 +22,9 @@ from .config import RESUME_MAY_CHANGE, ExperimentConfig
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 RUN_FORMAT = "pml-hashing-run-v1"
+# Keys that may change on resume but make a fresh run another run: a finished run is not
+# replaced by a shorter or longer one without --overwrite.
+FRESH_RUN_KEYS = ("epochs", "max_train_steps")
 # What a run writes; a fresh run (or --overwrite) removes these and nothing else.
 RUN_OUTPUTS = (
     "checkpoints",
@@ -146,12 +149,20 @@ class RunFolder:
         return None
 
     def acquire(self, resuming: bool) -> None:
-        """Lock the folder, check that it holds no other config's run, write ``run.json``.
+        """Lock the folder and check that it holds no other config's run; nothing is
+        removed or written yet (:meth:`claim` does that once the run is built).
 
-        A fresh run (not resuming) removes the outputs of an earlier run of the same config
-        (or of any run, with ``overwrite``), so stale checkpoints never sit beside new ones.
+        A fresh run (not resuming) also counts a different ``epochs`` or
+        ``max_train_steps`` as another config: replacing a finished run by a shorter or
+        longer one is asked for with ``--overwrite`` (or continued with ``--resume``).
         """
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise ValueError(
+                f"the run folder {self.run_dir} cannot be made: it or a folder above it is a "
+                "file (check --output-dir and --name)"
+            ) from None
         self._lock()
         try:
             owner = self._owner()
@@ -161,6 +172,10 @@ class RunFolder:
             elif owner is not None:
                 saved = ExperimentConfig.from_dict(owner["config"])
                 differences = saved.differences(self.config)
+                if not resuming:
+                    for key in FRESH_RUN_KEYS:
+                        if getattr(saved, key) != getattr(self.config, key):
+                            differences[key] = (getattr(saved, key), getattr(self.config, key))
                 if owner.get("data", {}) != self.data:
                     differences["data"] = (owner.get("data"), self.data)
                 if differences:
@@ -169,20 +184,27 @@ class RunFolder:
                         + describe_differences(differences, "there", "now")
                     )
             if differs and not self.config.overwrite:
+                more = "" if resuming else ", --resume latest to continue it"
                 raise ValueError(
-                    f"{differs}. Give this run another --name (config key name), or pass "
+                    f"{differs}. Give this run another --name (config key name){more}, or pass "
                     "--overwrite (config key overwrite) to replace that run"
                 )
-            if not resuming:
-                for name in RUN_OUTPUTS:
-                    path = self.run_dir / name
-                    if path.is_dir():
-                        shutil.rmtree(path)
-                    elif path.exists():
-                        path.unlink()
-            record = {"format": RUN_FORMAT, "config": self.config.to_dict(), "data": self.data}
-            record["resume_may_change"] = list(RESUME_MAY_CHANGE)
-            write_text_atomic(self.run_dir / RUN_FILE, json.dumps(record, indent=1))
         except BaseException:
             self.release()
             raise
+
+    def claim(self, resuming: bool) -> None:
+        """Write ``run.json``; a fresh run (not resuming) first removes the outputs of an
+        earlier run of the same config (or of any run, with ``overwrite``), so stale
+        checkpoints never sit beside new ones. Called once the run is built, so a config
+        that fails to build never costs an earlier run its outputs."""
+        if not resuming:
+            for name in RUN_OUTPUTS:
+                path = self.run_dir / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+        record = {"format": RUN_FORMAT, "config": self.config.to_dict(), "data": self.data}
+        record["resume_may_change"] = list(RESUME_MAY_CHANGE)
+        write_text_atomic(self.run_dir / RUN_FILE, json.dumps(record, indent=1))

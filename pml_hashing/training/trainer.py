@@ -102,9 +102,15 @@ def build_protocol(config: ExperimentConfig, model: HashingModel | None = None):
         kwargs["transform"] = create_transform(**data_config)
     elif takes_transform and config.image_size is not None:
         kwargs["image_size"] = config.image_size
-    protocol = load_protocol(
-        config.dataset, root=config.root, seed=config.seed, split_file=config.split_file, **kwargs
-    )
+    try:
+        protocol = load_protocol(
+            config.dataset, root=config.root, seed=config.seed, split_file=config.split_file,
+            **kwargs,
+        )  # fmt: skip
+    except TypeError as error:  # a data_kwargs key the loader does not take
+        if "unexpected keyword argument" not in str(error):
+            raise
+        raise ValueError(f"data_kwargs: dataset {config.dataset!r} {error}") from None
     if config.image_size is not None and not takes_transform:
         resize_protocol(protocol, config.image_size)
     return protocol
@@ -339,10 +345,12 @@ class CheckpointCallback(Callback):
 class Trainer:
     """Train a hashing model on a protocol, keep its state resumable, report retrieval.
 
-    Phases: :meth:`build` (validate, claim the run folder, build model, data, method,
-    optimizer; load a checkpoint when resuming), :meth:`fit` (the epochs, with the method's
-    hooks and the callbacks), :meth:`report` (evaluate the last and the best-by-validation
-    model, write ``metrics.json`` and ``checkpoint.safetensors``). :meth:`run` does all three.
+    Phases: :meth:`build` (validate, lock the run folder, build model, data, method, then
+    claim the folder and build the optimizer; load a checkpoint when resuming), :meth:`fit`
+    (the epochs, with the method's hooks and the callbacks), :meth:`report` (evaluate the
+    last and the best-by-validation model, write ``metrics.json`` and
+    ``checkpoint.safetensors``, free the folder). :meth:`run` does all three; a run stopped
+    after :meth:`build` or :meth:`fit` frees its folder with :meth:`close`.
 
     Args:
         config: an :class:`ExperimentConfig` or a dict of its keys (checked first of all).
@@ -523,6 +531,9 @@ class Trainer:
         self.protocol = protocol
         self.method, self.method_kwargs = _create_method(config, protocol)
         self.method.to(accelerator.device)
+        # What the config can get wrong is built: only now are an earlier run's outputs
+        # removed and the folder claimed (run.json), before anything is written into it.
+        self._on_main(lambda: self.run_folder.claim(resuming=self.resume_from is not None))
         if accelerator.is_main_process:
             protocol.save_splits(self.run_dir / "splits.json")
 
@@ -786,7 +797,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ report
     def report(self) -> dict:
-        """Evaluate, write ``metrics.json`` and the final checkpoint; returns the metrics."""
+        """Evaluate, write ``metrics.json`` and the final checkpoint, and free the run
+        folder; returns the metrics."""
+        try:
+            return self._report()
+        finally:
+            if self.accelerator.is_main_process:
+                self.run_folder.release()
+
+    def close(self) -> None:
+        """Free the run folder (its lock) without reporting: after :meth:`build` or
+        :meth:`fit` when the run goes no further. :meth:`report` and :meth:`run` free it."""
+        if self._built and self.accelerator.is_main_process:
+            self.run_folder.release()
+
+    def _report(self) -> dict:
         config, accelerator = self.config, self.accelerator
         protocol = self.protocol
         train_seconds = time.perf_counter() - self.start_time
@@ -869,9 +894,7 @@ class Trainer:
             self.fit()
             return self.report()
         finally:
-            # build() frees the folder itself when it fails
-            if self._built and self.accelerator.is_main_process:
-                self.run_folder.release()
+            self.close()  # build() frees the folder itself when it fails
 
 
 def run_experiment(
