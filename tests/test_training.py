@@ -264,9 +264,12 @@ def test_bf16_mixed_precision_and_gradient_accumulation_run(tmp_path):
 
 def test_data_kwargs_reach_the_loader(tmp_path):
     config = ExperimentConfig.from_dict(
-        tiny_config(tmp_path, data_kwargs={"query_per_class": 20, "validation_per_class": 5})
+        tiny_config(tmp_path, data_kwargs={"query_per_class": 20}, validation_per_class=5)
     )
     from pml_hashing.training import build_protocol
 
     protocol = build_protocol(config)
     assert len(protocol.query) == 200 and len(protocol.validation) == 50
+    # a config key belongs in the config, where the run records it
+    with pytest.raises(ValueError, match="--validation-per-class"):
+        ExperimentConfig.from_dict(tiny_config(tmp_path, data_kwargs={"validation_per_class": 5}))

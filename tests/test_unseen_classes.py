@@ -166,6 +166,14 @@ def test_bad_unseen_classes_are_refused(value, error):
         resolve_unseen_classes(value, 10, 0)
 
 
+def test_a_repeated_class_is_refused_when_the_config_is_read():
+    from pml_hashing.training import ExperimentConfig
+
+    for value in ("1,1", [2, 2]):
+        with pytest.raises(ValueError, match="must not repeat a class"):
+            ExperimentConfig.from_dict({"unseen_classes": value})
+
+
 def test_bad_types_are_refused():
     with pytest.raises(TypeError, match="bool"):
         parse_unseen_classes(True)

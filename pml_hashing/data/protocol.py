@@ -236,6 +236,15 @@ def unseen_class_count(num_classes: int) -> int:
     return max(1, math.ceil(num_classes / 4))
 
 
+def _no_repeats(classes: list[int]) -> list[int]:
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    if repeated:
+        raise ValueError(
+            f"unseen_classes must not repeat a class (class {repeated[0]}); got {classes}"
+        )
+    return classes
+
+
 def parse_unseen_classes(value):
     """Normalize the ``unseen_classes`` argument / config key / flag (no class count needed).
 
@@ -266,15 +275,15 @@ def parse_unseen_classes(value):
                 f"as '1,4,7'; got {value!r}"
             ) from None
         if "," in value or "[" in value:
-            return parts
-        return parts[0] if len(parts) == 1 else parts
+            return _no_repeats(parts)
+        return parts[0] if len(parts) == 1 else _no_repeats(parts)
     if isinstance(value, (list, tuple, np.ndarray)):
         out = []
         for c in value:
             if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
                 raise TypeError(f"unseen_classes must hold integer class ids; got {c!r}")
             out.append(int(c))
-        return out
+        return _no_repeats(out)
     raise TypeError(
         f"unseen_classes must be an int, 'auto' or a list of class ids; got {type(value).__name__}"
     )
