@@ -338,26 +338,31 @@ def _as_numpy(x, name: str) -> np.ndarray:
     raise ValueError(f"{name} must be a numpy array or torch tensor; got {type(x).__name__}")
 
 
-def code_array(x, name: str) -> np.ndarray:
-    """``(N, K)`` int8 codes in {-1, 0, +1} (binary or ternary) for the ranking metrics."""
+def _numeric_matrix(x, name: str, what: str) -> tuple[np.ndarray, str]:
+    """``x`` as a finite numeric ``(N, K)`` numpy array of ``what``, and its kind (``"int"``
+    or ``"float"``). Booleans and unsigned integers are refused: they are 0/1 bits or packed
+    codes, which binarizing or reading as codes would turn into wrong distances."""
     arr = _as_numpy(x, name)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (N, num_bits) array; got shape {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} must hold at least one code of at least one bit; got {arr.shape}")
     if arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.unsignedinteger):
         raise ValueError(
-            f"{name} must hold -1/+1 codes (or ternary -1/0/+1); got dtype {arr.dtype}, which "
+            f"{name} must hold {what}; got dtype {arr.dtype}, which "
             "looks like 0/1 bits or packed codes (use 2 * bits - 1, or codes.unpack_bits)"
         )
     kind = _kind_numpy(arr)
     if kind not in ("int", "float"):
-        raise ValueError(
-            f"{name} must be a numeric array of -1/+1 (or ternary -1/0/+1) codes; "
-            f"got dtype {arr.dtype}"
-        )
+        raise ValueError(f"{name} must be a numeric array of {what}; got dtype {arr.dtype}")
     if kind == "float" and not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite; got NaN or infinite values")
+    return arr, kind
+
+
+def code_array(x, name: str) -> np.ndarray:
+    """``(N, K)`` int8 codes in {-1, 0, +1} (binary or ternary) for the ranking metrics."""
+    arr, _ = _numeric_matrix(x, name, "-1/+1 codes (or ternary -1/0/+1)")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must hold at least one code of at least one bit; got {arr.shape}")
     valid = (arr == -1) | (arr == 0) | (arr == 1)
     if not valid.all():
         bad = arr[~valid].ravel()[0]
@@ -369,7 +374,7 @@ def code_array(x, name: str) -> np.ndarray:
 
 
 def report_outputs(query, database, names=("query_outputs", "db_outputs")) -> tuple:
-    """Real hash outputs, or +-1 / ternary codes, of a query and a database as float tensors.
+    """Real hash outputs, or +-1 / ternary codes, of a query and a database as tensors.
 
     What a report binarizes (``v >= 0 -> +1``) must not be 0/1 bits or packed bytes, which
     it would map to all +1 codes and all-zero distances: booleans and unsigned integers are
@@ -378,20 +383,7 @@ def report_outputs(query, database, names=("query_outputs", "db_outputs")) -> tu
     """
     arrays = []
     for x, name in zip((query, database), names, strict=True):
-        arr = _as_numpy(x, name)
-        if arr.ndim != 2:
-            raise ValueError(f"{name} must be a 2-D (N, num_bits) array; got shape {arr.shape}")
-        if arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.unsignedinteger):
-            raise ValueError(
-                f"{name} must hold real outputs or -1/+1 codes (or ternary -1/0/+1); got dtype "
-                f"{arr.dtype}, which looks like 0/1 bits or packed codes (use 2 * bits - 1, "
-                "or codes.unpack_bits)"
-            )
-        kind = _kind_numpy(arr)
-        if kind not in ("int", "float"):
-            raise ValueError(f"{name} must be a numeric array; got dtype {arr.dtype}")
-        if kind == "float" and not np.isfinite(arr).all():
-            raise ValueError(f"{name} must be finite; got NaN or infinite values")
+        arr, kind = _numeric_matrix(x, name, "real outputs or -1/+1 codes (or ternary -1/0/+1)")
         if kind == "int" and arr.size and not np.isin(arr, (-1, 0, 1)).all():
             bad = arr[~np.isin(arr, (-1, 0, 1))].ravel()[0]
             raise ValueError(f"{name}: integer codes must be -1, 0 or +1; got {bad}")

@@ -324,9 +324,7 @@ def resolve_unseen_classes(
         classes = np.random.default_rng(seed).choice(num_classes, size=value, replace=False)
         chosen = sorted(int(c) for c in classes)
     else:
-        chosen = sorted(set(value))
-        if len(chosen) != len(value):
-            raise ValueError(f"unseen_classes must not repeat a class; got {value}")
+        chosen = sorted(value)  # parse_unseen_classes refused repeats
         bad = [c for c in chosen if not 0 <= c < num_classes]
         if bad:
             raise ValueError(

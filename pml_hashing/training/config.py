@@ -369,14 +369,14 @@ class ExperimentConfig:
         from ..data import PROTOCOLS
         from ..methods import METHODS
 
-        keys = {f.name for f in dataclasses.fields(self)}
+        # config keys, and what the data (num_classes) and bits (num_bits) set
+        reserved = {f.name for f in dataclasses.fields(self)} | {"num_classes", "num_bits"}
         for name, target, what in (
             ("method_kwargs", METHODS.get_or_raise(self.method), f"method {self.method!r}"),
             ("data_kwargs", PROTOCOLS.get_or_raise(self.dataset), f"dataset {self.dataset!r}"),
         ):
             given = getattr(self, name)
-            # num_classes comes from the data, num_bits from bits
-            clash = sorted(set(given) & (keys | {"num_classes", "num_bits", "root", "seed"}))
+            clash = sorted(set(given) & reserved)
             if clash:
                 flags = ", ".join(
                     {"num_bits": "--bits", "num_classes": "the data"}.get(k)
@@ -394,8 +394,7 @@ class ExperimentConfig:
                 continue
             if any(p.kind is p.VAR_KEYWORD for p in parameters):
                 continue
-            taken = {p.name for p in parameters if p.kind is not p.VAR_POSITIONAL}
-            taken -= keys | {"self", "num_classes", "num_bits"}
+            taken = {p.name for p in parameters if p.kind is not p.VAR_POSITIONAL} - reserved
             unknown = sorted(set(given) - taken)
             if unknown:
                 raise ConfigValueError(
