@@ -1002,10 +1002,11 @@ def _validation_against_reference(model, method, protocol, config, accelerator, 
         ref_out, ref_labels = encode_for_retrieval(
             model, method, reference, config.eval_batch_size, accelerator, config.num_workers
         )
-    val_ids = set(int(i) for i in getattr(protocol.validation, "indices", []))
+    val_ids = np.asarray(getattr(protocol.validation, "indices", []), dtype=np.int64)
     ref_ids = getattr(reference, "indices", None)
-    if ref_ids is not None and val_ids:
-        keep = torch.tensor([int(i) not in val_ids for i in ref_ids])
+    if ref_ids is not None and val_ids.size:
+        # one vectorized membership test (this runs every validated epoch)
+        keep = torch.from_numpy(~np.isin(np.asarray(ref_ids, dtype=np.int64), val_ids))
         ref_out, ref_labels = ref_out[keep], ref_labels[keep]
     return val_out, val_labels, ref_out, ref_labels
 
