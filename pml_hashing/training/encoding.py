@@ -41,12 +41,24 @@ class IndexedDataset(Dataset):
         return image, label, i
 
 
-class _IndexedBatches(IndexedDataset):
-    """``(image, label, index)`` batches of an in-memory data set by one tensor index each."""
+class _InMemoryBatches(Dataset):
+    """Batches of an in-memory data set by one tensor index each: ``(image, label)``, or
+    ``(image, label, index)`` with ``with_index`` (as :class:`IndexedDataset` gives)."""
+
+    def __init__(self, dataset: Dataset, with_index: bool = False):
+        self.dataset, self.with_index = dataset, with_index
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        item = self.dataset[i]
+        return (*item, i) if self.with_index else item
 
     def __getitems__(self, indices):
         index = torch.as_tensor(indices, dtype=torch.int64)
-        return _Batch((self.dataset.images[index], self.dataset.labels[index], index))
+        batch = (self.dataset.images[index], self.dataset.labels[index])
+        return _Batch((*batch, index) if self.with_index else batch)
 
 
 def indexed_for_loader(dataset: Dataset):
@@ -58,25 +70,8 @@ def indexed_for_loader(dataset: Dataset):
     order, with the same values, several times faster for small images.
     """
     if _in_memory(dataset):
-        return _IndexedBatches(dataset), collate
+        return _InMemoryBatches(dataset, with_index=True), collate
     return IndexedDataset(dataset), None
-
-
-class _InMemoryBatches(Dataset):
-    """``(image, label)`` batches of an in-memory data set by one tensor index each."""
-
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i):
-        return self.dataset[i]
-
-    def __getitems__(self, indices):
-        index = torch.as_tensor(indices, dtype=torch.int64)
-        return _Batch((self.dataset.images[index], self.dataset.labels[index]))
 
 
 @torch.no_grad()
