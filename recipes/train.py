@@ -13,8 +13,7 @@ folder that another config's run owns is a usage error (exit 2) before anything 
 
 import json
 
-from pml_hashing.training import Trainer, parse_config
-from pml_hashing.training.config import build_parser
+from pml_hashing.training.config import build_parser, parse_config
 from pml_hashing.training.threads import configure_threads
 
 
@@ -24,6 +23,9 @@ def main(argv=None) -> dict:
         config = parse_config(argv)
         # accelerate launch sets OMP_NUM_THREADS=1 for one CPU process: use the cores given
         configure_threads(config.num_threads)
+        # imported once the flags are read: --help and usage errors skip Accelerate and timm
+        from pml_hashing.training import Trainer
+
         trainer = Trainer(config)
         trainer.build()  # checks the resume point and the run folder, builds everything
     except (ValueError, OSError) as error:  # a bad value, or a file named that is not there

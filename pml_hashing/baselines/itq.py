@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 
 from .._validation import check_integer
@@ -63,6 +62,8 @@ class ITQ:
             raise ValueError(f"x must have at least 2 rows to fit a PCA; got {n}")
         self.mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
         centered = np.ascontiguousarray(x - self.mean)
+        import faiss  # here, not at the top: the recipe's parser must not load faiss
+
         pca = faiss.PCAMatrix(dim, self.num_bits)
         pca.have_bias = False  # the data are centred above
         pca.train(centered)
@@ -97,6 +98,8 @@ class ITQ:
 
 def initial_rotation(num_bits: int, seed: int) -> np.ndarray:
     """A seeded random ``(K, K)`` orthogonal matrix from :class:`faiss.RandomRotationMatrix`."""
+    import faiss
+
     rotation = faiss.RandomRotationMatrix(num_bits, num_bits)
     rotation.init(seed)
     return faiss.vector_to_array(rotation.A).reshape(num_bits, num_bits).T.astype(np.float64)

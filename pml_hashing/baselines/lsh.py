@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 
 from .._validation import check_integer
@@ -43,6 +42,8 @@ class LSH:
         x = as_feature_matrix(x)
         dim = x.shape[1]
         self.mean = x.mean(axis=0) if self.center else np.zeros(dim, dtype=np.float32)
+        import faiss  # here, not at the top: the recipe's parser must not load faiss
+
         rotation = faiss.RandomRotationMatrix(dim, self.num_bits)
         rotation.init(self.seed)
         # faiss applies y = A x with A (K, D) row-major; W = A^T.

@@ -6,7 +6,6 @@ import struct
 import zlib
 from typing import Any
 
-import faiss
 import numpy as np
 
 from .._validation import binary_code_array, check_input_file, check_integer
@@ -38,6 +37,8 @@ _FAISS_TYPES = {
 
 def faiss_has_gpu() -> bool:
     """True when the installed faiss was built with GPU support and sees at least one GPU."""
+    import faiss  # imported where used: the CLI parser reads KINDS without loading faiss
+
     return hasattr(faiss, "GpuIndexBinaryFlat") and faiss.get_num_gpus() > 0
 
 
@@ -142,6 +143,8 @@ class BinaryIndex:
                     f"binary {self._kind}); got kind={self._kind!r}"
                 )
             if not faiss_has_gpu():
+                import faiss
+
                 raise ValueError(
                     "device='cuda' needs faiss-gpu and a CUDA GPU; this faiss has "
                     f"{'no GPU support' if not hasattr(faiss, 'GpuIndexBinaryFlat') else 'no GPU'}"
@@ -149,6 +152,8 @@ class BinaryIndex:
         return device
 
     def _make_faiss_index(self):
+        import faiss
+
         d, p = self._num_bits, self._params
         if self._kind == "flat":
             return faiss.IndexBinaryFlat(d)
@@ -275,6 +280,8 @@ class BinaryIndex:
         if self._device != "cuda" or k > _GPU_MAX_K:
             return self._index
         if self._gpu_index is None:
+            import faiss
+
             if self._gpu_resources is None:
                 self._gpu_resources = faiss.StandardGpuResources()
             self._gpu_index = faiss.index_binary_cpu_to_gpu(self._gpu_resources, 0, self._index)
@@ -371,6 +378,8 @@ class BinaryIndex:
         ``kind``, params, sizes, a CRC32), faiss's ``serialize_index_binary`` bytes and the id
         array, if any.
         """
+        import faiss
+
         path = os.fspath(path)
         payload = faiss.serialize_index_binary(self._index).tobytes()
         id_bytes = b"" if self._ids is None else self._ids.astype("<i8").tobytes()
@@ -462,6 +471,8 @@ class BinaryIndex:
             raise ValueError(f"{path} holds a {file_bits}-bit index; num_bits={num_bits} expected")
         if kind is not None and kind != file_kind:
             raise ValueError(f"{path} holds a kind={file_kind!r} index; kind={kind!r} expected")
+        import faiss
+
         try:
             index = faiss.deserialize_index_binary(np.frombuffer(payload, dtype=np.uint8))
         except RuntimeError as e:

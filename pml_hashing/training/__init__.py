@@ -6,22 +6,32 @@ and writes ``runs/<name>/``;
 gives back the model and its target codes.
 """
 
-from ..evaluation.retrieval_report import retrieval_report
-from .checkpoint import load_checkpoint, save_checkpoint
-from .checkpoint_jobs import encode_checkpoint, evaluate_checkpoint
-from .config import ExperimentConfig, parse_config
-from .encoding import IndexedDataset, encode_dataset, encode_for_retrieval
-from .trainer import (
-    Callback,
-    CheckpointCallback,
-    TrackingCallback,
-    Trainer,
-    ValidationCallback,
-    build_model,
-    build_protocol,
-    run_experiment,
-)
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_exports
+
+# Names load on first use, so that building the recipe's parser (``--help``, usage errors)
+# imports neither Accelerate nor timm nor faiss.
+_EXPORTS = {
+    "Callback": ".trainer",
+    "CheckpointCallback": ".trainer",
+    "TrackingCallback": ".trainer",
+    "Trainer": ".trainer",
+    "ValidationCallback": ".trainer",
+    "ExperimentConfig": ".config",
+    "IndexedDataset": ".encoding",
+    "build_model": ".trainer",
+    "build_protocol": ".trainer",
+    "encode_checkpoint": ".checkpoint_jobs",
+    "encode_dataset": ".encoding",
+    "encode_for_retrieval": ".encoding",
+    "evaluate_checkpoint": ".checkpoint_jobs",
+    "load_checkpoint": ".checkpoint",
+    "parse_config": ".config",
+    "retrieval_report": "..evaluation.retrieval_report",
+    "run_experiment": ".trainer",
+    "save_checkpoint": ".checkpoint",
+}
 __all__ = [
     "Callback",
     "CheckpointCallback",
@@ -42,3 +52,21 @@ __all__ = [
     "run_experiment",
     "save_checkpoint",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from ..evaluation.retrieval_report import retrieval_report
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .checkpoint_jobs import encode_checkpoint, evaluate_checkpoint
+    from .config import ExperimentConfig, parse_config
+    from .encoding import IndexedDataset, encode_dataset, encode_for_retrieval
+    from .trainer import (
+        Callback,
+        CheckpointCallback,
+        TrackingCallback,
+        Trainer,
+        ValidationCallback,
+        build_model,
+        build_protocol,
+        run_experiment,
+    )

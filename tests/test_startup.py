@@ -1,0 +1,119 @@
+"""Start-up: ``--help``, usage errors and the parsers do not load the heavy libraries.
+
+Each check runs in a fresh interpreter (this test process has imported everything already)
+and reads ``sys.modules`` at the end: a module imported at the top of a file where a
+function would do is caught here, not by a timing.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Loaded where they are used (training, indexes, compiled kernels, plots, export, trackers),
+# never by ``import pml_hashing``, the recipe's parser or the command line's parser.
+HEAVY = (
+    "timm",
+    "faiss",
+    "numba",
+    "matplotlib",
+    "onnx",
+    "accelerate",
+    "sklearn",
+    "tensorboard",
+    "wandb",
+    "mlflow",
+)
+
+
+def heavy_modules_after(code: str, heavy=HEAVY) -> list[str]:
+    """Run ``code`` in a new interpreter; the ``heavy`` modules it left in ``sys.modules``."""
+    report = f"""
+import json, sys
+print("HEAVY=" + json.dumps(sorted(m for m in {tuple(heavy)!r} if m in sys.modules)))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code + report],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("HEAVY="))
+    return json.loads(line.removeprefix("HEAVY="))
+
+
+def test_import_and_both_parsers_load_no_heavy_module():
+    code = """
+import runpy
+import pml_hashing
+import pml_hashing.training
+from pml_hashing.cli import make_parser
+recipe = runpy.run_path("recipes/train.py", run_name="recipe")
+recipe["build_parser"]().format_help()
+make_parser().format_help()
+"""
+    assert heavy_modules_after(code) == []
+
+
+def test_import_of_the_package_loads_not_even_torch():
+    assert heavy_modules_after("import pml_hashing", heavy=("torch", *HEAVY)) == []
+
+
+@pytest.mark.parametrize(
+    "argv, status",
+    [
+        (["--help"], 0),
+        (["--bits", "7"], 2),  # a bad value: a usage error before anything is built
+        (["--method", "no-such-method"], 2),
+    ],
+)
+def test_recipe_help_and_usage_errors_load_no_heavy_module(argv, status):
+    code = f"""
+import runpy, sys
+sys.argv = ["recipes/train.py", *{argv!r}]
+try:
+    runpy.run_path("recipes/train.py", run_name="__main__")
+except SystemExit as stop:
+    assert stop.code == {status}, stop.code
+else:
+    raise AssertionError("the recipe did not exit")
+"""
+    assert heavy_modules_after(code) == []
+
+
+@pytest.mark.parametrize(
+    "argv, status",
+    [
+        (["--help"], 0),
+        (["index", "build", "--help"], 0),
+        (["index", "build"], 2),  # a required argument missing
+    ],
+)
+def test_command_line_help_and_usage_errors_load_no_heavy_module(argv, status):
+    code = f"""
+from pml_hashing.cli import main
+try:
+    main({argv!r})
+except SystemExit as stop:
+    assert stop.code == {status}, stop.code
+else:
+    raise AssertionError("the command line did not exit")
+"""
+    assert heavy_modules_after(code) == []
+
+
+def test_heavy_modules_still_load_where_they_are_used():
+    # The check above must be able to fail: the same report sees them once used.
+    code = """
+from pml_hashing.index import BinaryIndex
+BinaryIndex(16)
+from pml_hashing.training import Trainer
+"""
+    found = heavy_modules_after(code)
+    assert {"faiss", "timm", "accelerate"} <= set(found)
