@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pml_hashing.evaluation import average_precision_per_query, mean_average_precision
 from pml_hashing.evaluation._kernels import index_ap_rows, key_histograms
@@ -133,3 +135,28 @@ def test_kernels_on_raw_keys_with_excluded_items(key_dtype):
         np.testing.assert_array_equal(
             r[i], np.bincount(keys[i][rel[i]], minlength=num_bins + 1)[:-1]
         )
+
+
+@settings(max_examples=60)
+@given(
+    n=st.integers(1, 41),
+    num_bins=st.integers(1, 6),
+    depth=st.integers(1, 50),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_counting_pass_ranks_like_a_stable_sort_for_any_row_length(n, num_bins, depth, seed):
+    """Rows of every length (not only multiples of the kernel's four partial counts), few
+    keys (long runs of one key, as at 16 bits), excluded items, any depth."""
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, num_bins + 1, size=(3, n)).astype(np.uint8)
+    rel = (rng.random((3, n)) < 0.4) & (keys < num_bins)  # an excluded item is not relevant
+    ap = np.empty(3)
+    index_ap_rows(keys, rel.view(np.uint8), depth, num_bins, ap)
+    for i in range(3):
+        ranked = sorted(range(n), key=lambda j: (keys[i, j], j))[:depth]
+        hits, total = 0, 0.0
+        for rank, j in enumerate(ranked):
+            if rel[i, j]:
+                hits += 1
+                total += hits / (rank + 1)
+        assert ap[i] == (total / hits if hits else 0.0)

@@ -2,12 +2,13 @@
 
 Under ``ties="index"`` the rank of an item is the number of items at a smaller distance plus
 the items at the same distance with a smaller database index: a stable counting sort. One
-pass over a query's row counts the items (and the relevant items) per distance key; their
-exclusive prefix sums are the first rank (and the first relevant rank) of every key. A second
-pass in column order hands out ranks key by key, which is the stable order, without sorting
-or gathering the row. numpy cannot express the second pass (a running count per key), hence
-the JIT; ``cache=True`` keeps the compiled code between processes, ``nogil=True`` lets the
-query-chunk threads of :meth:`HammingRanking.map_chunks` run in parallel.
+pass over a query's row, in column order, counts the items per distance key (the histogram
+that ``ties="expected"`` also needs) and notes, for each relevant item only, its key and the
+items already seen at that key. The histogram's prefix sums give the first rank of every key,
+and the notes become ranks without a second pass over the row, a sort or a gather. numpy
+cannot express the notes (a running count per key), hence the JIT; ``cache=True`` keeps the
+compiled code between processes, ``nogil=True`` lets the query-chunk threads of
+:meth:`HammingRanking.map_chunks` run in parallel.
 """
 
 from __future__ import annotations
@@ -38,6 +39,22 @@ def _count_keys(k, r, width, counts):  # pragma: no cover - compiled
         counts[b] = parts[0, b] + parts[1, b] + parts[2, b] + parts[3, b]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _note_or_count(
+    b, is_relevant, part, others, relevant, notes, note_key, note_seen, note_seen_rel
+):  # pragma: no cover - compiled
+    """One item of :func:`index_ap_rows`'s pass; returns the new number of notes."""
+    if is_relevant:
+        c = relevant[b]
+        note_key[notes] = b
+        note_seen_rel[notes] = c
+        note_seen[notes] = c + others[0, b] + others[1, b] + others[2, b] + others[3, b]
+        relevant[b] = c + 1
+        return notes + 1
+    others[part, b] += 1
+    return notes
+
+
 @njit(cache=True, nogil=True)
 def index_ap_rows(keys, rel, depth, num_bins, out):  # pragma: no cover - compiled
     """``out[i]`` = AP@depth of row ``i`` under index ties (0 without a relevant item).
@@ -46,42 +63,65 @@ def index_ap_rows(keys, rel, depth, num_bins, out):  # pragma: no cover - compil
     ranked last), ``rel`` the matching relevance as uint8 0/1. The precisions are summed in
     rank order, as ``np.bincount`` sums the ranked terms, so the values are bit-identical to
     ranking each row with a stable argsort.
+
+    One pass per row in column order, the histogram's own: the items that are not relevant
+    are counted per key into four interleaved partial histograms (as :func:`_count_keys`),
+    and each relevant item notes its key, the relevant items and all the items seen at that
+    key before it. Once the row's histogram is complete, the first rank of every key is
+    known and the notes alone (the relevant items, not the row) become ranks: rank = first
+    rank of the key + items seen before it at that key, which is the stable order.
     """
     rows, n = keys.shape
     width = num_bins + 1
-    counts = np.empty(2 * width, np.int64)
-    first = np.empty(width, np.int64)  # next rank handed out at each key
-    first_rel = np.empty(width, np.int64)  # next relevant rank at each key
-    terms = np.empty(min(n, depth), np.float64)
+    others = np.zeros((4, width), np.int64)  # items not relevant, per key, 4 partial counts
+    relevant = np.zeros(width, np.int64)  # relevant items per key so far
+    first = np.empty(width, np.int64)  # first rank of each key
+    first_rel = np.empty(width, np.int64)  # first relevant rank of each key
+    note_key = np.empty(n, np.int64)
+    note_seen = np.empty(n, np.int64)
+    note_seen_rel = np.empty(n, np.int64)
+    terms = np.empty(max(min(n, depth), 1), np.float64)
+    m4 = n - n % 4
     for i in range(rows):
         k = keys[i]
         r = rel[i]
-        _count_keys(k, r, width, counts)
-        # Keys whose first rank is at or beyond depth cannot contribute: the second pass
-        # only looks at keys up to the one straddling depth.
+        others[:] = 0
+        relevant[:] = 0
+        notes = 0
+        for j in range(0, m4, 4):
+            for p in range(4):
+                notes = _note_or_count(
+                    k[j + p],
+                    r[j + p],
+                    p,
+                    others,
+                    relevant,
+                    notes,
+                    note_key,
+                    note_seen,
+                    note_seen_rel,
+                )
+        for j in range(m4, n):
+            notes = _note_or_count(
+                k[j], r[j], 0, others, relevant, notes, note_key, note_seen, note_seen_rel
+            )
         total = 0
         total_rel = 0
-        cutoff = width - 1
         for b in range(width):
             first[b] = total
             first_rel[b] = total_rel
-            total += counts[b] + counts[width + b]
-            total_rel += counts[width + b]
-            if total >= depth and cutoff == width - 1:
-                cutoff = b
+            total += others[0, b] + others[1, b] + others[2, b] + others[3, b] + relevant[b]
+            total_rel += relevant[b]
+        # The relevant items ranked before depth are the first ones of the relevant order,
+        # so their relevant ranks f fill 0 .. found - 1.
         found = 0
-        for j in range(n):
-            b = k[j]
-            if b > cutoff:
-                continue
-            pos = first[b]
-            first[b] = pos + 1
-            if r[j]:
-                f = first_rel[b]
-                first_rel[b] = f + 1
-                if pos < depth:
-                    terms[f] = (f + 1) / (pos + 1.0)
-                    found += 1
+        for m in range(notes):
+            b = note_key[m]
+            pos = first[b] + note_seen[m]
+            if pos < depth:
+                f = first_rel[b] + note_seen_rel[m]
+                terms[f] = (f + 1) / (pos + 1.0)
+                found += 1
         s = 0.0
         for f in range(found):
             s += terms[f]
