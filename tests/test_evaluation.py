@@ -515,3 +515,28 @@ def test_zero_one_codes_warn_that_they_look_like_bits():
     codes = np.eye(4, 8)
     with pytest.warns(ZeroOneCodesWarning, match="looks like 0/1 bits"):
         mean_average_precision(codes, np.arange(4), codes, np.arange(4))
+
+
+@given(
+    size=st.integers(1, 400),
+    relevant_fraction=st.floats(0, 1),
+    draws_fraction=st.floats(0, 1),
+)
+def test_hypergeometric_pmf_of_a_straddling_tie_group_matches_counting(
+    size, relevant_fraction, draws_fraction
+):
+    from pml_hashing.evaluation.average_precision import _hypergeometric_pmf
+
+    relevant = round(relevant_fraction * size)
+    draws = max(1, round(draws_fraction * size))
+    x = np.arange(max(0, draws - (size - relevant)), min(draws, relevant) + 1)
+    by_counting = [
+        math.comb(relevant, int(t)) * math.comb(size - relevant, draws - int(t)) for t in x
+    ]
+    expected = np.array(by_counting, dtype=object) / math.comb(size, draws)
+    np.testing.assert_allclose(
+        _hypergeometric_pmf(x, size, relevant, draws),
+        expected.astype(np.float64),
+        rtol=1e-12,
+        atol=1e-300,
+    )
