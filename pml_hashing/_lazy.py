@@ -15,20 +15,23 @@ from collections.abc import Callable, Mapping
 
 
 def lazy_exports(
-    package: str, exports: Mapping[str, str]
+    package: str, exports: Mapping[str, str], eager: bool = False
 ) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
     """The ``__getattr__`` and ``__dir__`` of a package whose names load on first use.
 
     Args:
         package: the package's ``__name__``.
         exports: public name -> submodule (relative, e.g. ``".trainer"``) that defines it.
+        eager: the package also imports other names itself; its ``__all__`` then lists
+            those and ``exports`` together.
 
     Returns:
         ``(__getattr__, __dir__)`` to assign in the package's namespace.
     """
     namespace = importlib.import_module(package).__dict__
     # __all__ is written out for linters and ``import *``; it must name the same things
-    if set(namespace.get("__all__", exports)) != set(exports):
+    listed = set(namespace.get("__all__", exports))
+    if not (set(exports) <= listed if eager else set(exports) == listed):
         raise RuntimeError(f"{package}: __all__ and the lazy exports name different things")
 
     def __getattr__(name: str) -> object:

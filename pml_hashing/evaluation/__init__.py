@@ -7,6 +7,9 @@ precision@k / recall@k, precision/recall curves over radius and rank, a PML
 one report that training runs, the command line and the benchmarks print.
 """
 
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 from .average_precision import average_precision_per_query, mean_average_precision
 from .hamming_ball_statistics import (
     HammingBallStatistics,
@@ -15,7 +18,6 @@ from .hamming_ball_statistics import (
     precision_within_radius,
 )
 from .hamming_ranking import ZeroOneCodesWarning
-from .hashing_accuracy_calculator import HashingAccuracyCalculator
 from .precision_recall_curve import PrecisionRecallCurve, plot_precision_recall
 from .ranking_metrics import precision_at_k, precision_recall_by_rank, recall_at_k
 from .retrieval_report import (
@@ -28,6 +30,15 @@ from .ternary_threshold_selection import (
     select_ternary_threshold,
     ternary_threshold_grid,
 )
+
+# PML's AccuracyCalculator imports scikit-learn (about half a second): loaded on first use,
+# not by every training run and report that imports the metrics.
+__getattr__, __dir__ = lazy_exports(
+    __name__, {"HashingAccuracyCalculator": ".hashing_accuracy_calculator"}, eager=True
+)
+
+if TYPE_CHECKING:
+    from .hashing_accuracy_calculator import HashingAccuracyCalculator
 
 __all__ = [
     "DegenerateTernaryCodesWarning",
