@@ -3,7 +3,8 @@
 Every command runs as a fresh process, as a user starts it; the rounds are interleaved so
 that load drifts hit every command alike, and each row prints its median beside the
 median of the anchor measured in the same run (``python -c "import torch"``: torch's own
-import, which every command needs) and the difference (goal: within 1 s of the anchor).
+import, which every command needs) and the difference (goal: within 1 s of the anchor),
+in wall and in CPU seconds.
 
 * ``python recipes/train.py --help`` and a usage error (``--bits 7``): the recipe's parser
   only (the Trainer, Accelerate, timm and faiss are imported after the flags are read);
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -64,25 +66,39 @@ def main(argv=None) -> dict[str, float]:
         script.write_text("import torch\n")
         cmds = commands(str(script))
         times: dict[str, list[float]] = {name: [] for name in cmds}
+        cpu: dict[str, list[float]] = {name: [] for name in cmds}
         for round_ in range(args.rounds):
             order = list(cmds) if round_ % 2 == 0 else list(cmds)[::-1]
             for name in order:
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 start = time.perf_counter()
                 subprocess.run(cmds[name], cwd=root, env=env, capture_output=True, check=False)
                 times[name].append(time.perf_counter() - start)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu[name].append(
+                    after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+                )
     medians = {name: statistics.median(t) for name, t in times.items()}
+    cpu_medians = {name: statistics.median(t) for name, t in cpu.items()}
     anchor = medians['python -c "import torch" (anchor)']
+    cpu_anchor = cpu_medians['python -c "import torch" (anchor)']
     print(
         f"median of {args.rounds} interleaved rounds, seconds; machine: {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f} at the end (timings are indicative when shared); "
         f"code: {root}"
     )
-    print("| command | median s | anchor s (same run) | minus anchor | / anchor |")
-    print("|---|---|---|---|---|")
+    # CPU seconds (user + system of the process and its children) move much less than
+    # wall seconds when other jobs share the cores.
+    print(
+        "| command | wall s | anchor wall s (same run) | wall minus anchor | wall / anchor "
+        "| CPU s | CPU minus anchor |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for name, value in medians.items():
         print(
             f"| {name} | {value:.2f} | {anchor:.2f} | {value - anchor:+.2f} "
-            f"| {value / anchor:.2f} |"
+            f"| {value / anchor:.2f} | {cpu_medians[name]:.2f} "
+            f"| {cpu_medians[name] - cpu_anchor:+.2f} |"
         )
     return medians
 
