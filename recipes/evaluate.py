@@ -7,10 +7,7 @@ accelerate launch recipes/evaluate.py --checkpoint ... --ties expected --out eva
 import argparse
 import json
 
-from accelerate import Accelerator
-
 from pml_hashing._validation import TIE_RULES
-from pml_hashing.training import evaluate_checkpoint
 
 
 def main(argv=None) -> dict:
@@ -25,6 +22,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--out", help="write the report as JSON here")
     args = parser.parse_args(argv)
+    # imported once the flags are read: --help and usage errors skip Accelerate and timm
+    from accelerate import Accelerator
+
+    from pml_hashing.training import evaluate_checkpoint
+
     accelerator = Accelerator()
     report = evaluate_checkpoint(
         args.checkpoint,

@@ -117,3 +117,15 @@ from pml_hashing.training import Trainer
 """
     found = heavy_modules_after(code)
     assert {"faiss", "timm", "accelerate"} <= set(found)
+
+
+def test_evaluate_recipe_help_loads_no_heavy_module():
+    code = """
+import runpy, sys
+sys.argv = ["recipes/evaluate.py", "--help"]
+try:
+    runpy.run_path("recipes/evaluate.py", run_name="__main__")
+except SystemExit as stop:
+    assert stop.code == 0, stop.code
+"""
+    assert heavy_modules_after(code) == []
