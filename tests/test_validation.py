@@ -481,3 +481,117 @@ def test_half_precision_hamming_distances_are_not_rounded(dtype, bits):
     small = HammingDistance()(q[:, :200].to(dtype), r[:, :200].to(dtype))
     plain_small = ((q[:, None, :200] >= 0) != (r[None, :, :200] >= 0)).sum(-1).float()
     assert small.dtype == dtype and torch.equal(small.float(), plain_small)
+
+
+# ------------------------------------------------------------------ 0/1 codes, one side at a time
+def _pm1_problem(rng, dtype):
+    """+-1 codes near 5 class centres (10% of bits flipped), query and database."""
+    centres = np.where(rng.random((5, 32)) < 0.5, 1, -1)
+
+    def noisy(labels):
+        codes = centres[labels].copy()
+        codes[rng.random(codes.shape) < 0.1] *= -1
+        return codes.astype(dtype)
+
+    ql, dl = rng.integers(0, 5, 40), rng.integers(0, 5, 120)
+    return noisy(ql), ql, noisy(dl), dl
+
+
+def _map_by_loop(q, ql, db, dl):
+    """mAP over the whole database, ties by database index, written plainly."""
+    aps = []
+    for code, label in zip(q, ql, strict=True):
+        d = [(int(np.sum(code != row)), i) for i, row in enumerate(db)]
+        hits, total = 0, 0.0
+        for rank, (_, i) in enumerate(sorted(d), start=1):
+            if dl[i] == label:
+                hits += 1
+                total += hits / rank
+        aps.append(total / hits if hits else 0.0)
+    return float(np.mean(aps))
+
+
+def _zero_one_entry_points():
+    from pml_hashing.evaluation import (
+        precision_at_k,
+        precision_within_radius,
+        retrieval_report,
+    )
+
+    return {
+        "retrieval_report": lambda q, ql, db, dl: retrieval_report(q, ql, db, dl),
+        "mean_average_precision": lambda q, ql, db, dl: mean_average_precision(q, ql, db, dl),
+        "precision_within_radius": lambda q, ql, db, dl: precision_within_radius(q, ql, db, dl),
+        "precision_at_k": lambda q, ql, db, dl: precision_at_k(q, ql, db, dl, k=5),
+        "TernaryFlatIndex": lambda q, ql, db, dl: TernaryFlatIndex(32).add(q),
+        "BinaryIndex": lambda q, ql, db, dl: BinaryIndex(32).add(q),
+    }
+
+
+@pytest.mark.parametrize("entry_point", sorted(_zero_one_entry_points()))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_a_zero_one_query_set_is_refused_next_to_a_plus_minus_one_database(entry_point, dtype):
+    q, ql, db, dl = _pm1_problem(np.random.default_rng(3), dtype)
+    call = _zero_one_entry_points()[entry_point]
+    if entry_point == "retrieval_report":
+        # the +-1 codes themselves are read right (the naive loop's number)
+        assert call(q, ql, db, dl)["map"] == pytest.approx(_map_by_loop(q, ql, db, dl))
+    with pytest.raises(ValueError, match="0/1 bits"):
+        call(((q + 1) / 2).astype(dtype), ql, db, dl)
+
+
+def test_index_evaluate_refuses_zero_one_query_codes_against_plus_minus_one_database(
+    tmp_path, capsys
+):
+    q, ql, db, dl = _pm1_problem(np.random.default_rng(4), np.int8)
+    np.savez(tmp_path / "q01.npz", codes=((q + 1) // 2).astype(np.int64), labels=ql)
+    np.savez(tmp_path / "db.npz", codes=db, labels=dl)
+    argv = ["index", "evaluate", "--query", str(tmp_path / "q01.npz")]
+    assert main([*argv, "--database", str(tmp_path / "db.npz")]) == 2
+    assert "query_outputs holds only 0s and 1s" in capsys.readouterr().err
+
+
+def test_ternary_codes_with_no_minus_one_are_read_within_allow_zero_one_codes():
+    from pml_hashing.evaluation import allow_zero_one_codes
+
+    q, ql, db, dl = _pm1_problem(np.random.default_rng(5), np.float64)
+    ternary_query = np.maximum(q, 0)  # 0 = unpolarized, a legitimate DPN-T code
+    with allow_zero_one_codes():
+        value = mean_average_precision(ternary_query, ql, db, dl)
+    assert 0.0 <= value <= 1.0
+    with pytest.raises(ValueError, match="0/1 bits"):
+        mean_average_precision(ternary_query, ql, db, dl)
+
+
+# ------------------------------------------------------------------ non-negative embeddings
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("squash", ["relu", "sigmoid"])
+def test_non_negative_embeddings_are_refused_by_the_pml_entry_points(dtype, squash):
+    from pml_hashing.index import HammingKNN
+
+    gen = torch.Generator().manual_seed(0)
+    emb = torch.randn(30, 16, generator=gen, dtype=dtype)
+    labels = torch.arange(30) % 3
+    emb = emb.relu() if squash == "relu" else emb.sigmoid()
+    with pytest.raises(ValueError, match="zero-centred"):
+        HammingKNN()(emb[:5], 1, emb)
+    with pytest.raises(ValueError, match="zero-centred"):
+        HammingKNN().train(emb)
+    calc = HashingAccuracyCalculator(include=("hashing_map",), device=torch.device("cpu"))
+    with pytest.raises(ValueError, match="zero-centred"):
+        calc.get_accuracy(emb[:5], labels[:5], emb, labels)
+    # centred, the same embeddings are accepted and rank as the naive loop does
+    centred = emb - emb.mean(dim=0)
+    codes = np.where(centred.numpy() >= 0, 1, -1)
+    result = calc.get_accuracy(centred[:5], labels[:5], centred, labels)
+    expected = _map_by_loop(codes[:5], labels[:5].numpy(), codes, labels.numpy())
+    assert result["hashing_map"] == pytest.approx(expected)
+
+
+def test_identical_codes_of_a_collapsed_model_warn():
+    from pml_hashing.evaluation import IdenticalCodesWarning
+    from pml_hashing.index import HammingKNN
+
+    emb = torch.tensor([[0.5, -0.5] * 4] * 6)
+    with pytest.warns(IdenticalCodesWarning, match="identical"):
+        HammingKNN()(emb[:2], 1, emb)

@@ -7,6 +7,7 @@ precision@k / recall@k, precision/recall curves over radius and rank, a PML
 one report that training runs, the command line and the benchmarks print.
 """
 
+from .._validation import IdenticalCodesWarning, allow_zero_one_codes
 from .average_precision import average_precision_per_query, mean_average_precision
 from .hamming_ball_statistics import (
     HammingBallStatistics,
@@ -33,9 +34,11 @@ __all__ = [
     "DegenerateTernaryCodesWarning",
     "HammingBallStatistics",
     "HashingAccuracyCalculator",
+    "IdenticalCodesWarning",
     "PrecisionRecallCurve",
     "TernaryThresholdSelection",
     "ZeroOneCodesWarning",
+    "allow_zero_one_codes",
     "average_precision_per_query",
     "format_retrieval_report",
     "hamming_ball_statistics",

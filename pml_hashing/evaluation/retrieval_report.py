@@ -10,11 +10,10 @@ import warnings
 
 import torch
 
-from .._validation import check_integer, label_array, report_outputs
+from .._validation import allow_zero_one_codes, check_integer, label_array, report_outputs
 from ..codes import binarize, ternarize
 from .average_precision import mean_average_precision
 from .hamming_ball_statistics import hamming_ball_statistics
-from .hamming_ranking import ZeroOneCodesWarning
 
 __all__ = ["DegenerateTernaryCodesWarning", "format_retrieval_report", "retrieval_report"]
 
@@ -123,9 +122,8 @@ def _ternary_report(query_outputs, query_labels, db_outputs, db_labels, margin, 
         )
         map_ternary = None
     else:
-        with warnings.catch_warnings():
-            # these are ternary codes by construction, not 0/1 bits passed by mistake
-            warnings.simplefilter("ignore", ZeroOneCodesWarning)
+        # these are ternary codes by construction, not 0/1 bits passed by mistake
+        with allow_zero_one_codes():
             map_ternary = mean_average_precision(
                 query_ternary, query_labels, db_ternary, db_labels, topk=topk, ties=ties, seed=seed
             )
