@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -440,7 +441,9 @@ def make_parser() -> argparse.ArgumentParser:
         "tie-aware expectation",
     )
     evaluate.add_argument("--seed", type=int, default=0, help="seed for --ties random")
-    evaluate.add_argument("--radius", type=float, default=2, help="Hamming radius (default 2)")
+    evaluate.add_argument(
+        "--radius", type=int, default=2, help="Hamming radius, an integer (default 2)"
+    )
     evaluate.add_argument(
         "--ternary-margin",
         type=float,
@@ -499,10 +502,53 @@ def _check_arguments(args: argparse.Namespace) -> None:
         )
     for attr, flag, minimum in (("k", "-k", 1), ("radius", "--radius", 0), ("topk", "--topk", 1)):
         value = getattr(args, attr, None)
-        if value is not None and not isinstance(value, float):
+        if value is not None:
             check_integer(value, flag, minimum=minimum)
-    if isinstance(getattr(args, "radius", None), float) and not args.radius >= 0:
-        raise CommandError(f"--radius must be >= 0; got {args.radius}")
+    _check_outputs_are_not_inputs(args)
+
+
+#: The flags whose files a subcommand reads, and those it writes.
+_INPUT_FLAGS = (
+    ("codes", "--codes"),
+    ("index", "--index"),
+    ("query", "--query"),
+    ("database", "--database"),
+    ("checkpoint", "--checkpoint"),
+    ("split_file", "--split-file"),
+)
+_OUTPUT_FLAGS = (("out", "--out"), ("json", "--json"))
+
+
+def _same_file(out: str, source: str) -> bool:
+    """Whether writing ``out`` would replace ``source`` (links and relative paths resolved):
+    the same file, or, for a run folder given as ``--checkpoint``, one of the files the run
+    wrote (a new file next to them is fine)."""
+    out, source = os.path.realpath(out), os.path.realpath(source)
+    if out == source:
+        return True
+    if not os.path.isdir(source) or os.path.dirname(out) != source:
+        return False
+    from .training.run_folder import RUN_OUTPUTS
+
+    return os.path.basename(out) in RUN_OUTPUTS
+
+
+def _check_outputs_are_not_inputs(args: argparse.Namespace) -> None:
+    """Refuse an output file that is one of the inputs: writing it would replace the user's
+    codes (``index build --codes db.npz --out db.npz``) before anything else failed."""
+    inputs = [(flag, getattr(args, a)) for a, flag in _INPUT_FLAGS if getattr(args, a, None)]
+    outputs = [(flag, getattr(args, a)) for a, flag in _OUTPUT_FLAGS if getattr(args, a, None)]
+    if getattr(args, "run", None) is plot_run_logs:
+        outputs = []  # its --out is a folder of PNGs, and RUN_DIR itself is its default
+    for out_flag, out in outputs:
+        for in_flag, path in inputs:
+            if _same_file(str(out), str(path)):
+                raise CommandError(
+                    f"{out_flag} {out} is the input {in_flag} {path}: writing it would replace "
+                    "the input; give another output file"
+                )
+    if len(outputs) == 2 and _same_file(str(outputs[0][1]), str(outputs[1][1])):
+        raise CommandError(f"--out and --json name one file ({outputs[0][1]}): give two files")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

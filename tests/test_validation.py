@@ -595,3 +595,73 @@ def test_identical_codes_of_a_collapsed_model_warn():
     emb = torch.tensor([[0.5, -0.5] * 4] * 6)
     with pytest.warns(IdenticalCodesWarning, match="identical"):
         HammingKNN()(emb[:2], 1, emb)
+
+
+# ------------------------------------------------------------------ command line: outputs, radius
+def _write_pm1_files(tmp_path):
+    q, ql, db, dl = _pm1_problem(np.random.default_rng(6), np.int8)
+    np.savez(tmp_path / "q.npz", codes=q, labels=ql)
+    np.savez(tmp_path / "db.npz", codes=db, labels=dl)
+    assert main(["index", "build", "--codes", str(tmp_path / "db.npz"), "--out",
+                 str(tmp_path / "db.index")]) == 0  # fmt: skip
+    return q, ql, db, dl
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["index", "build", "--codes", "{t}/db.npz", "--out", "{t}/db.npz"],
+        ["index", "search", "--index", "{t}/db.index", "--codes", "{t}/q.npz", "-k", "3",
+         "--out", "{t}/q.npz"],
+        ["index", "search", "--index", "{t}/db.index", "--codes", "{t}/q.npz", "-k", "3",
+         "--out", "{t}/../{n}/q.npz"],
+        ["index", "build", "--codes", "{t}/db.npz", "--out", "{t}/./db.npz"],
+        ["index", "evaluate", "--query", "{t}/q.npz", "--database", "{t}/db.npz",
+         "--json", "{t}/db.npz"],
+    ],
+)  # fmt: skip
+def test_an_output_that_is_one_of_the_inputs_is_refused_and_the_input_kept(tmp_path, argv, capsys):
+    _write_pm1_files(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    argv = [a.format(t=tmp_path, n=tmp_path.name) for a in argv]
+    assert main(argv) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_an_output_next_to_a_run_folders_files_is_allowed_but_not_over_them(tmp_path):
+    from pml_hashing.cli import _same_file
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.safetensors").write_bytes(b"x")
+    assert _same_file(str(run / "checkpoint.safetensors"), str(run))
+    assert _same_file(str(run / "run.json"), str(run))
+    assert not _same_file(str(run / "query.npz"), str(run))
+
+
+@pytest.mark.parametrize("radius", [0, 1, 3])
+def test_index_evaluate_takes_an_integer_radius(tmp_path, radius, capsys):
+    q, ql, db, dl = _write_pm1_files(tmp_path)
+    capsys.readouterr()
+    argv = ["index", "evaluate", "--query", str(tmp_path / "q.npz"), "--database",
+            str(tmp_path / "db.npz"), "--radius", str(radius), "--json", str(tmp_path / "r.json")]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    precisions = []
+    for code, label in zip(q, ql, strict=True):
+        inside = [i for i, row in enumerate(db) if np.sum(code != row) <= radius]
+        precisions.append(np.mean(dl[inside] == label) if inside else 0.0)
+    assert report["radius"] == radius
+    assert report["precision_within_radius"] == pytest.approx(np.mean(precisions))
+
+
+@pytest.mark.parametrize("radius", ["-1", "1.5", "two"])
+def test_index_evaluate_refuses_a_radius_that_is_not_a_non_negative_integer(radius, capsys):
+    try:
+        status = main(["index", "evaluate", "--query", "q.npz", "--database", "db.npz",
+                       "--radius", radius])  # fmt: skip
+    except SystemExit as e:  # argparse's own refusal
+        status = e.code
+    assert status == 2
+    assert "--radius" in capsys.readouterr().err
