@@ -645,7 +645,8 @@ def test_index_evaluate_takes_an_integer_radius(tmp_path, radius, capsys):
     q, ql, db, dl = _write_pm1_files(tmp_path)
     capsys.readouterr()
     argv = ["index", "evaluate", "--query", str(tmp_path / "q.npz"), "--database",
-            str(tmp_path / "db.npz"), "--radius", str(radius), "--json", str(tmp_path / "r.json")]  # fmt: skip
+            str(tmp_path / "db.npz"), "--radius", str(radius),
+            "--json", str(tmp_path / "r.json")]  # fmt: skip
     assert main(argv) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     precisions = []
