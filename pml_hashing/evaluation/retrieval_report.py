@@ -10,7 +10,13 @@ import warnings
 
 import torch
 
-from .._validation import allow_zero_one_codes, check_integer, label_array, report_outputs
+from .._validation import (
+    allow_zero_one_codes,
+    check_integer,
+    check_real,
+    label_array,
+    report_outputs,
+)
 from ..codes import binarize, ternarize
 from .average_precision import mean_average_precision
 from .hamming_ball_statistics import hamming_ball_statistics
@@ -66,6 +72,10 @@ def retrieval_report(
     topk = check_integer(topk, "topk", minimum=1, allow_none=True)
     radius = check_integer(radius, "radius", minimum=0)
     seed = check_integer(seed, "seed")
+    if ternary_margin is not None:
+        ternary_margin = check_real(ternary_margin, "ternary_margin", minimum=0)
+    if ternary_threshold is not None:
+        ternary_threshold = check_real(ternary_threshold, "ternary_threshold", minimum=0)
     query_outputs, db_outputs = report_outputs(query_outputs, db_outputs)
     query_labels = torch.from_numpy(
         label_array(query_labels, "query_labels", len(query_outputs), "query_outputs")
