@@ -666,3 +666,54 @@ def test_index_evaluate_refuses_a_radius_that_is_not_a_non_negative_integer(radi
         status = e.code
     assert status == 2
     assert "--radius" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ channels of image files
+@pytest.fixture(scope="module")
+def grayscale_checkpoint(tmp_path_factory):
+    from pml_hashing.training import run_experiment
+
+    folder = tmp_path_factory.mktemp("gray")
+    run_experiment(
+        dict(
+            name="tiny", output_dir=str(folder), dataset="digits", bits=16,
+            backbone_kwargs={"widths": [8, 16]}, epochs=1, batch_size=64, log_with="none",
+            progress=False, checkpoint_every=0,
+        )
+    )  # fmt: skip
+    return folder / "tiny"
+
+
+def _image_folder(root, mode, num_classes=3, per_class=6):
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    for c in range(num_classes):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(per_class):
+            shape = (14, 14) if mode == "L" else (14, 14, 3)
+            pixels = rng.integers(0, 255, shape, dtype=np.uint8)
+            Image.fromarray(pixels, mode).save(root / f"c{c}" / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("file_mode", ["RGB", "L"])
+def test_a_grayscale_checkpoint_encodes_an_image_folder_in_its_own_channels(
+    grayscale_checkpoint, tmp_path, file_mode
+):
+    from PIL import Image
+    from timm.data import create_transform
+
+    from pml_hashing.training import encode_checkpoint, load_checkpoint
+    from pml_hashing.training.trainer import build_protocol
+
+    root = str(_image_folder(tmp_path / "images", file_mode))
+    arrays = encode_checkpoint(grayscale_checkpoint, "query", dataset="image-folder", root=root)
+    model, _, config, _ = load_checkpoint(grayscale_checkpoint)
+    config = type(config).from_dict(config.to_dict() | {"dataset": "image-folder", "root": root})
+    query = build_protocol(config, model).query
+    transform = create_transform(**model.data_config())
+    images = [transform(Image.open(query.path(i)).convert("L")) for i in range(len(query))]
+    with torch.no_grad():
+        outputs = model.eval()(torch.stack(images)).numpy()
+    np.testing.assert_array_equal(arrays["codes"], np.where(outputs >= 0, 1, -1))

@@ -96,10 +96,15 @@ def build_protocol(config: ExperimentConfig, model: HashingModel | None = None):
     if takes_transform and model is not None:
         from timm.data import create_transform
 
+        from ..data.transforms import channels_transform
+
         data_config = model.data_config()
+        channels = data_config["input_size"][0]
         if config.image_size is not None:  # --image-size wins over the backbone's size
-            data_config["input_size"] = (3, config.image_size, config.image_size)
-        kwargs["transform"] = create_transform(**data_config)
+            data_config["input_size"] = (channels, config.image_size, config.image_size)
+        # the files' channels are converted to the model's (a grayscale checkpoint on RGB
+        # files and the reverse), rather than failing inside the first convolution
+        kwargs["transform"] = channels_transform(create_transform(**data_config), channels)
     elif takes_transform and config.image_size is not None:
         kwargs["image_size"] = config.image_size
     try:
