@@ -717,3 +717,24 @@ def test_a_grayscale_checkpoint_encodes_an_image_folder_in_its_own_channels(
     with torch.no_grad():
         outputs = model.eval()(torch.stack(images)).numpy()
     np.testing.assert_array_equal(arrays["codes"], np.where(outputs >= 0, 1, -1))
+
+
+# ------------------------------------------------------------------ backbone_kwargs of the small CNN
+@pytest.mark.parametrize("kwargs", [{"batchnorm": False}, {"width": [8]}, {"dropout": 0.1}])
+def test_small_cnn_refuses_backbone_kwargs_it_does_not_take(kwargs):
+    from pml_hashing.models import HashingModel
+
+    with pytest.raises(ValueError, match=f"does not take {next(iter(kwargs))}.*batch_norm"):
+        HashingModel("hashing_cnn_small", 16, in_chans=1, **kwargs)
+
+
+def test_small_cnn_backbone_kwargs_it_takes_change_the_network():
+    from pml_hashing.models import HashingModel
+
+    plain = HashingModel("hashing_cnn_small", 16, in_chans=1, widths=(8, 16))
+    changed = HashingModel(
+        "hashing_cnn_small", 16, in_chans=1, widths=(8, 16), batch_norm=False, drop_rate=0.5
+    )
+    norms = [type(m).__name__ for m in changed.modules() if "BatchNorm" in type(m).__name__]
+    assert norms == [] and any("BatchNorm" in type(m).__name__ for m in plain.modules())
+    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in changed.modules())
