@@ -719,7 +719,7 @@ def test_a_grayscale_checkpoint_encodes_an_image_folder_in_its_own_channels(
     np.testing.assert_array_equal(arrays["codes"], np.where(outputs >= 0, 1, -1))
 
 
-# ------------------------------------------------------------------ backbone_kwargs of the small CNN
+# ---------------------------------------------------------- backbone_kwargs of the small CNN
 @pytest.mark.parametrize("kwargs", [{"batchnorm": False}, {"width": [8]}, {"dropout": 0.1}])
 def test_small_cnn_refuses_backbone_kwargs_it_does_not_take(kwargs):
     from pml_hashing.models import HashingModel
