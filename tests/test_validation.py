@@ -738,3 +738,37 @@ def test_small_cnn_backbone_kwargs_it_takes_change_the_network():
     norms = [type(m).__name__ for m in changed.modules() if "BatchNorm" in type(m).__name__]
     assert norms == [] and any("BatchNorm" in type(m).__name__ for m in plain.modules())
     assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in changed.modules())
+
+
+# ------------------------------------------------------------------ sizes that cannot work
+@pytest.mark.parametrize("rows", [2, 5, 16])
+def test_itq_refuses_fewer_rows_than_bits_plus_one_with_the_reason(rows):
+    from pml_hashing.baselines import ITQ
+
+    x = np.random.default_rng(0).normal(size=(rows, 64)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"at least num_bits \+ 1 = 17 rows.*got " + str(rows)):
+        ITQ(16).fit(x)
+
+
+def test_itq_fits_with_bits_plus_one_rows_and_its_codes_are_the_signs_of_its_projection():
+    from pml_hashing.baselines import ITQ
+
+    x = np.random.default_rng(1).normal(size=(17, 64))
+    itq = ITQ(16).fit(x)
+    projected = (x - x.mean(axis=0)) @ itq.projection.astype(np.float64)
+    np.testing.assert_array_equal(itq.encode(x), np.where(projected >= 0, 1, -1))
+
+
+def test_a_stray_huge_class_id_is_refused_before_any_allocation(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    from pml_hashing.training import run_experiment
+
+    images = torch.randn(24, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(24) % 4
+    labels[0] = 10**7
+    data = TensorDataset(images, labels)
+    config = dict(name="big", output_dir=str(tmp_path), bits=16, epochs=1, log_with="none",
+                  backbone_kwargs={"widths": [8]}, progress=False, checkpoint_every=0)  # fmt: skip
+    with pytest.raises(ValueError, match="ids up to 10000000 for 5 distinct classes"):
+        run_experiment(config, train=data, query=data, database=data)
