@@ -33,8 +33,7 @@ _EPILOG = """\
 examples:
   # codes.npz holds `codes` (N, K) (+-1 or raw outputs) and optionally `ids` (N,)
   pml-hashing index build --codes db.npz --kind flat --out db.index
-  pml-hashing index build --codes db.npz --kind ivf --param nlist=1024 --param nprobe=8 \\
-      --out db.index
+  pml-hashing index build --codes db.npz --kind ivf --param nprobe=8 --out db.index
   pml-hashing index search --index db.index --codes queries.npz -k 10 --out results.npz
   pml-hashing index search --index db.index --codes queries.npz --radius 2 --out ball.npz
   # query.npz and db.npz hold `codes` and `labels`
@@ -42,10 +41,10 @@ examples:
   # or straight from a model trained by recipes/train.py
   pml-hashing index build --checkpoint runs/mnist-5k-dpn-random-64b-seed0 --out db.index
   pml-hashing index evaluate --checkpoint runs/mnist-5k-dpn-random-64b-seed0
-  pml-hashing encode --checkpoint runs/mnist-5k-dpn-random-64b-seed0 --split query \
+  pml-hashing encode --checkpoint runs/mnist-5k-dpn-random-64b-seed0 --split query \\
       --out query.npz
   # training curves and per-epoch validation mAP of a run, as PNGs in the run folder
-  pml-hashing plot runs/mnist-5k-dpn-64b-seed0
+  pml-hashing plot runs/mnist-5k-dpn-random-64b-seed0
 """
 
 
@@ -182,6 +181,19 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, int]:
     return params
 
 
+def default_nlist(num_codes: int) -> int:
+    """The IVF list count ``index build`` uses without ``--param nlist``: ``4 sqrt(N)`` (a
+    usual choice), at most ``N / 39`` so that faiss's k-means has the ~39 training points
+    per list it asks for (BinaryIndex's fixed 1024 warned on a 4,000-code database)."""
+    return max(1, min(round(4 * num_codes**0.5), num_codes // 39))
+
+
+def _scaled_params(kind: str, params: dict[str, int], num_codes: int) -> dict[str, int]:
+    if kind == "ivf" and "nlist" not in params:
+        params = {**params, "nlist": default_nlist(num_codes)}
+    return params
+
+
 def _blocks(n: int, description: str):
     return tqdm(range(0, n, _BLOCK), desc=description, unit="block", disable=None, leave=False)
 
@@ -191,7 +203,8 @@ def build_index(args: argparse.Namespace) -> int:
     codes = _binary_codes(arrays["codes"], source)
     ids = arrays.get("ids")
     num_bits = codes.shape[1] * 8 if codes.dtype == np.uint8 else codes.shape[1]
-    index = BinaryIndex(num_bits, kind=args.kind, device=args.device, **_parse_params(args.param))
+    params = _scaled_params(args.kind, _parse_params(args.param), len(codes))
+    index = BinaryIndex(num_bits, kind=args.kind, device=args.device, **params)
     if not index.is_trained:
         index.train(codes)
     for start in _blocks(len(codes), "adding"):
@@ -373,8 +386,8 @@ def make_parser() -> argparse.ArgumentParser:
         default="flat",
         choices=BinaryIndex.KINDS,
         help="flat: exact; hnsw: graph (params M, ef_construction, ef_search); ivf: inverted "
-        "lists (nlist, nprobe), trained on the codes; multihash: exact radius search "
-        "(nhash, b, nflip). Default: flat",
+        "lists (nlist, default min(4 sqrt(N), N / 39) for N codes; nprobe), trained on the "
+        "codes; multihash: exact radius search (nhash, b, nflip). Default: flat",
     )
     build.add_argument(
         "--param",
@@ -477,7 +490,7 @@ def make_parser() -> argparse.ArgumentParser:
             "--log-with csv, the default): training loss, validation mAP and the target "
             "codes' Hamming distances (when logged), as PNG files."
         ),
-        epilog="example:\n  pml-hashing plot runs/mnist-5k-dpn-64b-seed0",
+        epilog="example:\n  pml-hashing plot runs/mnist-5k-dpn-random-64b-seed0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     plot.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (runs/<name>)")

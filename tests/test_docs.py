@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import subprocess
@@ -92,11 +93,13 @@ def test_getting_started_has_the_readme_commands_verbatim():
         assert command in page, f"getting-started.md does not say {command!r}"
 
 
-@pytest.mark.slow
-def test_mkdocs_build_strict(tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The site built once by ``mkdocs build --strict`` (the build itself is a test)."""
+    out = tmp_path_factory.mktemp("site") / "site"
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -104,12 +107,64 @@ def test_mkdocs_build_strict(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return out
+
+
+@pytest.mark.slow
+def test_mkdocs_build_strict(site):
     for name, page_name in API_PAGES.items():
-        html = (tmp_path / "site" / "api" / page_name / "index.html").read_text()
+        html = (site / "api" / page_name / "index.html").read_text()
         # mkdocstrings rendered the docstrings (an empty ::: block renders no object heading).
         assert "doc-heading" in html, f"API page {name} rendered no object"
-    assert (tmp_path / "site" / "tutorials" / "pml-training-loop" / "index.html").is_file()
-    check_site_reads_offline(tmp_path / "site")
+    assert (site / "tutorials" / "pml-training-loop" / "index.html").is_file()
+    check_site_reads_offline(site)
+
+
+def markdown_headings(text: str) -> list[str]:
+    """The ATX headings (``## Title``) of a Markdown page outside fenced code blocks, as a
+    reader sees them: every line that starts with a fence opens or closes one. (The renderer
+    closes a fence only on a line of its own, so a fence closed mid-line makes the rest of
+    the page code: its headings then do not render as headings.)"""
+    headings, inside = [], False
+    for line in text.splitlines():
+        if re.match(r"\s*(`{3,}|~{3,})", line):
+            inside = not inside
+        elif not inside and re.match(r"#{1,6} ", line):
+            headings.append(line.lstrip("#").strip())
+    return headings
+
+
+def _plain(text: str) -> str:
+    """Heading text as words only: no Markdown or HTML markup, entities decoded."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)  # [text](link) -> text
+    text = html.unescape(re.sub(r"<[^>]+>", "", text)).replace("¶", "")
+    return re.sub(r"[^0-9a-z]+", " ", text.lower()).strip()
+
+
+def test_markdown_headings_are_found_outside_fences_only():
+    page = "# A\n```bash\n# comment\n``` text after the fence\n## B\n```py\n## C\n```\n"
+    assert markdown_headings(page) == ["A", "B"]
+    assert markdown_headings("# A\n~~~\n# x\n~~~\n## B `code`\n") == ["A", "B `code`"]
+
+
+@pytest.mark.slow
+def test_every_heading_outside_code_is_a_heading_of_the_built_page(site):
+    # A fence closed mid-line (``` text) swallows the rest of the page into a code block:
+    # its headings then appear as code, not in the page's table of contents.
+    missing = []
+    for page in sorted(DOCS.rglob("*.md")):
+        rel = page.relative_to(DOCS).with_suffix("")
+        built = site / (rel.parent if rel.name == "index" else rel) / "index.html"
+        rendered = {
+            _plain(m.group(2))
+            for m in re.finditer(r"<h([1-6])[^>]*>(.*?)</h\1>", built.read_text(), re.DOTALL)
+        }
+        missing += [
+            f"{rel}.md: {h!r}"
+            for h in markdown_headings(page.read_text())
+            if _plain(h) not in rendered
+        ]
+    assert not missing, "headings that did not render as headings:\n" + "\n".join(missing)
 
 
 def check_site_reads_offline(site: Path) -> None:

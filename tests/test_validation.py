@@ -772,3 +772,21 @@ def test_a_stray_huge_class_id_is_refused_before_any_allocation(tmp_path):
                   backbone_kwargs={"widths": [8]}, progress=False, checkpoint_every=0)  # fmt: skip
     with pytest.raises(ValueError, match="ids up to 10000000 for 5 distinct classes"):
         run_experiment(config, train=data, query=data, database=data)
+
+
+# ------------------------------------------------------------------ IVF list count
+@pytest.mark.parametrize("num_codes", [500, 4000])
+def test_index_build_ivf_scales_its_default_list_count_with_the_database(
+    tmp_path, capfd, num_codes
+):
+    codes = np.where(np.random.default_rng(8).random((num_codes, 32)) < 0.5, 1, -1)
+    np.savez(tmp_path / "db.npz", codes=codes)
+    argv = ["index", "build", "--codes", str(tmp_path / "db.npz"), "--kind", "ivf"]
+    assert main([*argv, "--out", str(tmp_path / "db.index")]) == 0
+    err = capfd.readouterr().err
+    assert "training points" not in err  # faiss's warning about too few points per list
+    index = BinaryIndex.load(tmp_path / "db.index")
+    expected = max(1, min(round(4 * np.sqrt(num_codes)), num_codes // 39))
+    assert index.params["nlist"] == expected
+    assert main([*argv, "--param", "nlist=7", "--out", str(tmp_path / "b.index")]) == 0
+    assert BinaryIndex.load(tmp_path / "b.index").params["nlist"] == 7
