@@ -374,3 +374,36 @@ def test_run_folders_named_in_commands_are_ones_a_documented_training_run_writes
         "run folders that no documented recipes/train.py command writes (it writes "
         f"{sorted(written)}):\n" + "\n".join(unknown)
     )
+
+
+# ---------------------------------------------------------------- dependencies
+def test_dependencies_are_ranges_and_ci_pins_live_in_its_constraints_file():
+    from packaging.requirements import Requirement
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = [Requirement(r) for r in project["dependencies"]]
+    declared += [Requirement(r) for group in project["optional-dependencies"].values()
+                 for r in group]  # fmt: skip
+    pinned = [str(r) for r in declared if any(s.operator in ("==", "===") for s in r.specifier)]
+    assert not pinned, f"exact pins replace a user's own builds (torch!): {pinned}"
+    pins = {}
+    for line in (REPO / ".ci" / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            requirement = Requirement(line)
+            pins[requirement.name.lower()] = next(iter(requirement.specifier)).version
+    ci_installs = [Requirement(r) for r in project["dependencies"]] + [
+        Requirement(r) for extra in ("dev", "docs") for r in project["optional-dependencies"][extra]
+    ]  # .ci/run installs ".[dev,docs]"
+    for requirement in ci_installs:
+        version = pins.get(requirement.name.lower())
+        assert version is not None, f"{requirement.name} has no CI version in .ci/constraints.txt"
+        assert requirement.specifier.contains(version), f"CI's {requirement.name}=={version}"
+    run = (REPO / ".ci" / "run").read_text()
+    assert "PIP_CONSTRAINT" in run and ".ci/constraints.txt" in run
+    readme = (REPO / "README.md").read_text()
+    assert 'pip install -e ".[dev,docs]" && python -m pytest -q' in run and readme.count(
+        'pip install -e ".[dev,docs]" && python -m pytest -q'
+    )
