@@ -407,3 +407,13 @@ def test_dependencies_are_ranges_and_ci_pins_live_in_its_constraints_file():
     assert 'pip install -e ".[dev,docs]" && python -m pytest -q' in run and readme.count(
         'pip install -e ".[dev,docs]" && python -m pytest -q'
     )
+
+
+def test_math_is_set_in_a_math_font():
+    # MathML in the theme's text font does not stretch sums and braces
+    css = (DOCS / "stylesheets" / "extra.css").read_text()
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.DOTALL)
+    rules = dict(re.findall(r"([^{}]+)\{([^}]*)\}", css))
+    fonts = [body for selector, body in rules.items() if re.search(r"\bmath\b", selector)]
+    assert fonts and re.search(r"font-family:[^;]*\bmath\b", fonts[0]), rules
+    assert "extra.css" in str(mkdocs_config()["extra_css"])
