@@ -232,3 +232,16 @@ def test_encode_names_an_image_file_it_cannot_read(tmp_path):
 def test_encode_and_export_errors_name_their_argument(call, name):
     with pytest.raises(ValueError, match=f"^{name} must"):
         call(small_model())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_model_encode_is_the_float_form_of_the_int8_codes_encode_returns(dtype):
+    model = small_model().to(dtype)
+    images = torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    floats = model.encode(images)
+    assert floats.dtype == dtype  # multiplies with the outputs in a training loop
+    codes = encode(images, model=model)
+    assert codes.dtype == torch.int8  # what indexes and files store
+    with torch.no_grad():
+        np.testing.assert_array_equal(codes.numpy(), plain_codes(model(images)))
+    assert torch.equal(floats.to(torch.int8), codes)
