@@ -240,12 +240,14 @@ def encode(
         method = method.to(next(model.parameters()).device)
     head = CodeHead(_exported_network(model, method), "codes", ternary_margin)
     batches = _batches(data, model, image_size, batch_size)
-    device = next(model.parameters()).device
+    parameter = next(model.parameters())
+    device, dtype = parameter.device, parameter.dtype
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            codes = [head(images.to(device)).cpu() for images in batches]
+            # images in the model's dtype: a float64 batch for a float32 model is still images
+            codes = [head(images.to(device=device, dtype=dtype)).cpu() for images in batches]
     finally:
         model.train(was_training)
     if not codes:
@@ -264,8 +266,14 @@ def _batches(data, model, image_size, batch_size):
                 f"data must be a float image batch (N, C, H, W) or one image (C, H, W); got "
                 f"{data.dtype} of shape {tuple(data.shape)}"
             )
+        _check_channels(data.shape[1], model)
         return data.split(batch_size)
     if isinstance(data, Dataset):
+        if len(data):
+            first = data[0]
+            first = first[0] if isinstance(first, (list, tuple)) else first
+            if isinstance(first, torch.Tensor) and first.ndim == 3:
+                _check_channels(first.shape[0], model)
         loader = DataLoader(data, batch_size=batch_size, shuffle=False)
         return (batch[0] if isinstance(batch, (list, tuple)) else batch for batch in loader)
     if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
@@ -277,6 +285,17 @@ def _batches(data, model, image_size, batch_size):
         "data must be an image tensor, a torch Dataset, or a list of PIL images or paths; "
         f"got {type(data).__name__}"
     )
+
+
+def _check_channels(channels: int, model) -> None:
+    """A preprocessed batch must already have the model's channels (files and PIL images
+    are converted; a tensor is not guessed at): say so before any work."""
+    expected = model.data_config()["input_size"][0] if hasattr(model, "data_config") else None
+    if expected is not None and channels != expected:
+        raise ValueError(
+            f"data has {channels} channels but the model takes {expected} (data (N, C, H, W); "
+            "image files and PIL images are converted, tensors are not)"
+        )
 
 
 def _file_transform(model, image_size):

@@ -245,3 +245,21 @@ def test_model_encode_is_the_float_form_of_the_int8_codes_encode_returns(dtype):
     with torch.no_grad():
         np.testing.assert_array_equal(codes.numpy(), plain_codes(model(images)))
     assert torch.equal(floats.to(torch.int8), codes)
+
+
+def test_encode_of_a_float64_batch_gives_the_float32_models_codes():
+    model = small_model()
+    images = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    codes = encode(images.double(), model=model)
+    with torch.no_grad():
+        np.testing.assert_array_equal(codes.numpy(), plain_codes(model(images)))
+
+
+@pytest.mark.parametrize("as_dataset", [False, True])
+def test_encode_refuses_a_tensor_of_other_channels_before_any_work(as_dataset):
+    from torch.utils.data import TensorDataset
+
+    images = torch.zeros(3, 3, 28, 28)
+    data = TensorDataset(images, torch.arange(3)) if as_dataset else images
+    with pytest.raises(ValueError, match="data has 3 channels but the model takes 1"):
+        encode(data, model=small_model())
