@@ -22,7 +22,13 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._validation import TIE_RULES, check_input_file, check_integer, check_output_path
+from ._validation import (
+    TIE_RULES,
+    check_input_file,
+    check_integer,
+    check_output_path,
+    refuse_zero_one,
+)
 from .codes import binarize
 from .index import BinaryIndex
 
@@ -320,7 +326,12 @@ def _report_inputs(
     if ternary_margin is not None:
         if ternary_margin < 0:
             raise CommandError(f"--ternary-margin must be >= 0; got {ternary_margin}")
-        return arrays.get("outputs", arrays["codes"]), ternary_margin
+        values = arrays.get("outputs", arrays["codes"])
+        refuse_zero_one(
+            np.asarray(values), f"{source}: {'outputs' if 'outputs' in arrays else 'codes'}"
+        )
+        return values, ternary_margin
+    refuse_zero_one(codes, f"{source}: codes")  # name the file, not the report's argument
     codes = _evaluation_codes(arrays["codes"])
     return codes, 0.0 if _is_ternary(codes) else None
 

@@ -548,7 +548,7 @@ def test_index_evaluate_refuses_zero_one_query_codes_against_plus_minus_one_data
     np.savez(tmp_path / "db.npz", codes=db, labels=dl)
     argv = ["index", "evaluate", "--query", str(tmp_path / "q01.npz")]
     assert main([*argv, "--database", str(tmp_path / "db.npz")]) == 2
-    assert "query_outputs holds only 0s and 1s" in capsys.readouterr().err
+    assert "q01.npz: codes holds only 0s and 1s" in capsys.readouterr().err
 
 
 def test_ternary_codes_with_no_minus_one_are_read_within_allow_zero_one_codes():
