@@ -14,14 +14,18 @@ Rules shared by the whole package:
   ``AccuracyCalculator`` layout) or a one-class multi-hot matrix, which rank differently.
 * Codes: ``{-1, +1}`` binary codes, ``{-1, 0, +1}`` ternary codes, or packed ``uint8``.
   Codes that hold only ``{-1, 0, +1}`` with some zeros (0/1 bits or ternary codes) are never
-  binarized silently (``0 -> +1`` would make all distances wrong).
+  binarized silently (``0 -> +1`` would make all distances wrong), and an array holding only
+  0 and 1 is refused by every entry point that takes codes (:func:`refuse_zero_one`).
 * Tie rules: :data:`TIE_RULES`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import numbers
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -31,6 +35,10 @@ __all__ = [
     "MAX_NUM_BITS",
     "TIE_RULES",
     "DeferredChecks",
+    "IdenticalCodesWarning",
+    "allow_zero_one_codes",
+    "check_code_spread",
+    "refuse_zero_one",
     "binary_code_array",
     "check_finite",
     "check_hash_outputs",
@@ -327,6 +335,77 @@ def label_tensor(
 
 
 # ---------------------------------------------------------------------------- codes
+# Set by allow_zero_one_codes(): the caller vouches that {0, +1} arrays are ternary codes.
+_ZERO_ONE_ALLOWED = contextvars.ContextVar("pml_hashing_zero_one_allowed", default=False)
+
+
+@contextlib.contextmanager
+def allow_zero_one_codes():
+    """Within this block, code arrays holding only 0 and +1 are read as ternary (DPN-T) codes
+    with no -1 instead of being refused as 0/1 bits (a ternary code of a model that polarized
+    no output below ``-m``). The package's own ternary metrics use it for the codes they
+    ternarize themselves."""
+    token = _ZERO_ONE_ALLOWED.set(True)
+    try:
+        yield
+    finally:
+        _ZERO_ONE_ALLOWED.reset(token)
+
+
+def refuse_zero_one(arr: np.ndarray, name: str) -> None:
+    """``ValueError`` when ``arr`` holds only 0 and 1 (at least one 0): 0/1 bits.
+
+    Binarizing (``v >= 0 -> +1``) maps every 0 to +1 and ternary ranking reads it as
+    "unpolarized": either way every distance is wrong, so no entry point that takes codes
+    reads them silently (a {0, 1} query set against a +-1 database scored 0.18 for 0.92).
+    """
+    if _ZERO_ONE_ALLOWED.get() or arr.size == 0:
+        return
+    zero = arr == 0
+    if zero.any() and (zero | (arr == 1)).all():
+        raise ValueError(
+            f"{name} holds only 0s and 1s: 0/1 bits, which binarizing would turn into all +1 "
+            "codes (and ternary ranking into 'unpolarized'); pass -1/+1 codes (2 * bits - 1) "
+            "or the real outputs (ternary codes with no -1: within "
+            "pml_hashing.evaluation.allow_zero_one_codes())"
+        )
+
+
+class IdenticalCodesWarning(UserWarning):
+    """Every code is the same: every Hamming distance is 0 and a ranking metric only
+    measures the tie order (a collapsed model)."""
+
+
+def check_code_spread(arrays, names: str) -> None:
+    """Refuse outputs that all binarize to +1 because none is negative, warn when every
+    binarized code is otherwise identical.
+
+    Hashing reads the sign of zero-centred outputs (``v >= 0 -> +1``): non-negative
+    embeddings (post-ReLU features, sigmoid outputs) all become the all-ones code, and
+    precision@1 of such codes says nothing about the model. Fewer than two rows in all
+    (one code is trivially identical to itself) are not checked.
+    """
+    mats = [_as_numpy(a, names) for a in arrays]
+    mats = [m.reshape(len(m), -1) if m.ndim else m.reshape(1, -1) for m in mats]
+    if sum(len(m) for m in mats) < 2 or any(m.size == 0 for m in mats):
+        return
+    if all(bool((m >= 0).all()) for m in mats):
+        raise ValueError(
+            f"{names} are all non-negative, so every code binarizes to all +1 (v >= 0 -> +1) "
+            "and every Hamming distance is 0: hashing expects zero-centred outputs (a linear "
+            "hash layer, not post-ReLU features or sigmoid outputs; subtract the mean, or "
+            "use 2 * p - 1 for probabilities)"
+        )
+    first = mats[0][0] >= 0
+    if all(bool(((m >= 0) == first).all()) for m in mats):
+        warnings.warn(
+            f"every code of {names} is identical after binarization: every Hamming distance "
+            "is 0, so a ranking metric only measures the tie order (a collapsed model?)",
+            IdenticalCodesWarning,
+            stacklevel=3,
+        )
+
+
 def _as_numpy(x, name: str) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach()
@@ -370,6 +449,7 @@ def code_array(x, name: str) -> np.ndarray:
             f"{name} must contain only -1, 0 and +1 (binarize or ternarize the embeddings "
             f"first); got {bad}"
         )
+    refuse_zero_one(arr, name)
     return arr.astype(np.int8)
 
 
@@ -378,8 +458,8 @@ def report_outputs(query, database, names=("query_outputs", "db_outputs")) -> tu
 
     What a report binarizes (``v >= 0 -> +1``) must not be 0/1 bits or packed bytes, which
     it would map to all +1 codes and all-zero distances: booleans and unsigned integers are
-    refused, and so are codes whose values are only 0 and 1 (no -1 anywhere in query and
-    database: 0/1 bits, not ternary codes). Integer codes must be in {-1, 0, +1}.
+    refused, and so is either array when its values are only 0 and 1 (0/1 bits: see
+    :func:`refuse_zero_one`). Integer codes must be in {-1, 0, +1}.
     """
     arrays = []
     for x, name in zip((query, database), names, strict=True):
@@ -393,12 +473,8 @@ def report_outputs(query, database, names=("query_outputs", "db_outputs")) -> tu
             f"{names[0]} has {arrays[0].shape[1]} bits per code but {names[1]} has "
             f"{arrays[1].shape[1]}: they must have the same number of bits"
         )
-    zero_one = all(((a == 0) | (a == 1)).all() for a in arrays)
-    if zero_one and any((a == 0).any() for a in arrays):
-        raise ValueError(
-            f"{names[0]} and {names[1]} hold only 0s and 1s: 0/1 bits, which binarizing would "
-            "turn into all +1 codes; pass -1/+1 codes (2 * bits - 1) or the real outputs"
-        )
+    for arr, name in zip(arrays, names, strict=True):
+        refuse_zero_one(arr, name)
     return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
 
 

@@ -15,13 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._validation import TIE_RULES, check_input_file, check_integer, check_output_path
+from ._validation import (
+    TIE_RULES,
+    check_input_file,
+    check_integer,
+    check_output_path,
+    refuse_zero_one,
+)
 from .codes import binarize
 from .index import BinaryIndex
 
@@ -32,8 +39,7 @@ _EPILOG = """\
 examples:
   # codes.npz holds `codes` (N, K) (+-1 or raw outputs) and optionally `ids` (N,)
   pml-hashing index build --codes db.npz --kind flat --out db.index
-  pml-hashing index build --codes db.npz --kind ivf --param nlist=1024 --param nprobe=8 \\
-      --out db.index
+  pml-hashing index build --codes db.npz --kind ivf --param nprobe=8 --out db.index
   pml-hashing index search --index db.index --codes queries.npz -k 10 --out results.npz
   pml-hashing index search --index db.index --codes queries.npz --radius 2 --out ball.npz
   # query.npz and db.npz hold `codes` and `labels`
@@ -41,10 +47,10 @@ examples:
   # or straight from a model trained by recipes/train.py
   pml-hashing index build --checkpoint runs/mnist-5k-dpn-random-64b-seed0 --out db.index
   pml-hashing index evaluate --checkpoint runs/mnist-5k-dpn-random-64b-seed0
-  pml-hashing encode --checkpoint runs/mnist-5k-dpn-random-64b-seed0 --split query \
+  pml-hashing encode --checkpoint runs/mnist-5k-dpn-random-64b-seed0 --split query \\
       --out query.npz
   # training curves and per-epoch validation mAP of a run, as PNGs in the run folder
-  pml-hashing plot runs/mnist-5k-dpn-64b-seed0
+  pml-hashing plot runs/mnist-5k-dpn-random-64b-seed0
 """
 
 
@@ -181,6 +187,19 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, int]:
     return params
 
 
+def default_nlist(num_codes: int) -> int:
+    """The IVF list count ``index build`` uses without ``--param nlist``: ``4 sqrt(N)`` (a
+    usual choice), at most ``N / 39`` so that faiss's k-means has the ~39 training points
+    per list it asks for (BinaryIndex's fixed 1024 warned on a 4,000-code database)."""
+    return max(1, min(round(4 * num_codes**0.5), num_codes // 39))
+
+
+def _scaled_params(kind: str, params: dict[str, int], num_codes: int) -> dict[str, int]:
+    if kind == "ivf" and "nlist" not in params:
+        params = {**params, "nlist": default_nlist(num_codes)}
+    return params
+
+
 def _blocks(n: int, description: str):
     return tqdm(range(0, n, _BLOCK), desc=description, unit="block", disable=None, leave=False)
 
@@ -190,7 +209,8 @@ def build_index(args: argparse.Namespace) -> int:
     codes = _binary_codes(arrays["codes"], source)
     ids = arrays.get("ids")
     num_bits = codes.shape[1] * 8 if codes.dtype == np.uint8 else codes.shape[1]
-    index = BinaryIndex(num_bits, kind=args.kind, device=args.device, **_parse_params(args.param))
+    params = _scaled_params(args.kind, _parse_params(args.param), len(codes))
+    index = BinaryIndex(num_bits, kind=args.kind, device=args.device, **params)
     if not index.is_trained:
         index.train(codes)
     for start in _blocks(len(codes), "adding"):
@@ -306,7 +326,12 @@ def _report_inputs(
     if ternary_margin is not None:
         if ternary_margin < 0:
             raise CommandError(f"--ternary-margin must be >= 0; got {ternary_margin}")
-        return arrays.get("outputs", arrays["codes"]), ternary_margin
+        values = arrays.get("outputs", arrays["codes"])
+        refuse_zero_one(
+            np.asarray(values), f"{source}: {'outputs' if 'outputs' in arrays else 'codes'}"
+        )
+        return values, ternary_margin
+    refuse_zero_one(codes, f"{source}: codes")  # name the file, not the report's argument
     codes = _evaluation_codes(arrays["codes"])
     return codes, 0.0 if _is_ternary(codes) else None
 
@@ -372,8 +397,8 @@ def make_parser() -> argparse.ArgumentParser:
         default="flat",
         choices=BinaryIndex.KINDS,
         help="flat: exact; hnsw: graph (params M, ef_construction, ef_search); ivf: inverted "
-        "lists (nlist, nprobe), trained on the codes; multihash: exact radius search "
-        "(nhash, b, nflip). Default: flat",
+        "lists (nlist, default min(4 sqrt(N), N / 39) for N codes; nprobe), trained on the "
+        "codes; multihash: exact radius search (nhash, b, nflip). Default: flat",
     )
     build.add_argument(
         "--param",
@@ -440,7 +465,9 @@ def make_parser() -> argparse.ArgumentParser:
         "tie-aware expectation",
     )
     evaluate.add_argument("--seed", type=int, default=0, help="seed for --ties random")
-    evaluate.add_argument("--radius", type=float, default=2, help="Hamming radius (default 2)")
+    evaluate.add_argument(
+        "--radius", type=int, default=2, help="Hamming radius, an integer (default 2)"
+    )
     evaluate.add_argument(
         "--ternary-margin",
         type=float,
@@ -474,7 +501,7 @@ def make_parser() -> argparse.ArgumentParser:
             "--log-with csv, the default): training loss, validation mAP and the target "
             "codes' Hamming distances (when logged), as PNG files."
         ),
-        epilog="example:\n  pml-hashing plot runs/mnist-5k-dpn-64b-seed0",
+        epilog="example:\n  pml-hashing plot runs/mnist-5k-dpn-random-64b-seed0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     plot.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (runs/<name>)")
@@ -499,10 +526,53 @@ def _check_arguments(args: argparse.Namespace) -> None:
         )
     for attr, flag, minimum in (("k", "-k", 1), ("radius", "--radius", 0), ("topk", "--topk", 1)):
         value = getattr(args, attr, None)
-        if value is not None and not isinstance(value, float):
+        if value is not None:
             check_integer(value, flag, minimum=minimum)
-    if isinstance(getattr(args, "radius", None), float) and not args.radius >= 0:
-        raise CommandError(f"--radius must be >= 0; got {args.radius}")
+    _check_outputs_are_not_inputs(args)
+
+
+#: The flags whose files a subcommand reads, and those it writes.
+_INPUT_FLAGS = (
+    ("codes", "--codes"),
+    ("index", "--index"),
+    ("query", "--query"),
+    ("database", "--database"),
+    ("checkpoint", "--checkpoint"),
+    ("split_file", "--split-file"),
+)
+_OUTPUT_FLAGS = (("out", "--out"), ("json", "--json"))
+
+
+def _same_file(out: str, source: str) -> bool:
+    """Whether writing ``out`` would replace ``source`` (links and relative paths resolved):
+    the same file, or, for a run folder given as ``--checkpoint``, one of the files the run
+    wrote (a new file next to them is fine)."""
+    out, source = os.path.realpath(out), os.path.realpath(source)
+    if out == source:
+        return True
+    if not os.path.isdir(source) or os.path.dirname(out) != source:
+        return False
+    from .training.run_folder import RUN_OUTPUTS
+
+    return os.path.basename(out) in RUN_OUTPUTS
+
+
+def _check_outputs_are_not_inputs(args: argparse.Namespace) -> None:
+    """Refuse an output file that is one of the inputs: writing it would replace the user's
+    codes (``index build --codes db.npz --out db.npz``) before anything else failed."""
+    inputs = [(flag, getattr(args, a)) for a, flag in _INPUT_FLAGS if getattr(args, a, None)]
+    outputs = [(flag, getattr(args, a)) for a, flag in _OUTPUT_FLAGS if getattr(args, a, None)]
+    if getattr(args, "run", None) is plot_run_logs:
+        outputs = []  # its --out is a folder of PNGs, and RUN_DIR itself is its default
+    for out_flag, out in outputs:
+        for in_flag, path in inputs:
+            if _same_file(str(out), str(path)):
+                raise CommandError(
+                    f"{out_flag} {out} is the input {in_flag} {path}: writing it would replace "
+                    "the input; give another output file"
+                )
+    if len(outputs) == 2 and _same_file(str(outputs[0][1]), str(outputs[1][1])):
+        raise CommandError(f"--out and --json name one file ({outputs[0][1]}): give two files")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

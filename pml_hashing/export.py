@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ._validation import check_integer, check_real
+
 OUTPUTS = ("codes", "outputs")
 
 
@@ -32,11 +34,11 @@ class CodeHead(nn.Module):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {list(OUTPUTS)}; got {output!r}")
-        if ternary_margin is not None and not float(ternary_margin) >= 0:
-            raise ValueError(f"ternary_margin must be >= 0; got {ternary_margin!r}")
+        if ternary_margin is not None:
+            ternary_margin = check_real(ternary_margin, "ternary_margin", minimum=0)
         self.model = model
         self.output = output
-        self.ternary_margin = None if ternary_margin is None else float(ternary_margin)
+        self.ternary_margin = ternary_margin
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v = self.model(x)
@@ -196,6 +198,7 @@ def encode(
     batch_size: int = 512,
     ternary_margin: float | None = None,
     device=None,
+    method: nn.Module | None = None,
 ) -> torch.Tensor:
     """Codes of images in one call, from a trained checkpoint (or a model).
 
@@ -211,33 +214,40 @@ def encode(
         batch_size: images per forward pass.
         ternary_margin: ternary codes (DPN-T) with this margin instead of binary ones.
         device: where to run (default: the model's device).
+        method: with ``model=``, the checkpoint's method (:func:`load_checkpoint`'s second
+            value), as for :func:`export_onnx`: required for a model of a classifier, LSH or
+            ITQ run, whose codes are not the bare network's outputs.
 
     Returns:
-        int8 codes ``(N, K)`` in {-1, +1} (or {-1, 0, +1}) on the CPU.
+        int8 codes ``(N, K)`` in {-1, +1} (or {-1, 0, +1}) on the CPU. (``model.encode``
+        of a ``HashingModel`` returns the same values in the outputs' float dtype, to
+        multiply with them; these int8 codes are what indexes and files store.)
     """
     if (checkpoint is None) == (model is None):
         raise ValueError("give exactly one of checkpoint= and model=")
-    image_size, method = None, None
+    if checkpoint is not None and method is not None:
+        raise ValueError("method= goes with model=; a checkpoint brings its own method")
+    batch_size = check_integer(batch_size, "batch_size", minimum=1)
+    image_size = None
     if checkpoint is not None:
         from .training import load_checkpoint
 
         model, method, config, _ = load_checkpoint(checkpoint)
         image_size = getattr(config, "image_size", None)
-    if batch_size is None or int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size!r}")
     if device is not None:
         model = model.to(device)
-    network = model
-    if method is not None:
-        network = _RetrievalNetwork(model, method.to(next(model.parameters()).device))
-    head = CodeHead(network, "codes", ternary_margin)
-    batches = _batches(data, model, image_size, int(batch_size))
-    device = next(model.parameters()).device
+    if method is not None and hasattr(method, "to"):
+        method = method.to(next(model.parameters()).device)
+    head = CodeHead(_exported_network(model, method), "codes", ternary_margin)
+    batches = _batches(data, model, image_size, batch_size)
+    parameter = next(model.parameters())
+    device, dtype = parameter.device, parameter.dtype
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            codes = [head(images.to(device)).cpu() for images in batches]
+            # images in the model's dtype: a float64 batch for a float32 model is still images
+            codes = [head(images.to(device=device, dtype=dtype)).cpu() for images in batches]
     finally:
         model.train(was_training)
     if not codes:
@@ -256,18 +266,36 @@ def _batches(data, model, image_size, batch_size):
                 f"data must be a float image batch (N, C, H, W) or one image (C, H, W); got "
                 f"{data.dtype} of shape {tuple(data.shape)}"
             )
+        _check_channels(data.shape[1], model)
         return data.split(batch_size)
     if isinstance(data, Dataset):
+        if len(data):
+            first = data[0]
+            first = first[0] if isinstance(first, (list, tuple)) else first
+            if isinstance(first, torch.Tensor) and first.ndim == 3:
+                _check_channels(first.shape[0], model)
         loader = DataLoader(data, batch_size=batch_size, shuffle=False)
         return (batch[0] if isinstance(batch, (list, tuple)) else batch for batch in loader)
     if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
         transform = _file_transform(model, image_size)
-        images = [transform(_open_rgb(item)) for item in data]
+        mode = _pil_mode(model)
+        images = [transform(_open_image(item, mode)) for item in data]
         return torch.stack(images).split(batch_size) if images else []
     raise TypeError(
         "data must be an image tensor, a torch Dataset, or a list of PIL images or paths; "
         f"got {type(data).__name__}"
     )
+
+
+def _check_channels(channels: int, model) -> None:
+    """A preprocessed batch must already have the model's channels (files and PIL images
+    are converted; a tensor is not guessed at): say so before any work."""
+    expected = model.data_config()["input_size"][0] if hasattr(model, "data_config") else None
+    if expected is not None and channels != expected:
+        raise ValueError(
+            f"data has {channels} channels but the model takes {expected} (data (N, C, H, W); "
+            "image files and PIL images are converted, tensors are not)"
+        )
 
 
 def _file_transform(model, image_size):
@@ -279,12 +307,33 @@ def _file_transform(model, image_size):
     return create_transform(**config)
 
 
-def _open_rgb(item):
+def _pil_mode(model) -> str:
+    """The PIL mode of the model's input channels: grayscale ``L`` for one, ``RGB`` else."""
+    if not hasattr(model, "data_config"):
+        return "RGB"
+    channels = model.data_config()["input_size"][0]
+    if channels not in (1, 3):
+        raise ValueError(
+            f"images can be encoded from files or PIL only for a 1- or 3-channel model; this "
+            f"model takes {channels} channels (pass a preprocessed tensor)"
+        )
+    return "L" if channels == 1 else "RGB"
+
+
+def _open_image(item, mode: str):
+    """A PIL image in the model's channels (a grayscale checkpoint gets grayscale images, an
+    RGB one RGB), fully decoded, so that a damaged file is named here and not mid-batch."""
     from PIL import Image
 
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
+        return item.convert(mode)
     if isinstance(item, (str, Path)):
-        with Image.open(item) as image:
-            return image.convert("RGB")
+        try:
+            with Image.open(item) as image:
+                image.load()
+                return image.convert(mode)
+        except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for broken files
+            raise ValueError(
+                f"image file {item} cannot be read ({type(e).__name__}: {e})"
+            ) from None
     raise TypeError(f"list items must be PIL images or image file paths; got {type(item).__name__}")

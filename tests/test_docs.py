@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import subprocess
@@ -92,11 +93,13 @@ def test_getting_started_has_the_readme_commands_verbatim():
         assert command in page, f"getting-started.md does not say {command!r}"
 
 
-@pytest.mark.slow
-def test_mkdocs_build_strict(tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The site built once by ``mkdocs build --strict`` (the build itself is a test)."""
+    out = tmp_path_factory.mktemp("site") / "site"
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -104,12 +107,64 @@ def test_mkdocs_build_strict(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return out
+
+
+@pytest.mark.slow
+def test_mkdocs_build_strict(site):
     for name, page_name in API_PAGES.items():
-        html = (tmp_path / "site" / "api" / page_name / "index.html").read_text()
+        html = (site / "api" / page_name / "index.html").read_text()
         # mkdocstrings rendered the docstrings (an empty ::: block renders no object heading).
         assert "doc-heading" in html, f"API page {name} rendered no object"
-    assert (tmp_path / "site" / "tutorials" / "pml-training-loop" / "index.html").is_file()
-    check_site_reads_offline(tmp_path / "site")
+    assert (site / "tutorials" / "pml-training-loop" / "index.html").is_file()
+    check_site_reads_offline(site)
+
+
+def markdown_headings(text: str) -> list[str]:
+    """The ATX headings (``## Title``) of a Markdown page outside fenced code blocks, as a
+    reader sees them: every line that starts with a fence opens or closes one. (The renderer
+    closes a fence only on a line of its own, so a fence closed mid-line makes the rest of
+    the page code: its headings then do not render as headings.)"""
+    headings, inside = [], False
+    for line in text.splitlines():
+        if re.match(r"\s*(`{3,}|~{3,})", line):
+            inside = not inside
+        elif not inside and re.match(r"#{1,6} ", line):
+            headings.append(line.lstrip("#").strip())
+    return headings
+
+
+def _plain(text: str) -> str:
+    """Heading text as words only: no Markdown or HTML markup, entities decoded."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)  # [text](link) -> text
+    text = html.unescape(re.sub(r"<[^>]+>", "", text)).replace("¶", "")
+    return re.sub(r"[^0-9a-z]+", " ", text.lower()).strip()
+
+
+def test_markdown_headings_are_found_outside_fences_only():
+    page = "# A\n```bash\n# comment\n``` text after the fence\n## B\n```py\n## C\n```\n"
+    assert markdown_headings(page) == ["A", "B"]
+    assert markdown_headings("# A\n~~~\n# x\n~~~\n## B `code`\n") == ["A", "B `code`"]
+
+
+@pytest.mark.slow
+def test_every_heading_outside_code_is_a_heading_of_the_built_page(site):
+    # A fence closed mid-line (``` text) swallows the rest of the page into a code block:
+    # its headings then appear as code, not in the page's table of contents.
+    missing = []
+    for page in sorted(DOCS.rglob("*.md")):
+        rel = page.relative_to(DOCS).with_suffix("")
+        built = site / (rel.parent if rel.name == "index" else rel) / "index.html"
+        rendered = {
+            _plain(m.group(2))
+            for m in re.finditer(r"<h([1-6])[^>]*>(.*?)</h\1>", built.read_text(), re.DOTALL)
+        }
+        missing += [
+            f"{rel}.md: {h!r}"
+            for h in markdown_headings(page.read_text())
+            if _plain(h) not in rendered
+        ]
+    assert not missing, "headings that did not render as headings:\n" + "\n".join(missing)
 
 
 def check_site_reads_offline(site: Path) -> None:
@@ -158,3 +213,207 @@ def test_math_hook_renders_inline_and_display_tex_as_mathml():
     assert '<span class="arithmatex">' + convert("v_k < m", display="inline") + "</span>" in out
     assert '<div class="arithmatex">' + convert("\\sum_{k=1}^{K} x_k", display="block") in out
     assert out.count("<math") == 2 and "\\(" not in out and "\\[" not in out
+
+
+# ---------------------------------------------------------------- commands in the docs
+COMMAND_START = re.compile(
+    r"(pml-hashing\s|accelerate\s+launch\s|python\s+(?:-m\s+pml_hashing\.cli\s|recipes/))"
+)
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """``(where, command)`` for every ``pml-hashing``, ``accelerate launch`` and
+    ``python recipes/*.py`` command in the docs, the README, the CLI's help and the recipes'
+    docstrings: code-block lines (continuations joined) and inline code spans."""
+    from pml_hashing.cli import make_parser
+
+    sources = {str(p.relative_to(REPO)): p.read_text() for p in sorted(DOCS.rglob("*.md"))}
+    sources["README.md"] = (REPO / "README.md").read_text()
+    for recipe in sorted((REPO / "recipes").glob("*.py")):
+        sources[str(recipe.relative_to(REPO))] = recipe.read_text().split('"""')[1]
+    parser = make_parser()
+    helps = [parser.format_help()]
+    for action in parser._subparsers._group_actions:
+        for sub in action.choices.values():
+            helps.append(sub.format_help())
+            for inner in getattr(sub, "_subparsers", None) and sub._subparsers._group_actions or []:
+                helps += [p.format_help() for p in inner.choices.values()]
+    sources["pml-hashing --help"] = "\n".join(helps)
+    commands = []
+    for where, text in sources.items():
+        code, prose, inside = [], [], False
+        whole_text_is_code = not where.endswith(".md")  # help text, docstrings
+        for line in text.replace("\\\n", " ").splitlines():
+            if re.match(r"\s*(`{3,}|~{3,})", line):
+                inside = not inside
+            elif inside or whole_text_is_code:
+                code.append(line)
+            else:
+                prose += re.findall(r"`([^`\n]+)`", line)
+        for line in code + prose:
+            line = line.strip().removeprefix("$ ")
+            for part in re.split(r"\s*(?:&&|;|\|)\s*", line):
+                if COMMAND_START.match(part):
+                    commands.append((where, part))
+    return commands
+
+
+def _argv(command: str) -> tuple[str, list[str]] | None:
+    """``(program, arguments)`` of a command: ``pml-hashing`` or a ``recipes/*.py`` script
+    (after ``accelerate launch``'s own flags); None for ``accelerate launch`` of a script
+    outside recipes/, or a command shown as a pattern (``...`` for arguments)."""
+    import shlex
+
+    try:
+        tokens = shlex.split(command, comments=True)
+    except ValueError:
+        return None
+    if "..." in tokens or any(t.startswith("<") and t.endswith(">") for t in tokens[:2]):
+        return None
+    if tokens[0] == "pml-hashing":
+        return "pml-hashing", tokens[1:]
+    if tokens[:3] == ["python", "-m", "pml_hashing.cli"]:
+        return "pml-hashing", tokens[3:]
+    scripts = [i for i, t in enumerate(tokens) if re.fullmatch(r"recipes/\w+\.py", t)]
+    if not scripts:
+        return None
+    return tokens[scripts[0]], tokens[scripts[0] + 1 :]
+
+
+def _parse(program: str, argv: list[str]):
+    """Parse ``argv`` with the program's real argument parser; returns the namespace or
+    config, raises SystemExit on a flag the parser does not know."""
+    import importlib.util
+
+    if program == "pml-hashing":
+        from pml_hashing.cli import make_parser
+
+        return make_parser().parse_args(argv)
+    if program == "recipes/train.py":
+        from pml_hashing.training.config import build_parser
+
+        return build_parser().parse_args(argv)
+    # evaluate.py and encode.py build their parser inside main(): stop right after parsing
+    spec = importlib.util.spec_from_file_location("recipe", REPO / program)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    import argparse
+
+    class Parsed(Exception):
+        pass
+
+    original = argparse.ArgumentParser.parse_args
+
+    def parse_and_stop(self, args=None, namespace=None):
+        raise Parsed(original(self, args, namespace))
+
+    argparse.ArgumentParser.parse_args = parse_and_stop
+    try:
+        module.main(argv)
+    except Parsed as parsed:
+        return parsed.args[0]
+    finally:
+        argparse.ArgumentParser.parse_args = original
+    raise AssertionError(f"{program} did not parse its arguments")
+
+
+def test_documented_commands_are_found():
+    commands = documented_commands()
+    programs = {(_argv(c) or ("",))[0] for _, c in commands}
+    assert {"pml-hashing", "recipes/train.py", "recipes/evaluate.py"} <= programs
+    assert len(commands) > 40
+
+
+# What a command shown in prose may leave out (a required flag of a partial example), or
+# write as a placeholder (--seed S): only these parser errors are let through.
+_PARTIAL = re.compile(
+    r"the following arguments are required|one of the arguments|expected one argument"
+)
+_PLACEHOLDER = re.compile(r"[A-Z][A-Z0-9_]*|\S*<[^>]+>\S*")
+
+
+def test_every_documented_command_parses_with_the_real_parser(capsys):
+    bad = []
+    for where, command in documented_commands():
+        argv = _argv(command)
+        if argv is None or "--help" in argv[1] or "-h" in argv[1]:
+            continue
+        try:
+            _parse(*argv)
+        except SystemExit:
+            message = (capsys.readouterr().err.strip().splitlines() or [""])[-1]
+            value = re.search(r"got '([^']*)'|invalid \w+ value: '([^']*)'", message)
+            value = value and (value.group(1) or value.group(2))
+            if _PARTIAL.search(message) or (value and _PLACEHOLDER.fullmatch(value)):
+                continue
+            bad.append(f"{where}: {command}\n    {message}")
+    assert not bad, "commands the parser refuses:\n" + "\n".join(bad)
+
+
+def test_run_folders_named_in_commands_are_ones_a_documented_training_run_writes():
+    from pml_hashing.training.config import parse_config
+
+    commands = documented_commands()
+    written = {"<name>"}
+    for _, command in commands:
+        argv = _argv(command)
+        if argv and argv[0] == "recipes/train.py" and "--help" not in argv[1]:
+            try:
+                config = parse_config(argv[1])
+            except (ValueError, OSError, SystemExit):
+                continue  # a pattern (--seed S) or a config needing files: no name to add
+            written.add(config.run_name())
+    named = {
+        (where, m.group(1))
+        for where, command in commands
+        for m in re.finditer(r"runs/([A-Za-z0-9_.-]+)", command)
+        if not m.group(1).endswith((".json", ".jsonl"))
+    }
+    unknown = sorted(f"{where}: runs/{name}" for where, name in named if name not in written)
+    assert not unknown, (
+        "run folders that no documented recipes/train.py command writes (it writes "
+        f"{sorted(written)}):\n" + "\n".join(unknown)
+    )
+
+
+# ---------------------------------------------------------------- dependencies
+def test_dependencies_are_ranges_and_ci_pins_live_in_its_constraints_file():
+    from packaging.requirements import Requirement
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = [Requirement(r) for r in project["dependencies"]]
+    declared += [Requirement(r) for group in project["optional-dependencies"].values()
+                 for r in group]  # fmt: skip
+    pinned = [str(r) for r in declared if any(s.operator in ("==", "===") for s in r.specifier)]
+    assert not pinned, f"exact pins replace a user's own builds (torch!): {pinned}"
+    pins = {}
+    for line in (REPO / ".ci" / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            requirement = Requirement(line)
+            pins[requirement.name.lower()] = next(iter(requirement.specifier)).version
+    ci_installs = [Requirement(r) for r in project["dependencies"]] + [
+        Requirement(r) for extra in ("dev", "docs") for r in project["optional-dependencies"][extra]
+    ]  # .ci/run installs ".[dev,docs]"
+    for requirement in ci_installs:
+        version = pins.get(requirement.name.lower())
+        assert version is not None, f"{requirement.name} has no CI version in .ci/constraints.txt"
+        assert requirement.specifier.contains(version), f"CI's {requirement.name}=={version}"
+    run = (REPO / ".ci" / "run").read_text()
+    assert "PIP_CONSTRAINT" in run and ".ci/constraints.txt" in run
+    readme = (REPO / "README.md").read_text()
+    assert 'pip install -e ".[dev,docs]" && python -m pytest -q' in run and readme.count(
+        'pip install -e ".[dev,docs]" && python -m pytest -q'
+    )
+
+
+def test_math_is_set_in_a_math_font():
+    # MathML in the theme's text font does not stretch sums and braces
+    css = (DOCS / "stylesheets" / "extra.css").read_text()
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.DOTALL)
+    rules = dict(re.findall(r"([^{}]+)\{([^}]*)\}", css))
+    fonts = [body for selector, body in rules.items() if re.search(r"\bmath\b", selector)]
+    assert fonts and re.search(r"font-family:[^;]*\bmath\b", fonts[0]), rules
+    assert "extra.css" in str(mkdocs_config()["extra_css"])

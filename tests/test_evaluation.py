@@ -509,12 +509,15 @@ def test_accuracy_calculator_multi_hot_labels_with_reference_including_query():
     assert result["hashing_map"] == pytest.approx(np.mean([naive_ap(r) for _, r in rankings]))
 
 
-def test_zero_one_codes_warn_that_they_look_like_bits():
-    from pml_hashing.evaluation.hamming_ranking import ZeroOneCodesWarning
+def test_zero_one_codes_are_refused_unless_declared_ternary():
+    from pml_hashing.evaluation import allow_zero_one_codes
 
     codes = np.eye(4, 8)
-    with pytest.warns(ZeroOneCodesWarning, match="looks like 0/1 bits"):
+    with pytest.raises(ValueError, match="query_codes holds only 0s and 1s"):
         mean_average_precision(codes, np.arange(4), codes, np.arange(4))
+    with allow_zero_one_codes():
+        ternary = mean_average_precision(codes, np.arange(4), codes, np.arange(4))
+    assert ternary == pytest.approx(1.0)  # each code is nearest to itself (0 = half a bit)
 
 
 @given(

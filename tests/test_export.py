@@ -152,10 +152,8 @@ def test_export_and_encode_errors_name_the_argument():
         encode(3, model=model)
 
 
-@pytest.mark.parametrize("method_name", ["classifier", "lsh"])
-def test_exports_of_methods_with_their_own_retrieval_map_give_the_runs_codes(
-    tmp_path, method_name
-):
+@pytest.mark.parametrize("method_name", ["classifier", "lsh", "itq"])
+def test_exports_of_methods_with_their_own_retrieval_map_give_the_runs_codes(tmp_path, method_name):
     # The classifier's codes are centred class probabilities and LSH's are projections of
     # the pixels: the bare network's outputs are not the run's codes.
     run_experiment(
@@ -171,9 +169,97 @@ def test_exports_of_methods_with_their_own_retrieval_map_give_the_runs_codes(
     expected = encode(images, checkpoint=run).numpy()
     with pytest.raises(ValueError, match=f"trained with method '{method_name}'.*pass method="):
         export_program(model, example=images[:2])
+    with pytest.raises(ValueError, match=f"trained with method '{method_name}'.*pass method="):
+        encode(images, model=model)
+    np.testing.assert_array_equal(encode(images, model=model, method=method).numpy(), expected)
     program = export_program(model, example=images[:2], method=method)
     np.testing.assert_array_equal(program.module()(images).numpy(), expected)
     ort = pytest.importorskip("onnxruntime")
     path = export_onnx(model, tmp_path / "m.onnx", example=images[:2], method=method)
     (codes,) = ort.InferenceSession(str(path)).run(None, {"images": images.numpy()})
     np.testing.assert_array_equal(codes, expected)
+
+
+@pytest.mark.parametrize("model_channels", [1, 3])
+@pytest.mark.parametrize("file_mode", ["L", "RGB", "LA", "RGBA"])
+def test_encode_converts_image_files_to_the_models_channels(tmp_path, model_channels, file_mode):
+    from PIL import Image
+    from timm.data import create_transform
+
+    torch.manual_seed(0)
+    model = HashingModel("hashing_cnn_small", 16, in_chans=model_channels, widths=(8, 16))
+    model.eval()
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(3):
+        shape = (12, 10) if file_mode == "L" else (12, 10, len(file_mode))
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), file_mode).save(
+            tmp_path / f"{i}.png"
+        )
+        paths.append(tmp_path / f"{i}.png")
+    mode = "L" if model_channels == 1 else "RGB"
+    transform = create_transform(**model.data_config())
+    batch = torch.stack([transform(Image.open(p).convert(mode)) for p in paths])
+    assert batch.shape[1] == model_channels
+    with torch.no_grad():
+        expected = plain_codes(model(batch))
+    np.testing.assert_array_equal(encode(paths, model=model).numpy(), expected)
+
+
+def test_encode_names_an_image_file_it_cannot_read(tmp_path):
+    from PIL import Image
+
+    model = small_model()
+    good, bad = tmp_path / "good.png", tmp_path / "truncated.png"
+    noise = np.random.default_rng(0).integers(0, 255, (28, 28), dtype=np.uint8)
+    Image.fromarray(noise).save(good)
+    bad.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    with pytest.raises(ValueError, match="truncated.png cannot be read"):
+        encode([good, bad], model=model)
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda m: encode(torch.zeros(2, 1, 28, 28), model=m, batch_size="x"), "batch_size"),
+        (lambda m: encode(torch.zeros(2, 1, 28, 28), model=m, batch_size=0), "batch_size"),
+        (lambda m: export_program(m, ternary_margin="abc"), "ternary_margin"),
+        (lambda m: export_program(m, ternary_margin=-1), "ternary_margin"),
+        (lambda m: encode(torch.zeros(2, 1, 28, 28), model=m, ternary_margin=float("nan")),
+         "ternary_margin"),
+    ],
+)  # fmt: skip
+def test_encode_and_export_errors_name_their_argument(call, name):
+    with pytest.raises(ValueError, match=f"^{name} must"):
+        call(small_model())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_model_encode_is_the_float_form_of_the_int8_codes_encode_returns(dtype):
+    model = small_model().to(dtype)
+    images = torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    floats = model.encode(images)
+    assert floats.dtype == dtype  # multiplies with the outputs in a training loop
+    codes = encode(images, model=model)
+    assert codes.dtype == torch.int8  # what indexes and files store
+    with torch.no_grad():
+        np.testing.assert_array_equal(codes.numpy(), plain_codes(model(images)))
+    assert torch.equal(floats.to(torch.int8), codes)
+
+
+def test_encode_of_a_float64_batch_gives_the_float32_models_codes():
+    model = small_model()
+    images = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    codes = encode(images.double(), model=model)
+    with torch.no_grad():
+        np.testing.assert_array_equal(codes.numpy(), plain_codes(model(images)))
+
+
+@pytest.mark.parametrize("as_dataset", [False, True])
+def test_encode_refuses_a_tensor_of_other_channels_before_any_work(as_dataset):
+    from torch.utils.data import TensorDataset
+
+    images = torch.zeros(3, 3, 28, 28)
+    data = TensorDataset(images, torch.arange(3)) if as_dataset else images
+    with pytest.raises(ValueError, match="data has 3 channels but the model takes 1"):
+        encode(data, model=small_model())

@@ -97,21 +97,21 @@ def test_split_is_seeded_and_the_saved_split_round_trips(tmp_path):
 def test_unseen_classes_hold_out_whole_classes_and_round_trip(tmp_path):
     root = make_image_folder(tmp_path / "images")
     sizes = dict(query_per_class=2, validation_per_class=1, image_size=8)
-    protocol = load_protocol("image-folder", root=root, seed=0, unseen_classes=[1], **sizes)
+    protocol = load_protocol("image-folder", root=root, seed=0, unseen_classes=[1, 2], **sizes)
     _, labels, _ = read_image_folder(root)
     splits = {k: np.asarray(v) for k, v in protocol.split_indices().items()}
-    # training and validation: only the seen classes, re-indexed to 0..1
+    # training and validation: only the seen class, re-indexed to 0
     for key in ("train", "validation"):
-        assert set(labels[splits[key]].tolist()) == {0, 2}, key
-    assert sorted(int(protocol.train[i][1]) for i in range(len(protocol.train)))[-1] == 1
-    assert protocol.num_classes == 2
-    # queries and database: only the unseen class
+        assert set(labels[splits[key]].tolist()) == {0}, key
+    assert {int(protocol.train[i][1]) for i in range(len(protocol.train))} == {0}
+    assert protocol.num_classes == 1
+    # queries and database: only the unseen classes (two at least: one would be all relevant)
     for key in ("query", "database"):
-        assert set(labels[splits[key]].tolist()) == {1}, key
-    assert protocol.info["unseen_classes"] == [1] and protocol.info["seen_classes"] == [0, 2]
+        assert set(labels[splits[key]].tolist()) == {1, 2}, key
+    assert protocol.info["unseen_classes"] == [1, 2] and protocol.info["seen_classes"] == [0]
     protocol.save_splits(tmp_path / "splits.json")
     saved = json.loads((tmp_path / "splits.json").read_text())
-    assert saved["unseen_classes"] == [1]
+    assert saved["unseen_classes"] == [1, 2]
     reused = load_protocol("image-folder", root=root, split_file=tmp_path / "splits.json", **sizes)
     assert reused.split_indices() == protocol.split_indices()
 

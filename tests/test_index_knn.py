@@ -3,6 +3,7 @@ import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from pytorch_metric_learning.utils.inference import InferenceModel
 
+from pml_hashing.evaluation import IdenticalCodesWarning
 from pml_hashing.index import HammingKNN
 
 
@@ -55,8 +56,9 @@ def test_knn_func_matches_brute_force(dtype, ref_includes_query):
 
 def test_self_match_is_dropped_even_behind_duplicates():
     # Five identical codes: query 4 has four duplicates before it at distance 0.
-    query = torch.ones(5, 8)
-    distances, indices = HammingKNN()(query, 2, query, ref_includes_query=True)
+    query = torch.tensor([[1.0, -1.0] * 4] * 5)
+    with pytest.warns(IdenticalCodesWarning, match="identical"):
+        distances, indices = HammingKNN()(query, 2, query, ref_includes_query=True)
     for i in range(5):
         assert i not in indices[i].tolist()
     assert (distances == 0).all()

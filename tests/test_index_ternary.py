@@ -36,8 +36,14 @@ def knn_by_loop(query, database, k):
 
 
 def test_ternary_zero_counts_half():
+    from pml_hashing.evaluation import allow_zero_one_codes
+
     index = TernaryFlatIndex(8)
-    index.add(np.array([[1, 1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0, 0, 0]]))
+    database = np.array([[1, 1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0, 0, 0]])
+    with pytest.raises(ValueError, match="0/1 bits"):  # no -1 anywhere: bits, unless declared
+        index.add(database)
+    with allow_zero_one_codes():
+        index.add(database)
     distances, ids = index.search(np.array([[1, 1, 1, 1, -1, -1, 0, 0]]), 2)
     # Against all +1: two sign flips (2) + two zeros (1); against all 0: eight halves (4).
     np.testing.assert_array_equal(distances, [[3.0, 4.0]])

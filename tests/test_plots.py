@@ -71,3 +71,24 @@ def test_plot_command_writes_into_an_existing_out_folder(run_dir, tmp_path, caps
     folder.mkdir()
     assert main(["plot", str(run_dir), "--out", str(folder)]) == 0
     assert (folder / "training_loss.png").read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.parametrize("name", ["mnist-5k-dpn-adaptive-64b-seed0", "x" * 20 + "-long" * 20])
+def test_figure_titles_fit_inside_the_figure(run_dir, tmp_path, monkeypatch, name):
+    import shutil
+
+    import matplotlib.pyplot as plt
+
+    named = tmp_path / name
+    shutil.copytree(run_dir, named)
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)  # keep the figures to measure them
+    plot_run(named, out=tmp_path / "figures")
+    assert len(kept) == 3
+    for fig in kept:
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            box = ax.title.get_window_extent(renderer)
+            assert 0 <= box.x0 and box.x1 <= fig.bbox.x1, ax.get_title()
+            assert box.y1 <= fig.bbox.y1, ax.get_title()
+        fig.clf()

@@ -131,7 +131,7 @@ def test_a_list_of_class_ids_is_taken_as_given():
 
 
 def test_auto_holds_out_a_quarter_of_the_classes_rounded_up():
-    assert [unseen_class_count(c) for c in (4, 10, 21, 100)] == [1, 3, 6, 25]
+    assert [unseen_class_count(c) for c in (3, 4, 10, 21, 100)] == [2, 2, 3, 6, 25]
     protocol = load_protocol("digits", unseen_classes="auto", **SMALL)
     assert len(protocol.info["unseen_classes"]) == math.ceil(10 / 4)
 
@@ -153,11 +153,11 @@ def test_flag_text_is_parsed(text, parsed):
 @pytest.mark.parametrize(
     "value, error",
     [
-        (0, "at least one seen and one unseen"),
-        (10, "at least one seen and one unseen"),
+        (0, r"an int in \[2, 9\]"),
+        (10, r"an int in \[2, 9\]"),
         ([1, 1], "must not repeat"),
         ([10], r"\[0, 10\)"),
-        (list(range(10)), "at least one seen"),
+        (list(range(10)), "training needs a seen class"),
         ("three", "an int"),
     ],
 )
@@ -249,3 +249,24 @@ def test_nuswide_unseen_classes_are_multi_label(tmp_path):
     train_rows = labels[np.asarray(protocol.train.indices)]
     assert (train_rows[:, 3:].sum(1) > 0).all()
     assert torch.equal(protocol.train.labels, torch.from_numpy(train_rows[:, 3:]))
+
+
+@pytest.mark.parametrize("value", [1, [1], "auto"])
+@pytest.mark.parametrize("num_classes", [2, 3, 4, 10])
+def test_one_unseen_class_is_refused_because_every_item_would_be_relevant(value, num_classes):
+    if value == "auto" and num_classes > 2:
+        unseen = resolve_unseen_classes(value, num_classes, 0)
+        assert len(unseen) >= 2  # auto never holds out a single class
+        return
+    with pytest.raises(ValueError, match="every item relevant to every query"):
+        resolve_unseen_classes(value, num_classes, 0)
+
+
+def test_a_one_class_data_set_is_refused_with_the_reason(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "only").mkdir()
+    for i in range(12):
+        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(tmp_path / "only" / f"{i}.png")
+    with pytest.raises(ValueError, match="at least 2 classes.*mAP is 1.0 for any model"):
+        load_protocol("image-folder", root=str(tmp_path))

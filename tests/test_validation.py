@@ -481,3 +481,312 @@ def test_half_precision_hamming_distances_are_not_rounded(dtype, bits):
     small = HammingDistance()(q[:, :200].to(dtype), r[:, :200].to(dtype))
     plain_small = ((q[:, None, :200] >= 0) != (r[None, :, :200] >= 0)).sum(-1).float()
     assert small.dtype == dtype and torch.equal(small.float(), plain_small)
+
+
+# ------------------------------------------------------------------ 0/1 codes, one side at a time
+def _pm1_problem(rng, dtype):
+    """+-1 codes near 5 class centres (10% of bits flipped), query and database."""
+    centres = np.where(rng.random((5, 32)) < 0.5, 1, -1)
+
+    def noisy(labels):
+        codes = centres[labels].copy()
+        codes[rng.random(codes.shape) < 0.1] *= -1
+        return codes.astype(dtype)
+
+    ql, dl = rng.integers(0, 5, 40), rng.integers(0, 5, 120)
+    return noisy(ql), ql, noisy(dl), dl
+
+
+def _map_by_loop(q, ql, db, dl):
+    """mAP over the whole database, ties by database index, written plainly."""
+    aps = []
+    for code, label in zip(q, ql, strict=True):
+        d = [(int(np.sum(code != row)), i) for i, row in enumerate(db)]
+        hits, total = 0, 0.0
+        for rank, (_, i) in enumerate(sorted(d), start=1):
+            if dl[i] == label:
+                hits += 1
+                total += hits / rank
+        aps.append(total / hits if hits else 0.0)
+    return float(np.mean(aps))
+
+
+def _zero_one_entry_points():
+    from pml_hashing.evaluation import (
+        precision_at_k,
+        precision_within_radius,
+        retrieval_report,
+    )
+
+    return {
+        "retrieval_report": lambda q, ql, db, dl: retrieval_report(q, ql, db, dl),
+        "mean_average_precision": lambda q, ql, db, dl: mean_average_precision(q, ql, db, dl),
+        "precision_within_radius": lambda q, ql, db, dl: precision_within_radius(q, ql, db, dl),
+        "precision_at_k": lambda q, ql, db, dl: precision_at_k(q, ql, db, dl, k=5),
+        "TernaryFlatIndex": lambda q, ql, db, dl: TernaryFlatIndex(32).add(q),
+        "BinaryIndex": lambda q, ql, db, dl: BinaryIndex(32).add(q),
+    }
+
+
+@pytest.mark.parametrize("entry_point", sorted(_zero_one_entry_points()))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_a_zero_one_query_set_is_refused_next_to_a_plus_minus_one_database(entry_point, dtype):
+    q, ql, db, dl = _pm1_problem(np.random.default_rng(3), dtype)
+    call = _zero_one_entry_points()[entry_point]
+    if entry_point == "retrieval_report":
+        # the +-1 codes themselves are read right (the naive loop's number)
+        assert call(q, ql, db, dl)["map"] == pytest.approx(_map_by_loop(q, ql, db, dl))
+    with pytest.raises(ValueError, match="0/1 bits"):
+        call(((q + 1) / 2).astype(dtype), ql, db, dl)
+
+
+def test_index_evaluate_refuses_zero_one_query_codes_against_plus_minus_one_database(
+    tmp_path, capsys
+):
+    q, ql, db, dl = _pm1_problem(np.random.default_rng(4), np.int8)
+    np.savez(tmp_path / "q01.npz", codes=((q + 1) // 2).astype(np.int64), labels=ql)
+    np.savez(tmp_path / "db.npz", codes=db, labels=dl)
+    argv = ["index", "evaluate", "--query", str(tmp_path / "q01.npz")]
+    assert main([*argv, "--database", str(tmp_path / "db.npz")]) == 2
+    assert "q01.npz: codes holds only 0s and 1s" in capsys.readouterr().err
+
+
+def test_ternary_codes_with_no_minus_one_are_read_within_allow_zero_one_codes():
+    from pml_hashing.evaluation import allow_zero_one_codes
+
+    q, ql, db, dl = _pm1_problem(np.random.default_rng(5), np.float64)
+    ternary_query = np.maximum(q, 0)  # 0 = unpolarized, a legitimate DPN-T code
+    with allow_zero_one_codes():
+        value = mean_average_precision(ternary_query, ql, db, dl)
+    assert 0.0 <= value <= 1.0
+    with pytest.raises(ValueError, match="0/1 bits"):
+        mean_average_precision(ternary_query, ql, db, dl)
+
+
+# ------------------------------------------------------------------ non-negative embeddings
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("squash", ["relu", "sigmoid"])
+def test_non_negative_embeddings_are_refused_by_the_pml_entry_points(dtype, squash):
+    from pml_hashing.index import HammingKNN
+
+    gen = torch.Generator().manual_seed(0)
+    emb = torch.randn(30, 16, generator=gen, dtype=dtype)
+    labels = torch.arange(30) % 3
+    emb = emb.relu() if squash == "relu" else emb.sigmoid()
+    with pytest.raises(ValueError, match="zero-centred"):
+        HammingKNN()(emb[:5], 1, emb)
+    with pytest.raises(ValueError, match="zero-centred"):
+        HammingKNN().train(emb)
+    calc = HashingAccuracyCalculator(include=("hashing_map",), device=torch.device("cpu"))
+    with pytest.raises(ValueError, match="zero-centred"):
+        calc.get_accuracy(emb[:5], labels[:5], emb, labels)
+    # centred, the same embeddings are accepted and rank as the naive loop does
+    centred = emb - emb.mean(dim=0)
+    codes = np.where(centred.numpy() >= 0, 1, -1)
+    result = calc.get_accuracy(centred[:5], labels[:5], centred, labels)
+    expected = _map_by_loop(codes[:5], labels[:5].numpy(), codes, labels.numpy())
+    assert result["hashing_map"] == pytest.approx(expected)
+
+
+def test_identical_codes_of_a_collapsed_model_warn():
+    from pml_hashing.evaluation import IdenticalCodesWarning
+    from pml_hashing.index import HammingKNN
+
+    emb = torch.tensor([[0.5, -0.5] * 4] * 6)
+    with pytest.warns(IdenticalCodesWarning, match="identical"):
+        HammingKNN()(emb[:2], 1, emb)
+
+
+# ------------------------------------------------------------------ command line: outputs, radius
+def _write_pm1_files(tmp_path):
+    q, ql, db, dl = _pm1_problem(np.random.default_rng(6), np.int8)
+    np.savez(tmp_path / "q.npz", codes=q, labels=ql)
+    np.savez(tmp_path / "db.npz", codes=db, labels=dl)
+    assert main(["index", "build", "--codes", str(tmp_path / "db.npz"), "--out",
+                 str(tmp_path / "db.index")]) == 0  # fmt: skip
+    return q, ql, db, dl
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["index", "build", "--codes", "{t}/db.npz", "--out", "{t}/db.npz"],
+        ["index", "search", "--index", "{t}/db.index", "--codes", "{t}/q.npz", "-k", "3",
+         "--out", "{t}/q.npz"],
+        ["index", "search", "--index", "{t}/db.index", "--codes", "{t}/q.npz", "-k", "3",
+         "--out", "{t}/../{n}/q.npz"],
+        ["index", "build", "--codes", "{t}/db.npz", "--out", "{t}/./db.npz"],
+        ["index", "evaluate", "--query", "{t}/q.npz", "--database", "{t}/db.npz",
+         "--json", "{t}/db.npz"],
+    ],
+)  # fmt: skip
+def test_an_output_that_is_one_of_the_inputs_is_refused_and_the_input_kept(tmp_path, argv, capsys):
+    _write_pm1_files(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    argv = [a.format(t=tmp_path, n=tmp_path.name) for a in argv]
+    assert main(argv) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_an_output_next_to_a_run_folders_files_is_allowed_but_not_over_them(tmp_path):
+    from pml_hashing.cli import _same_file
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.safetensors").write_bytes(b"x")
+    assert _same_file(str(run / "checkpoint.safetensors"), str(run))
+    assert _same_file(str(run / "run.json"), str(run))
+    assert not _same_file(str(run / "query.npz"), str(run))
+
+
+@pytest.mark.parametrize("radius", [0, 1, 3])
+def test_index_evaluate_takes_an_integer_radius(tmp_path, radius, capsys):
+    q, ql, db, dl = _write_pm1_files(tmp_path)
+    capsys.readouterr()
+    argv = ["index", "evaluate", "--query", str(tmp_path / "q.npz"), "--database",
+            str(tmp_path / "db.npz"), "--radius", str(radius),
+            "--json", str(tmp_path / "r.json")]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    precisions = []
+    for code, label in zip(q, ql, strict=True):
+        inside = [i for i, row in enumerate(db) if np.sum(code != row) <= radius]
+        precisions.append(np.mean(dl[inside] == label) if inside else 0.0)
+    assert report["radius"] == radius
+    assert report["precision_within_radius"] == pytest.approx(np.mean(precisions))
+
+
+@pytest.mark.parametrize("radius", ["-1", "1.5", "two"])
+def test_index_evaluate_refuses_a_radius_that_is_not_a_non_negative_integer(radius, capsys):
+    try:
+        status = main(["index", "evaluate", "--query", "q.npz", "--database", "db.npz",
+                       "--radius", radius])  # fmt: skip
+    except SystemExit as e:  # argparse's own refusal
+        status = e.code
+    assert status == 2
+    assert "--radius" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ channels of image files
+@pytest.fixture(scope="module")
+def grayscale_checkpoint(tmp_path_factory):
+    from pml_hashing.training import run_experiment
+
+    folder = tmp_path_factory.mktemp("gray")
+    run_experiment(
+        dict(
+            name="tiny", output_dir=str(folder), dataset="digits", bits=16,
+            backbone_kwargs={"widths": [8, 16]}, epochs=1, batch_size=64, log_with="none",
+            progress=False, checkpoint_every=0,
+        )
+    )  # fmt: skip
+    return folder / "tiny"
+
+
+def _image_folder(root, mode, num_classes=3, per_class=6):
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    for c in range(num_classes):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(per_class):
+            shape = (14, 14) if mode == "L" else (14, 14, 3)
+            pixels = rng.integers(0, 255, shape, dtype=np.uint8)
+            Image.fromarray(pixels, mode).save(root / f"c{c}" / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("file_mode", ["RGB", "L"])
+def test_a_grayscale_checkpoint_encodes_an_image_folder_in_its_own_channels(
+    grayscale_checkpoint, tmp_path, file_mode
+):
+    from PIL import Image
+    from timm.data import create_transform
+
+    from pml_hashing.training import encode_checkpoint, load_checkpoint
+    from pml_hashing.training.trainer import build_protocol
+
+    root = str(_image_folder(tmp_path / "images", file_mode))
+    arrays = encode_checkpoint(grayscale_checkpoint, "query", dataset="image-folder", root=root)
+    model, _, config, _ = load_checkpoint(grayscale_checkpoint)
+    config = type(config).from_dict(config.to_dict() | {"dataset": "image-folder", "root": root})
+    query = build_protocol(config, model).query
+    transform = create_transform(**model.data_config())
+    images = [transform(Image.open(query.path(i)).convert("L")) for i in range(len(query))]
+    with torch.no_grad():
+        outputs = model.eval()(torch.stack(images)).numpy()
+    np.testing.assert_array_equal(arrays["codes"], np.where(outputs >= 0, 1, -1))
+
+
+# ---------------------------------------------------------- backbone_kwargs of the small CNN
+@pytest.mark.parametrize("kwargs", [{"batchnorm": False}, {"width": [8]}, {"dropout": 0.1}])
+def test_small_cnn_refuses_backbone_kwargs_it_does_not_take(kwargs):
+    from pml_hashing.models import HashingModel
+
+    with pytest.raises(ValueError, match=f"does not take {next(iter(kwargs))}.*batch_norm"):
+        HashingModel("hashing_cnn_small", 16, in_chans=1, **kwargs)
+
+
+def test_small_cnn_backbone_kwargs_it_takes_change_the_network():
+    from pml_hashing.models import HashingModel
+
+    plain = HashingModel("hashing_cnn_small", 16, in_chans=1, widths=(8, 16))
+    changed = HashingModel(
+        "hashing_cnn_small", 16, in_chans=1, widths=(8, 16), batch_norm=False, drop_rate=0.5
+    )
+    norms = [type(m).__name__ for m in changed.modules() if "BatchNorm" in type(m).__name__]
+    assert norms == [] and any("BatchNorm" in type(m).__name__ for m in plain.modules())
+    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in changed.modules())
+
+
+# ------------------------------------------------------------------ sizes that cannot work
+@pytest.mark.parametrize("rows", [2, 5, 16])
+def test_itq_refuses_fewer_rows_than_bits_plus_one_with_the_reason(rows):
+    from pml_hashing.baselines import ITQ
+
+    x = np.random.default_rng(0).normal(size=(rows, 64)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"at least num_bits \+ 1 = 17 rows.*got " + str(rows)):
+        ITQ(16).fit(x)
+
+
+def test_itq_fits_with_bits_plus_one_rows_and_its_codes_are_the_signs_of_its_projection():
+    from pml_hashing.baselines import ITQ
+
+    x = np.random.default_rng(1).normal(size=(17, 64))
+    itq = ITQ(16).fit(x)
+    projected = (x - x.mean(axis=0)) @ itq.projection.astype(np.float64)
+    np.testing.assert_array_equal(itq.encode(x), np.where(projected >= 0, 1, -1))
+
+
+def test_a_stray_huge_class_id_is_refused_before_any_allocation(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    from pml_hashing.training import run_experiment
+
+    images = torch.randn(24, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(24) % 4
+    labels[0] = 10**7
+    data = TensorDataset(images, labels)
+    config = dict(name="big", output_dir=str(tmp_path), bits=16, epochs=1, log_with="none",
+                  backbone_kwargs={"widths": [8]}, progress=False, checkpoint_every=0)  # fmt: skip
+    with pytest.raises(ValueError, match="ids up to 10000000 for 5 distinct classes"):
+        run_experiment(config, train=data, query=data, database=data)
+
+
+# ------------------------------------------------------------------ IVF list count
+@pytest.mark.parametrize("num_codes", [500, 4000])
+def test_index_build_ivf_scales_its_default_list_count_with_the_database(
+    tmp_path, capfd, num_codes
+):
+    codes = np.where(np.random.default_rng(8).random((num_codes, 32)) < 0.5, 1, -1)
+    np.savez(tmp_path / "db.npz", codes=codes)
+    argv = ["index", "build", "--codes", str(tmp_path / "db.npz"), "--kind", "ivf"]
+    assert main([*argv, "--out", str(tmp_path / "db.index")]) == 0
+    err = capfd.readouterr().err
+    assert "training points" not in err  # faiss's warning about too few points per list
+    index = BinaryIndex.load(tmp_path / "db.index")
+    expected = max(1, min(round(4 * np.sqrt(num_codes)), num_codes // 39))
+    assert index.params["nlist"] == expected
+    assert main([*argv, "--param", "nlist=7", "--out", str(tmp_path / "b.index")]) == 0
+    assert BinaryIndex.load(tmp_path / "b.index").params["nlist"] == 7

@@ -58,8 +58,12 @@ class ITQ:
                 f"num_bits must be at most the feature dimension {dim} (PCA to K dims); "
                 f"got {self.num_bits}"
             )
-        if n < 2:
-            raise ValueError(f"x must have at least 2 rows to fit a PCA; got {n}")
+        if n < self.num_bits + 1:
+            # centred, n rows span at most n - 1 directions: PCA cannot give K of them
+            raise ValueError(
+                f"x must have at least num_bits + 1 = {self.num_bits + 1} rows to fit a PCA to "
+                f"{self.num_bits} dimensions (n centred rows span at most n - 1); got {n}"
+            )
         self.mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
         centered = np.ascontiguousarray(x - self.mean)
         import faiss  # here, not at the top: the recipe's parser must not load faiss

@@ -226,14 +226,20 @@ def reuse_splits(fresh: dict[str, np.ndarray], name: str, num_items: int, seed: 
 UNSEEN_AUTO = "auto"
 
 
+#: Queries and database of one class only: every item is relevant to every query and mAP is
+#: 1.0 for any model, so retrieval needs at least two classes (seen or unseen).
+MIN_UNSEEN_CLASSES = 2
+
+
 def unseen_class_count(num_classes: int) -> int:
     """How many classes ``unseen_classes="auto"`` holds out: ``ceil(num_classes / 4)``.
 
     Sablayrolles et al. (ICASSP 2017) train on 75% of the classes and retrieve the other
     25%. With 10 classes a quarter is 2.5; rounding up (7 seen, 3 unseen) keeps more than
-    two classes to retrieve among, where chance mAP is 1/2 and the test says little.
+    two classes to retrieve among, where chance mAP is 1/2 and the test says little. At
+    least two: with one unseen class every database item is relevant to every query.
     """
-    return max(1, math.ceil(num_classes / 4))
+    return max(MIN_UNSEEN_CLASSES, math.ceil(num_classes / 4))
 
 
 def _no_repeats(classes: list[int]) -> list[int]:
@@ -309,15 +315,30 @@ def resolve_unseen_classes(
     """
     value = parse_unseen_classes(unseen_classes)
     saved = saved_unseen_classes(split_file)
+    if num_classes < 2:
+        raise ValueError(
+            f"the data set has {num_classes} class: retrieval needs at least 2 classes (with "
+            "one, every database item is relevant to every query and mAP is 1.0 for any model)"
+        )
     if value is None:
         return saved
+    low, high = MIN_UNSEEN_CLASSES, num_classes - 1
+    why = (
+        "queries and database of one class make every item relevant to every query (mAP "
+        "1.0 for any model), and training needs a seen class"
+    )
+    if high < low:
+        raise ValueError(
+            f"unseen_classes needs at least {low + 1} classes (at least {low} unseen and one "
+            f"seen: {why}); the data set has {num_classes}"
+        )
     if value == UNSEEN_AUTO:
         value = unseen_class_count(num_classes)
     if isinstance(value, int):
-        if not 1 <= value <= num_classes - 1:
+        if not low <= value <= high:
             raise ValueError(
-                f"unseen_classes must leave at least one seen and one unseen class: an int in "
-                f"[1, {num_classes - 1}] for {num_classes} classes; got {value}"
+                f"unseen_classes must be an int in [{low}, {high}] for {num_classes} classes "
+                f"({why}); got {value}"
             )
         if saved is not None and len(saved) == value:
             return saved
@@ -331,10 +352,10 @@ def resolve_unseen_classes(
                 f"unseen_classes must be class ids in [0, num_classes) = [0, {num_classes}); "
                 f"got {bad[0]}"
             )
-        if not 1 <= len(chosen) <= num_classes - 1:
+        if not low <= len(chosen) <= high:
             raise ValueError(
-                "unseen_classes must leave at least one seen class and hold at least one; "
-                f"got {len(chosen)} of {num_classes} classes"
+                f"unseen_classes must hold {low} to {high} of the {num_classes} classes "
+                f"({why}); got {len(chosen)}: {chosen}"
             )
     if saved is not None and saved != chosen:
         raise ValueError(

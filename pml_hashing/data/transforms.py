@@ -32,6 +32,34 @@ def default_transform(image_size: int = 224):
     )
 
 
+class ConvertImageMode:
+    """Convert a PIL image to ``mode`` (``"L"`` for a one-channel model, ``"RGB"`` for a
+    three-channel one) before the rest of a transform, so that a grayscale checkpoint reads
+    RGB files and an RGB checkpoint grayscale ones. A class, not a lambda: data loader
+    workers pickle the transform."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+
+    def __call__(self, image):
+        return image.convert(self.mode) if hasattr(image, "convert") else image
+
+    def __repr__(self) -> str:
+        return f"ConvertImageMode({self.mode!r})"
+
+
+def channels_transform(transform, channels: int):
+    """``transform`` preceded by the PIL conversion to ``channels`` (1 or 3) channels."""
+    from torchvision import transforms
+
+    if channels not in (1, 3):
+        raise ValueError(
+            f"image files can be read for a 1- or 3-channel model only; this model takes "
+            f"{channels} channels"
+        )
+    return transforms.Compose([ConvertImageMode("L" if channels == 1 else "RGB"), transform])
+
+
 def probe_image_size(dataset) -> tuple[int, int]:
     """``(H, W)`` of the first item of ``dataset`` after its transform (tensor or PIL image)."""
     image = dataset[0][0]

@@ -10,6 +10,7 @@ one report that training runs, the command line and the benchmarks print.
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy_exports
+from .._validation import IdenticalCodesWarning, allow_zero_one_codes
 from .average_precision import average_precision_per_query, mean_average_precision
 from .hamming_ball_statistics import (
     HammingBallStatistics,
@@ -44,9 +45,11 @@ __all__ = [
     "DegenerateTernaryCodesWarning",
     "HammingBallStatistics",
     "HashingAccuracyCalculator",
+    "IdenticalCodesWarning",
     "PrecisionRecallCurve",
     "TernaryThresholdSelection",
     "ZeroOneCodesWarning",
+    "allow_zero_one_codes",
     "average_precision_per_query",
     "format_retrieval_report",
     "hamming_ball_statistics",

@@ -16,7 +16,6 @@ Definitions (DESIGN.md section 3), shared by every function of :mod:`pml_hashing
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,7 +47,9 @@ _CHUNK_ELEMENTS = 1 << 23
 
 
 class ZeroOneCodesWarning(UserWarning):
-    """Codes hold only 0 and +1: 0/1 bits passed by mistake, or ternary codes with no -1."""
+    """Kept for code that filters it: code arrays holding only 0 and +1 are now refused with
+    ``ValueError`` (0/1 bits; see :func:`~pml_hashing.evaluation.allow_zero_one_codes` for
+    ternary codes with no -1), so this warning is no longer emitted."""
 
 
 def _codes(x: ArrayLike, name: str) -> np.ndarray:
@@ -266,17 +267,6 @@ def prepare_ranking(
             exclude_columns = inverse[exclude_columns]
 
     ternary = bool((q == 0).any() or (db == 0).any())
-    if ternary and not ((q == -1).any() or (db == -1).any()):
-        # Codes without a single -1 are most likely 0/1 bits, ranked here as "0 = unknown":
-        # say so loudly. It is only a warning because ternary (DPN-T) codes of a model that
-        # has polarized no output below -m are legitimately in {0, +1}.
-        warnings.warn(
-            "query_codes and db_codes hold only 0 and +1, which looks like 0/1 bits; they are "
-            "ranked as ternary codes (0 = unpolarized). Pass -1/+1 codes (2 * bits - 1) if "
-            "these are bits",
-            ZeroOneCodesWarning,
-            stacklevel=4,
-        )
     if ternary:
         q_rep = q.astype(np.float32)
         db_rep = db.astype(np.float32)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
-from .._validation import check_integer
+from .._validation import check_code_spread, check_integer
 from ..codes import binarize
 from .average_precision import mean_average_precision
 from .hamming_ball_statistics import precision_within_radius
@@ -35,6 +35,10 @@ class HashingAccuracyCalculator(AccuracyCalculator):
     which the hashing functions refuse as ambiguous, are read here as PML reads them: class
     ids in a column (PML's testers hand labels over that way).
 
+    Embeddings must be zero-centred: non-negative embeddings (post-ReLU features, sigmoid
+    outputs) all binarize to +1, and are refused with ``ValueError``; otherwise identical
+    codes (a collapsed model) give an ``IdenticalCodesWarning``.
+
     Args:
         hashing_topk: R of ``hashing_map``; ``None`` ranks the whole reference set.
         **kwargs: passed to PML's ``AccuracyCalculator``.
@@ -52,6 +56,7 @@ class HashingAccuracyCalculator(AccuracyCalculator):
     def calculate_hashing_map(
         self, query, reference, query_labels, reference_labels, ref_includes_query, **kwargs
     ):
+        check_code_spread([query, reference], "query and reference embeddings")
         query_labels, reference_labels = map(self._class_ids, (query_labels, reference_labels))
         return mean_average_precision(
             binarize(query),
@@ -66,6 +71,7 @@ class HashingAccuracyCalculator(AccuracyCalculator):
     def calculate_precision_within_radius_2(
         self, query, reference, query_labels, reference_labels, ref_includes_query, **kwargs
     ):
+        check_code_spread([query, reference], "query and reference embeddings")
         query_labels, reference_labels = map(self._class_ids, (query_labels, reference_labels))
         return precision_within_radius(
             binarize(query),

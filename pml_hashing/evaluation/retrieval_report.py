@@ -10,11 +10,16 @@ import warnings
 
 import torch
 
-from .._validation import check_integer, label_array, report_outputs
+from .._validation import (
+    allow_zero_one_codes,
+    check_integer,
+    check_real,
+    label_array,
+    report_outputs,
+)
 from ..codes import binarize, ternarize
 from .average_precision import mean_average_precision
 from .hamming_ball_statistics import hamming_ball_statistics
-from .hamming_ranking import ZeroOneCodesWarning
 
 __all__ = ["DegenerateTernaryCodesWarning", "format_retrieval_report", "retrieval_report"]
 
@@ -67,6 +72,10 @@ def retrieval_report(
     topk = check_integer(topk, "topk", minimum=1, allow_none=True)
     radius = check_integer(radius, "radius", minimum=0)
     seed = check_integer(seed, "seed")
+    if ternary_margin is not None:
+        ternary_margin = check_real(ternary_margin, "ternary_margin", minimum=0)
+    if ternary_threshold is not None:
+        ternary_threshold = check_real(ternary_threshold, "ternary_threshold", minimum=0)
     query_outputs, db_outputs = report_outputs(query_outputs, db_outputs)
     query_labels = torch.from_numpy(
         label_array(query_labels, "query_labels", len(query_outputs), "query_outputs")
@@ -123,9 +132,8 @@ def _ternary_report(query_outputs, query_labels, db_outputs, db_labels, margin, 
         )
         map_ternary = None
     else:
-        with warnings.catch_warnings():
-            # these are ternary codes by construction, not 0/1 bits passed by mistake
-            warnings.simplefilter("ignore", ZeroOneCodesWarning)
+        # these are ternary codes by construction, not 0/1 bits passed by mistake
+        with allow_zero_one_codes():
             map_ternary = mean_average_precision(
                 query_ternary, query_labels, db_ternary, db_labels, topk=topk, ties=ties, seed=seed
             )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import NamedTuple
 
 import torch
 
+from .._validation import allow_zero_one_codes
 from ..codes import ternarize
 from .average_precision import mean_average_precision
-from .hamming_ranking import ZeroOneCodesWarning
 
 # Candidate thresholds as fractions of the margin m: 0 is binary ("no zeros"), 1 the paper's m.
 DEFAULT_THRESHOLD_FRACTIONS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
@@ -71,9 +70,8 @@ def select_ternary_threshold(
             raise ValueError(f"grid thresholds must be >= 0; got {threshold}")
     scores: dict[float, float] = {}
     for threshold in sorted(set(float(t) for t in candidates)):
-        with warnings.catch_warnings():
-            # ternary codes by construction, not 0/1 bits passed by mistake
-            warnings.simplefilter("ignore", ZeroOneCodesWarning)
+        # ternary codes by construction, not 0/1 bits passed by mistake
+        with allow_zero_one_codes():
             scores[threshold] = mean_average_precision(
                 ternarize(validation_outputs, threshold),
                 validation_labels,

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import torch
 
+from .._validation import check_code_spread
 from .binary_index import BinaryIndex
 
 
@@ -30,6 +31,10 @@ class HammingKNN:
     * ``ref_includes_query=True``: the query ``i`` is the reference item ``i``; it is removed
       from its own results (``k + 1`` neighbours are searched; when the query is not among
       them, because more than ``k`` exact duplicates precede it, the last one is dropped).
+
+    Embeddings must be zero-centred: when every value is non-negative (post-ReLU features,
+    sigmoid outputs), every code binarizes to all +1 and ``ValueError`` says so; codes that
+    are all identical otherwise (a collapsed model) give an ``IdenticalCodesWarning``.
 
     ``k`` larger than the number of reference items (less the query itself) raises
     ``ValueError`` rather than returning padding indices that PML would read as real items.
@@ -70,11 +75,13 @@ class HammingKNN:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Hamming k-NN of ``query`` in ``reference`` (see the class docstring)."""
         if reference is not None:
+            check_code_spread([query, reference], "query and reference embeddings")
             index = self._new_index(reference, "reference")
             index.add(reference)
         elif self.index is not None:
             index = self.index
         else:
+            check_code_spread([query], "query embeddings")
             index = self._new_index(query, "query")
             index.add(query)
         if query.ndim != 2 or query.shape[1] != index.num_bits:
@@ -98,6 +105,7 @@ class HammingKNN:
 
     def train(self, embeddings: torch.Tensor) -> None:
         """Start a new stored index holding ``embeddings`` (``InferenceModel.train_knn``)."""
+        check_code_spread([embeddings], "embeddings")
         self.index = self._new_index(embeddings, "embeddings")
         self.index.add(embeddings)
 
@@ -106,6 +114,7 @@ class HammingKNN:
         if self.index is None:
             self.train(embeddings)
         else:
+            check_code_spread([embeddings], "embeddings")
             self.index.add(embeddings)
 
     def reset(self) -> None:

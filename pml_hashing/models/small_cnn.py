@@ -7,6 +7,8 @@ registered, it is created like any timm model: ``timm.create_model("hashing_cnn_
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from timm.models import register_model
 from torch import nn
@@ -14,6 +16,10 @@ from torch import nn
 
 class SmallCNN(nn.Module):
     """conv(32) - conv(64) - conv(128) with batch norm, ReLU and pooling, then global pooling.
+
+    Unknown keyword arguments are an error, as for timm's own models (a misspelled
+    ``batchnorm=False`` must not train the default network). ``drop_rate`` is timm's
+    dropout before the classifier (features when headless).
 
     ``batch_norm=False`` gives a network whose outputs do not depend on how a batch is split
     across processes (batch norm statistics are per process), used to check distributed
@@ -30,7 +36,7 @@ class SmallCNN(nn.Module):
         in_chans: int = 1,
         widths=(32, 64, 128),
         batch_norm: bool = True,
-        **kwargs,
+        drop_rate: float = 0.0,
     ):
         super().__init__()
         layers, channels = [], in_chans
@@ -46,6 +52,7 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = channels
+        self.drop = nn.Dropout(drop_rate) if drop_rate else nn.Identity()
         self.head = nn.Linear(channels, num_classes) if num_classes else nn.Identity()
         self.pretrained_cfg = {"input_size": (in_chans, 28, 28), "mean": (0.0,), "std": (1.0,)}
         self.default_cfg = self.pretrained_cfg
@@ -54,7 +61,7 @@ class SmallCNN(nn.Module):
         return self.features(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.pool(x).flatten(1)
+        x = self.drop(self.pool(x).flatten(1))
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,6 +77,14 @@ class SmallCNN(nn.Module):
 def _create(pretrained: bool = False, **kwargs) -> SmallCNN:
     overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
     kwargs.pop("pretrained_cfg", None)
+    kwargs.pop("cache_dir", None)  # timm's builder passes its download folder to every model
+    taken = set(inspect.signature(SmallCNN).parameters)
+    unknown = sorted(set(kwargs) - taken)
+    if unknown:
+        raise ValueError(
+            f"backbone_kwargs: hashing_cnn_small does not take {', '.join(unknown)}; it takes "
+            f"{', '.join(sorted(taken - {'num_classes', 'in_chans'}))}"
+        )
     model = SmallCNN(**kwargs)
     if pretrained:
         path = overlay.get("file")

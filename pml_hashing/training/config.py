@@ -114,7 +114,11 @@ class ExperimentConfig:
     )
     output_dir: str = key("runs", "folder that holds the run folders", resume_may_change=True)
     dataset: str = key("mnist-5k", "data set and its protocol", choices=_dataset_names)
-    root: str | None = key(None, "folder of a standard data set (cifar10-*, nuswide-21, ...)")
+    root: str | None = key(
+        None,
+        "data folder of a file-based data set: image-folder (one subfolder per class), "
+        "cifar10-*, nuswide-21, imagenet-100",
+    )
     split_file: str | None = key(None, "reuse a saved split (the splits.json of an earlier run)")
     validation_per_class: int = key(
         0, "items per class held out of training for model selection (0: none)", minimum=0
@@ -607,7 +611,9 @@ def build_parser() -> argparse.ArgumentParser:
             help_text += f"; choices: {', '.join(map(str, choices))}"
         if f.metadata.get("methods"):
             help_text += f"; method {' / '.join(f.metadata['methods'])} only"
-        help_text = (help_text + f" (default: {shown})").replace("%", "%%")
+        if "(default:" not in help_text:  # a help that explains its own default keeps it
+            help_text += f" (default: {shown})"
+        help_text = help_text.replace("%", "%%")
         if base is bool:
             parser.add_argument(
                 flag, dest=f.name, action=argparse.BooleanOptionalAction, help=help_text

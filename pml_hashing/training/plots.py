@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from pathlib import Path
 
 __all__ = ["plot_run", "read_run_log"]
@@ -105,7 +106,10 @@ def plot_run(run_dir, out=None) -> list[Path]:
             ax.plot(epochs, values, "o-", label=label)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
-        ax.set_title(f"{run_dir.name}: {title}", fontsize=10)
+        # the run name on a line of its own, wrapped: "<run>: <title>" was clipped at the
+        # figure's edges for the usual run names
+        run_name = "\n".join(textwrap.wrap(run_dir.name, 60, break_on_hyphens=True))
+        ax.set_title(f"{title}\n{run_name}", fontsize=9)
         ax.xaxis.get_major_locator().set_params(integer=True)
         if len(present) > 1:
             ax.legend(fontsize=8)

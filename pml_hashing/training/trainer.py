@@ -96,10 +96,15 @@ def build_protocol(config: ExperimentConfig, model: HashingModel | None = None):
     if takes_transform and model is not None:
         from timm.data import create_transform
 
+        from ..data.transforms import channels_transform
+
         data_config = model.data_config()
+        channels = data_config["input_size"][0]
         if config.image_size is not None:  # --image-size wins over the backbone's size
-            data_config["input_size"] = (3, config.image_size, config.image_size)
-        kwargs["transform"] = create_transform(**data_config)
+            data_config["input_size"] = (channels, config.image_size, config.image_size)
+        # the files' channels are converted to the model's (a grayscale checkpoint on RGB
+        # files and the reverse), rather than failing inside the first convolution
+        kwargs["transform"] = channels_transform(create_transform(**data_config), channels)
     elif takes_transform and config.image_size is not None:
         kwargs["image_size"] = config.image_size
     try:
@@ -120,6 +125,25 @@ def _in_chans(config: ExperimentConfig) -> int:
     return protocol_info(config.dataset).in_chans
 
 
+def _dense_class_count(labels: list[int]) -> int:
+    """``max + 1`` of integer class ids that number the classes from 0 without large gaps.
+
+    Every id up to the largest gets a target code and a codebook row, so one stray id of
+    10**7 among a few classes would allocate tens of GB before anything else failed.
+    """
+    ids = np.unique(np.asarray(labels, dtype=np.int64))
+    if ids[0] < 0:
+        raise ValueError(f"labels must be class ids >= 0; got {int(ids[0])}")
+    num_classes = int(ids[-1]) + 1
+    if num_classes > 2 * len(ids):
+        raise ValueError(
+            f"labels must number the classes 0..C-1: got ids up to {num_classes - 1} for "
+            f"{len(ids)} distinct classes, and every id up to the largest gets a target code; "
+            "renumber them (np.unique(labels, return_inverse=True)[1])"
+        )
+    return num_classes
+
+
 def _protocol_from_datasets(train, query, database, validation=None) -> Protocol:
     """A :class:`Protocol` around the user's own ``(image, label)`` data sets."""
     for split, data in (("train", train), ("query", query), ("database", database)):
@@ -138,7 +162,7 @@ def _protocol_from_datasets(train, query, database, validation=None) -> Protocol
         num_classes = int(label.shape[0])
     else:
         labels = [int(d[i][1]) for d in (train, query, database) for i in range(len(d))]
-        num_classes = max(labels) + 1
+        num_classes = _dense_class_count(labels)
     return Protocol(
         name="custom",
         train=train,
