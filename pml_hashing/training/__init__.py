@@ -11,16 +11,10 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .checkpoint_jobs import encode_checkpoint, evaluate_checkpoint
 from .config import ExperimentConfig, parse_config
 from .encoding import IndexedDataset, encode_dataset, encode_for_retrieval
-from .trainer import (
-    Callback,
-    CheckpointCallback,
-    TrackingCallback,
-    Trainer,
-    ValidationCallback,
-    build_model,
-    build_protocol,
-    run_experiment,
-)
+from .builders import build_model, build_protocol
+from .callbacks import Callback, CheckpointCallback, TrackingCallback, ValidationCallback
+from .evaluation import EvaluationSettings, evaluate_retrieval
+from .trainer import Trainer, run_experiment
 
 __all__ = [
     "Callback",
@@ -28,6 +22,7 @@ __all__ = [
     "TrackingCallback",
     "Trainer",
     "ValidationCallback",
+    "EvaluationSettings",
     "ExperimentConfig",
     "IndexedDataset",
     "build_model",
@@ -36,6 +31,7 @@ __all__ = [
     "encode_dataset",
     "encode_for_retrieval",
     "evaluate_checkpoint",
+    "evaluate_retrieval",
     "load_checkpoint",
     "parse_config",
     "retrieval_report",
