@@ -20,21 +20,6 @@ from pml_hashing.training.checkpoint import read_safetensors, write_safetensors
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_config(tmp_path, **overrides) -> dict:
-    config = dict(
-        name="tiny",
-        output_dir=str(tmp_path),
-        dataset="digits",
-        bits=16,
-        backbone_kwargs={"widths": [8, 16]},
-        epochs=2,
-        batch_size=64,
-        log_with="none",
-        progress=False,
-        eval_batch_size=256,
-    )
-    config.update(overrides)
-    return config
 
 
 def test_unknown_config_key_is_refused_with_the_known_keys():
@@ -61,13 +46,13 @@ def test_bits_faiss_cannot_pack_are_refused():
         ExperimentConfig.from_dict({"bits": 12})
 
 
-def test_unknown_backbone_fails_before_training(tmp_path):
+def test_unknown_backbone_fails_before_training(tmp_path, tiny_config):
     with pytest.raises(ValueError, match="'resnet_does_not_exist' is not a timm model"):
         run_experiment(tiny_config(tmp_path, backbone="resnet_does_not_exist"))
     assert not (tmp_path / "tiny" / "checkpoints").exists()
 
 
-def test_mismatched_weights_file_fails_before_training(tmp_path):
+def test_mismatched_weights_file_fails_before_training(tmp_path, tiny_config):
     weights = tmp_path / "other.pth"
     torch.save({"some.layer.weight": torch.zeros(3, 3)}, weights)
     with pytest.raises(ValueError, match="does not match backbone"):
@@ -86,7 +71,7 @@ def test_local_pretrained_weights_are_loaded(tmp_path):
         assert torch.equal(model.backbone.state_dict()[key], value)
 
 
-def test_run_writes_metrics_and_a_checkpoint_that_encodes_the_same(tmp_path):
+def test_run_writes_metrics_and_a_checkpoint_that_encodes_the_same(tmp_path, tiny_config):
     metrics = run_experiment(tiny_config(tmp_path, target_miner="adaptive"))
     run_dir = tmp_path / "tiny"
     written = json.loads((run_dir / "metrics.json").read_text())
@@ -115,7 +100,7 @@ def test_run_writes_metrics_and_a_checkpoint_that_encodes_the_same(tmp_path):
     assert again["map"] == pytest.approx(result["map"], abs=1e-6)
 
 
-def test_resumed_run_continues_exactly(tmp_path):
+def test_resumed_run_continues_exactly(tmp_path, tiny_config):
     # one warm-up epoch, then an update every epoch: the resumed run must know its epoch
     adaptive = dict(target_miner="adaptive", warmup_epochs=1, update_every=1)
     whole = run_experiment(tiny_config(tmp_path, name="whole", epochs=3, **adaptive))
@@ -136,7 +121,7 @@ def test_resumed_run_continues_exactly(tmp_path):
         assert torch.equal(a["model"][key], b["model"][key]), key
 
 
-def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, tiny_config):
     with pytest.raises(ValueError, match="resume='latest' but .* does not exist"):
         run_experiment(tiny_config(tmp_path, resume="latest"))
 
@@ -167,7 +152,7 @@ def test_not_a_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(path)
 
 
-def test_validation_split_selects_without_queries(tmp_path):
+def test_validation_split_selects_without_queries(tmp_path, tiny_config):
     metrics = run_experiment(tiny_config(tmp_path, validation_per_class=10, epochs=2))
     assert len(metrics["validation"]) == 2
     assert metrics["best_epoch_by_validation"] in (1, 2)
@@ -212,7 +197,7 @@ def test_recipe_runs_under_accelerate_launch(tmp_path):
     assert (tmp_path / "recipe" / "metrics.json").is_file()
 
 
-def test_evaluate_and_encode_recipes_reproduce_the_run(tmp_path):
+def test_evaluate_and_encode_recipes_reproduce_the_run(tmp_path, tiny_config):
     import importlib.util
 
     import numpy as np
@@ -243,7 +228,7 @@ def test_evaluate_and_encode_recipes_reproduce_the_run(tmp_path):
         encode_checkpoint(checkpoint, split="test")
 
 
-def test_bf16_mixed_precision_and_gradient_accumulation_run(tmp_path):
+def test_bf16_mixed_precision_and_gradient_accumulation_run(tmp_path, tiny_config):
     metrics = run_experiment(
         tiny_config(
             tmp_path,
@@ -262,7 +247,7 @@ def test_bf16_mixed_precision_and_gradient_accumulation_run(tmp_path):
     assert state["progress"]["global_step"] == 6
 
 
-def test_data_kwargs_reach_the_loader(tmp_path):
+def test_data_kwargs_reach_the_loader(tmp_path, tiny_config):
     config = ExperimentConfig.from_dict(
         tiny_config(tmp_path, data_kwargs={"query_per_class": 20}, validation_per_class=5)
     )

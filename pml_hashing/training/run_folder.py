@@ -60,7 +60,11 @@ class RunFolder:
         self.config = config
         self.data = data or {}
         self.work_dir = self.run_dir
-        self._lock = filelock.FileLock(self.run_dir / LOCK_FILE, thread_local=False)
+        # the lock file is kept: removing it while another process waits on it would let
+        # a third one lock a new file of the same name
+        self._lock = filelock.FileLock(
+            self.run_dir / LOCK_FILE, thread_local=False, preserve_lock_file=True
+        )
 
     # ------------------------------------------------------------------ lock
     def _holder(self) -> str:
