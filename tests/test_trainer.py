@@ -495,3 +495,106 @@ def test_the_phases_free_the_folder_as_run_does(tmp_path, tiny_config):
     stopped.close()
     assert not (tmp_path / "stopped" / ".lock.json").exists()
     run_experiment(tiny_config(tmp_path, epochs=1))  # the folder is free again
+
+
+# ------------------------------------------------------------------ nothing lost
+class Interrupted(Exception):
+    """Stands for a kill: raised by a callback after an epoch's rows are logged."""
+
+
+def interrupt_after(epoch: int):
+    from pml_hashing.training import Callback
+
+    class Interrupt(Callback):
+        name = "interrupt"
+
+        def on_epoch_end(self, trainer, logs):
+            if trainer.epoch == epoch:
+                raise Interrupted(f"after epoch {epoch}")
+
+    return Interrupt()
+
+
+def csv_rows(folder) -> list[tuple[str, ...]]:
+    rows = (folder / "logs" / "metrics.csv").read_text().splitlines()[1:]
+    return [tuple(row.split(",")) for row in rows]
+
+
+def test_a_resumed_run_logs_every_row_once_as_an_uninterrupted_run(tmp_path, tiny_config):
+    settings = dict(epochs=4, checkpoint_every=2, log_with="csv", scheduler="none")
+    run_experiment(tiny_config(tmp_path, name="whole", **settings))
+    with pytest.raises(Interrupted):  # after epoch 3; the last checkpoint is epoch 2's
+        run_experiment(tiny_config(tmp_path, name="cut", **settings), callbacks=[interrupt_after(3)])
+    run_experiment(tiny_config(tmp_path, name="cut", resume="latest", **settings))
+    whole = csv_rows(tmp_path / "whole")
+    assert csv_rows(tmp_path / "cut") == whole
+    assert sum(row[1].startswith("test/") for row in whole) > 0
+    # a finished run resumed: its report's rows are logged again, not twice
+    run_experiment(tiny_config(tmp_path, name="cut", resume="latest", **settings))
+    assert csv_rows(tmp_path / "cut") == whole
+
+
+def outputs(folder) -> dict:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
+@pytest.mark.parametrize("change", [{}, {"overwrite": True, "lr": 0.01}])
+def test_a_rerun_that_fails_keeps_the_finished_run_until_it_has_finished(
+    tmp_path, tiny_config, change
+):
+    folder = tmp_path / "tiny"
+    run_experiment(tiny_config(tmp_path, epochs=1, checkpoint_every=1, log_with="csv"))
+    before = outputs(folder)
+    assert {"metrics.json", "checkpoint.safetensors", "checkpoints/latest"} <= set(before)
+    again = tiny_config(tmp_path, epochs=1, checkpoint_every=1, log_with="csv", **change)
+    with pytest.raises(Interrupted):
+        run_experiment(again, callbacks=[interrupt_after(1)])
+    assert outputs(folder) == before
+    assert not (folder / ".next").exists()
+    metrics = run_experiment(again)  # a rerun that finishes replaces the earlier outputs
+    assert json.loads((folder / "metrics.json").read_text())["run"] == metrics["run"]
+    assert json.loads((folder / "run.json").read_text())["config"]["lr"] == again.get("lr", 0.015)
+    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["epoch_0001", "latest"]
+
+
+def test_a_killed_runs_temporary_folders_are_removed_by_the_next_run(tmp_path, tiny_config):
+    folder = tmp_path / "tiny"
+    run_experiment(tiny_config(tmp_path, epochs=1, scheduler="none"))
+    leftovers = [
+        folder / "checkpoints" / ".epoch_0002.18a3f.tmp",
+        folder / ".next",
+        folder / ".previous.tmp",
+    ]
+    for path in leftovers:
+        (path / "part").mkdir(parents=True)
+    (folder / ".metrics.json.x1.tmp").write_text("{")
+    run_experiment(tiny_config(tmp_path, epochs=2, resume="latest", scheduler="none"))
+    assert not any(p.exists() for p in leftovers)
+    assert not list(folder.glob(".*.tmp"))
+
+
+def test_an_edited_state_manifest_is_refused(tmp_path, tiny_config):
+    run_experiment(tiny_config(tmp_path, epochs=1, scheduler="none"))
+    manifest = tmp_path / "tiny" / "checkpoints" / "epoch_0001" / "state.json"
+    state = json.loads(manifest.read_text())
+    state["config"]["lr"] = 0.1  # to pass a resume with another learning rate
+    manifest.write_text(json.dumps(state))
+    with pytest.raises(ValueError, match=r"state.json was edited"):
+        run_experiment(tiny_config(tmp_path, epochs=2, lr=0.1, scheduler="none", resume="latest"))
+    for text in ("{", "[1, 2]", json.dumps({"format": "pml-hashing-training-state-v2"})):
+        manifest.write_text(text)
+        with pytest.raises(ValueError, match="state.json"):
+            run_experiment(tiny_config(tmp_path, epochs=2, scheduler="none", resume="latest"))
+
+
+def test_num_workers_above_the_cpus_is_refused(tiny_config, tmp_path):
+    from pml_hashing.training.threads import available_cores
+
+    with pytest.raises(ValueError, match=f"num_workers must be at most the {available_cores()}"):
+        ExperimentConfig.from_dict({"num_workers": available_cores() + 1})
+    ExperimentConfig.from_dict({"num_workers": available_cores()})
+

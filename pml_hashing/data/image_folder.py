@@ -58,8 +58,30 @@ def read_image_folder(root) -> tuple[list[str], np.ndarray, list[str]]:
     except FileNotFoundError as error:  # a class folder without a single image
         raise FileNotFoundError(f"{error}; {_layout_hint()}") from None
     paths = [path for path, _ in samples]
+    check_image_headers(paths)
     labels = np.asarray([label for _, label in samples], dtype=np.int64)
     return paths, labels, list(classes)
+
+
+def check_image_headers(paths) -> None:
+    """Open every image far enough to read its header (format, size; no pixels): a file
+    that is not an image fails here, naming it, before a run is built, not at the first
+    training batch that meets it.
+
+    Raises:
+        ValueError: naming the first unreadable file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.size  # noqa: B018 (the header is read by open)
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+            raise ValueError(
+                f"{path} is not a readable image (a JPEG, PNG or other format PIL opens): "
+                f"{type(error).__name__}: {error}; remove or replace it"
+            ) from None
 
 
 def load_image_folder(
