@@ -149,3 +149,10 @@ def test_recipe_trains_two_epochs_on_an_image_folder_and_reports_map(tmp_path, c
     assert "folder: mAP@all" in capsys.readouterr().out
     saved = json.loads((tmp_path / "runs" / "folder" / "splits.json").read_text())
     assert saved["name"] == "image-folder" and len(saved["splits"]["query"]) == 6
+
+
+def test_a_file_that_is_not_an_image_is_named_when_the_protocol_is_built(tmp_path):
+    root = make_image_folder(tmp_path / "images", per_class=4)
+    (root / "dog" / "03.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(ValueError, match=r"dog/03.png is not a readable image"):
+        load_protocol("image-folder", root=root, query_per_class=1)

@@ -331,7 +331,9 @@ def test_two_runs_started_at_once_do_not_crash(tmp_path):
         ({"method": "sh-bdnn", "target_miner": "adaptive"}, "target_miner applies to method dpn"),
         # a config key inside method_kwargs would train with a value the config does not say
         ({"method_kwargs": {"margin": 0.5}}, r"method_kwargs must not set config keys \(margin\)"),
-        ({"method_kwargs": {"target_miner": "adaptive"}}, "--target-miner"),
+        ({"method_kwargs": {"target_miner": "adaptive"}}, "`target_miner`"),
+        ({"data_kwargs": {"query_per_class": {"a": 1}}}, "data_kwargs.query_per_class must be"),
+        ({"dataset": "image-folder", "data_kwargs": {"root": [1]}}, r"data_kwargs must not"),
         ({"method_kwargs": {"foo": 1}}, "method_kwargs has keys that method 'dpn' does not take"),
         ({"data_kwargs": {"seed": 3}}, r"data_kwargs must not set config keys \(seed\)"),
     ],

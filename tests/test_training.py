@@ -1,6 +1,7 @@
 """The training loop: config errors before training, checkpoints, exact resume, the recipe."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -258,3 +259,63 @@ def test_data_kwargs_reach_the_loader(tmp_path, tiny_config):
     # a config key belongs in the config, where the run records it
     with pytest.raises(ValueError, match="--validation-per-class"):
         ExperimentConfig.from_dict(tiny_config(tmp_path, data_kwargs={"validation_per_class": 5}))
+
+
+def load_recipe(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--checkpoint", "missing"], "--checkpoint: missing is not a checkpoint"),
+        (["--radius", "-1"], "argument --radius: must be >= 0"),
+        (["--out", "no/such/folder/e.json"], "--out: the folder of no/such/folder/e.json"),
+        (["--topk", "0"], "argument --topk: must be >= 1"),
+    ],
+)
+def test_evaluate_recipe_refuses_bad_arguments_before_any_work(
+    tmp_path, monkeypatch, capsys, argv, message
+):
+    import pml_hashing.training as training
+
+    def not_now(*args, **kwargs):
+        raise AssertionError("evaluated before the arguments were checked")
+
+    monkeypatch.setattr(training, "evaluate_checkpoint", not_now)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.safetensors").write_bytes(b"")
+    full = ["--checkpoint", "run", *argv] if argv[0] != "--checkpoint" else argv
+    with pytest.raises(SystemExit) as exit_info:
+        load_recipe("evaluate").main(full)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_key_given_twice_in_a_config_file_or_flag_is_an_error(tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text("bits: 32\nlr: 0.1\nlr: 0.2\n")
+    with pytest.raises(ValueError, match=r"run.yaml is not valid YAML at line 3.*duplicate key 'lr'"):
+        parse_config(["--config", str(path)])
+    with pytest.raises(SystemExit):
+        parse_config(["--data-kwargs", "{query_per_class: 1, query_per_class: 2}"])
+    assert "duplicate key 'query_per_class'" in capsys.readouterr().err
+
+
+def test_a_usage_error_under_accelerate_launch_is_one_message(tmp_path):
+    recipe = str(ROOT / "recipes" / "train.py")
+    result = subprocess.run(
+        ["accelerate", "launch", "-q", "--num_processes", "1", "--cpu", recipe, "--epochs", "two"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.count("must be an integer; got 'two'") == 1, result.stderr
+    assert "Traceback" not in result.stderr and "usage:" not in result.stderr

@@ -399,16 +399,17 @@ class ExperimentConfig:
             given = getattr(self, name)
             clash = sorted(set(given) & reserved)
             if clash:
-                flags = ", ".join(
-                    {"num_bits": "--bits", "num_classes": "the data"}.get(k)
-                    or "--" + k.replace("_", "-")
+                keys = ", ".join(
+                    {"num_bits": "`bits`", "num_classes": "the data"}.get(k) or f"`{k}`"
                     for k in clash
                 )
                 raise ConfigValueError(
                     name,
                     f"{name} must not set config keys ({', '.join(clash)}): set them as keys "
-                    f"({flags}), which the run's config, name and metrics record",
+                    f"({keys}), which the run's config, name and metrics record",
                 )
+            if name == "data_kwargs":
+                _check_data_kwargs(given)
             try:
                 parameters = inspect.signature(target).parameters.values()
             except (TypeError, ValueError):  # no signature to check against
@@ -473,6 +474,19 @@ def _known_keys(values: dict, source: str) -> dict:
     if unknown:
         raise ValueError(f"{source} has unknown key(s) {unknown}; known keys: {sorted(known)}")
     return normalized
+
+
+def _check_data_kwargs(values: dict) -> None:
+    """Data loader arguments are numbers, text, booleans or null: a mapping or a list
+    (nested YAML) would reach a loader as something it cannot use."""
+    for name, value in values.items():
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            kind = "a mapping" if isinstance(value, dict) else f"a {type(value).__name__}"
+            raise ConfigValueError(
+                "data_kwargs",
+                f"data_kwargs.{name} must be a number, text, true/false or null; got {kind} "
+                f"{value!r}",
+            )
 
 
 def describe_differences(differences: dict, first: str, second: str) -> str:
