@@ -319,3 +319,30 @@ def test_a_usage_error_under_accelerate_launch_is_one_message(tmp_path):
     assert result.returncode != 0
     assert result.stderr.count("must be an integer; got 'two'") == 1, result.stderr
     assert "Traceback" not in result.stderr and "usage:" not in result.stderr
+
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("method", ["dpn", "sh-bdnn", "uh-bdnn", "classifier"])
+def test_a_training_step_waits_for_no_device_sync(method):
+    # float(), int() or bool() of a device tensor blocks the host once per step; CUDA's
+    # sync debug mode turns every such wait into an error.
+    from pml_hashing.data import load_protocol
+    from pml_hashing.methods import build_method
+
+    protocol = load_protocol("digits", seed=0)
+    config = ExperimentConfig.from_dict({"method": method, "bits": 16, "dataset": "digits"})
+    trained = build_method(config, protocol).cuda()
+    trained.on_epoch_start(0, lambda: None)
+    images = protocol.train.images[:32].cuda()
+    labels = protocol.train.labels[:32].cuda()
+    outputs = torch.randn(32, 16, device="cuda", requires_grad=True)
+    indices = torch.arange(32, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            trained.compute_loss(outputs, labels, images, indices).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    trained.on_epoch_end(0)  # the deferred checks and statistics are read here, once
