@@ -7,14 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from .image_list_dataset import ImageListDataset
-from .image_protocol import build_image_protocol
+from .image_protocol import finish_image_protocol
 from .protocol import (
     Protocol,
-    apply_unseen_classes,
-    resolve_unseen_classes,
-    reuse_splits,
     split_per_class,
-    unseen_info,
 )
 from .protocol_registry import register_protocol
 
@@ -135,27 +131,23 @@ def load_image_folder(
         train_per_class=train_per_class,
         validation_per_class=validation_per_class,
     )
-    unseen = resolve_unseen_classes(unseen_classes, len(classes), seed, split_file)
-    fresh, train_labels, seen = apply_unseen_classes(fresh, labels, unseen, len(classes))
-    splits, seed = reuse_splits(fresh, IMAGE_FOLDER, len(paths), seed, split_file)
-    return build_image_protocol(
+    return finish_image_protocol(
         IMAGE_FOLDER,
         lambda target, indices, tr: ImageListDataset(paths, target, indices, transform=tr),
         labels,
-        splits,
-        transform,
-        image_size,
-        seed,
-        train_labels=train_labels,
-        num_classes=len(seen),
+        fresh,
+        num_classes=len(classes),
+        seed=seed,
+        split_file=split_file,
+        unseen_classes=unseen_classes,
+        transform=transform,
+        image_size=image_size,
         topk=topk,
         multi_label=False,
         info={
             "root": str(Path(root).expanduser()),
             "classes": classes,
             "query_per_class": query_per_class,
-            "split_file": None if split_file is None else str(split_file),
-            **unseen_info(seen, unseen),
         },
     )
 

@@ -8,8 +8,59 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .protocol import Protocol
+from .protocol import (
+    Protocol,
+    apply_unseen_classes,
+    resolve_unseen_classes,
+    reuse_splits,
+    unseen_info,
+)
 from .transforms import default_transform, probe_image_size
+
+
+def finish_image_protocol(
+    name: str,
+    make_subset: Callable[[torch.Tensor, np.ndarray, Callable], Dataset],
+    labels: np.ndarray,
+    fresh: dict[str, np.ndarray],
+    *,
+    num_classes: int,
+    seed: int,
+    split_file,
+    unseen_classes,
+    transform,
+    image_size: int,
+    topk: int | None,
+    multi_label: bool,
+    info: dict,
+    check_splits: Callable[[dict[str, np.ndarray]], None] | None = None,
+) -> Protocol:
+    """The ending every file-based loader shares: the unseen-class protocol applied to the
+    freshly drawn split ``fresh``, a saved split reused (``split_file``), the subsets built.
+
+    ``check_splits(splits)`` may refuse the final split before any subset is built (e.g. a
+    listed image that is not there). ``info`` gains ``split_file`` and the class split.
+    """
+    unseen = resolve_unseen_classes(unseen_classes, num_classes, seed, split_file)
+    fresh, train_labels, seen = apply_unseen_classes(fresh, labels, unseen, num_classes)
+    splits, seed = reuse_splits(fresh, name, len(labels), seed, split_file)
+    if check_splits is not None:
+        check_splits(splits)
+    info = {**info, "split_file": None if split_file is None else str(split_file)}
+    return build_image_protocol(
+        name,
+        make_subset,
+        labels,
+        splits,
+        transform,
+        image_size,
+        seed,
+        train_labels=train_labels,
+        num_classes=len(seen),
+        topk=topk,
+        multi_label=multi_label,
+        info={**info, **unseen_info(seen, unseen)},
+    )
 
 
 def build_image_protocol(
