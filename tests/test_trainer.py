@@ -19,8 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMINGS = ("train_seconds", "total_seconds", "epoch_seconds", "torch_threads")
 
 
-
-
 def without_timings(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k not in TIMINGS and k != "history"}
 
@@ -238,9 +236,7 @@ time.sleep(600)
 """
 
 
-def test_a_live_lock_wins_over_overwrite_and_a_dead_holder_frees_the_folder(
-    tmp_path, tiny_config
-):
+def test_a_live_lock_wins_over_overwrite_and_a_dead_holder_frees_the_folder(tmp_path, tiny_config):
     folder = tmp_path / "tiny"
     folder.mkdir()
     holder = subprocess.Popen(
@@ -338,7 +334,9 @@ def test_two_runs_started_at_once_do_not_crash(tmp_path):
         ({"data_kwargs": {"seed": 3}}, r"data_kwargs must not set config keys \(seed\)"),
     ],
 )
-def test_bad_values_fail_before_anything_is_built(tmp_path, monkeypatch, overrides, message, tiny_config):
+def test_bad_values_fail_before_anything_is_built(
+    tmp_path, monkeypatch, overrides, message, tiny_config
+):
     import pml_hashing.training.builders as builders
     import pml_hashing.training.trainer as trainer
 
@@ -431,7 +429,9 @@ def test_own_protocol_and_own_data_sets(tmp_path, tiny_config):
     assert loose["last_epoch"]["num_database"] == len(protocol.database)
 
 
-def test_a_run_on_data_from_python_is_not_silently_evaluated_on_the_configs_dataset(tmp_path, tiny_config):
+def test_a_run_on_data_from_python_is_not_silently_evaluated_on_the_configs_dataset(
+    tmp_path, tiny_config
+):
     # The config says digits (seed 0); the run trained on another split of it (seed 1).
     from pml_hashing.data import load_protocol
     from pml_hashing.training import encode_checkpoint, evaluate_checkpoint
@@ -526,7 +526,9 @@ def test_a_resumed_run_logs_every_row_once_as_an_uninterrupted_run(tmp_path, tin
     settings = dict(epochs=4, checkpoint_every=2, log_with="csv", scheduler="none")
     run_experiment(tiny_config(tmp_path, name="whole", **settings))
     with pytest.raises(Interrupted):  # after epoch 3; the last checkpoint is epoch 2's
-        run_experiment(tiny_config(tmp_path, name="cut", **settings), callbacks=[interrupt_after(3)])
+        run_experiment(
+            tiny_config(tmp_path, name="cut", **settings), callbacks=[interrupt_after(3)]
+        )
     run_experiment(tiny_config(tmp_path, name="cut", resume="latest", **settings))
     whole = csv_rows(tmp_path / "whole")
     assert csv_rows(tmp_path / "cut") == whole
@@ -599,4 +601,3 @@ def test_num_workers_above_the_cpus_is_refused(tiny_config, tmp_path):
     with pytest.raises(ValueError, match=f"num_workers must be at most the {available_cores()}"):
         ExperimentConfig.from_dict({"num_workers": available_cores() + 1})
     ExperimentConfig.from_dict({"num_workers": available_cores()})
-

@@ -21,8 +21,6 @@ from pml_hashing.training.checkpoint import read_safetensors, write_safetensors
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
-
 def test_unknown_config_key_is_refused_with_the_known_keys():
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['bitz'\]"):
         ExperimentConfig.from_dict({"bitz": 64})
@@ -302,7 +300,9 @@ def test_evaluate_recipe_refuses_bad_arguments_before_any_work(
 def test_a_key_given_twice_in_a_config_file_or_flag_is_an_error(tmp_path, capsys):
     path = tmp_path / "run.yaml"
     path.write_text("bits: 32\nlr: 0.1\nlr: 0.2\n")
-    with pytest.raises(ValueError, match=r"run.yaml is not valid YAML at line 3.*duplicate key 'lr'"):
+    with pytest.raises(
+        ValueError, match=r"run.yaml is not valid YAML at line 3.*duplicate key 'lr'"
+    ):
         parse_config(["--config", str(path)])
     with pytest.raises(SystemExit):
         parse_config(["--data-kwargs", "{query_per_class: 1, query_per_class: 2}"])
@@ -319,7 +319,6 @@ def test_a_usage_error_under_accelerate_launch_is_one_message(tmp_path):
     assert result.returncode != 0
     assert result.stderr.count("must be an integer; got 'two'") == 1, result.stderr
     assert "Traceback" not in result.stderr and "usage:" not in result.stderr
-
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -72,9 +72,7 @@ def _check_arguments(name: str, loader, kwargs: dict) -> None:
     taken = {p.name for p in parameters} - {"root", "seed", "split_file"}
     for key in kwargs:
         if key not in taken:
-            raise ValueError(
-                f"{key} does not apply to {name}; it takes {', '.join(sorted(taken))}"
-            )
+            raise ValueError(f"{key} does not apply to {name}; it takes {', '.join(sorted(taken))}")
 
 
 __all__ = [

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .array_image_dataset import ArrayImageDataset
-from .image_protocol import finish_image_protocol
+from .image_protocol import LoadOptions, finish_image_protocol
 from .protocol import (
     Protocol,
     split_per_class,
@@ -171,12 +171,8 @@ def load_cifar10(
         lambda target, indices, tr: ArrayImageDataset(images, target, indices, transform=tr),
         labels,
         fresh,
+        LoadOptions(seed, split_file, unseen_classes, transform, image_size),
         num_classes=10,
-        seed=seed,
-        split_file=split_file,
-        unseen_classes=unseen_classes,
-        transform=transform,
-        image_size=image_size,
         topk=None,
         multi_label=False,
         info={"root": str(root)},

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .image_list_dataset import ImageListDataset
-from .image_protocol import finish_image_protocol
+from .image_protocol import LoadOptions, finish_image_protocol
 from .protocol import (
     Protocol,
     split_per_class,
@@ -136,12 +136,8 @@ def load_image_folder(
         lambda target, indices, tr: ImageListDataset(paths, target, indices, transform=tr),
         labels,
         fresh,
+        LoadOptions(seed, split_file, unseen_classes, transform, image_size),
         num_classes=len(classes),
-        seed=seed,
-        split_file=split_file,
-        unseen_classes=unseen_classes,
-        transform=transform,
-        image_size=image_size,
         topk=topk,
         multi_label=False,
         info={

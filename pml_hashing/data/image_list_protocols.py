@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .image_list_dataset import ImageListDataset, read_image_list
-from .image_protocol import finish_image_protocol
+from .image_protocol import LoadOptions, finish_image_protocol
 from .protocol import (
     Protocol,
     split_per_class,
@@ -136,10 +136,9 @@ def _hashnet_split(listed, sizes: list[int], held: dict, root: Path, sizes_given
     }
 
 
-def _finish(name, root, image_root, lists, listed, labels, fresh, options) -> Protocol:
+def _finish(name, root, image_root, lists, listed, labels, fresh, options, strip_prefix):
     """The shared ending (:func:`finish_image_protocol`) with the listed images' paths."""
     spec = IMAGE_LIST_PROTOCOLS[name]
-    strip_prefix = options.pop("strip_prefix")
     paths = [_resolve_path(p, image_root, strip_prefix) for p in listed]
 
     def check_first_images(splits):
@@ -156,12 +155,12 @@ def _finish(name, root, image_root, lists, listed, labels, fresh, options) -> Pr
         lambda target, indices, tr: ImageListDataset(paths, target, indices, transform=tr),
         labels,
         fresh,
+        options,
+        check_first_images,
         num_classes=spec["num_classes"],
         topk=spec["topk"],
         multi_label=spec["multi_label"],
         info={"lists": [str(p) for p in lists], "image_root": str(image_root)},
-        check_splits=check_first_images,
-        **options,
     )
 
 
@@ -228,11 +227,8 @@ def load_nuswide21(
             train_size=spec["train_size"] if train_size is None else train_size,
             validation_size=validation_size,
         )
-    options = dict(
-        seed=seed, split_file=split_file, unseen_classes=unseen_classes, transform=transform,
-        image_size=image_size, strip_prefix=strip_prefix,
-    )  # fmt: skip
-    return _finish(name, root, image_root, lists, listed, labels, fresh, options)
+    options = LoadOptions(seed, split_file, unseen_classes, transform, image_size)
+    return _finish(name, root, image_root, lists, listed, labels, fresh, options, strip_prefix)
 
 
 def load_imagenet100(
@@ -290,11 +286,8 @@ def load_imagenet100(
             validation_per_class=validation_per_class,
         )
         _check_train_per_class(labels[fresh["train"]], train_per_class, spec["num_classes"])
-    options = dict(
-        seed=seed, split_file=split_file, unseen_classes=unseen_classes, transform=transform,
-        image_size=image_size, strip_prefix=strip_prefix,
-    )  # fmt: skip
-    return _finish(name, root, image_root, lists, listed, labels, fresh, options)
+    options = LoadOptions(seed, split_file, unseen_classes, transform, image_size)
+    return _finish(name, root, image_root, lists, listed, labels, fresh, options, strip_prefix)
 
 
 def _check_train_per_class(train_labels: np.ndarray, train_per_class: int, num_classes: int):

@@ -387,7 +387,8 @@ class BinaryIndex:
         }
         meta_bytes = json.dumps(meta, sort_keys=True).encode("utf-8")
         header = _HEADER.pack(_MAGIC, len(meta_bytes))
-        write_bytes_atomic(path, header + meta_bytes + payload + id_bytes, durable=True, parents=False)
+        data = header + meta_bytes + payload + id_bytes
+        write_bytes_atomic(path, data, durable=True, parents=False)
 
     @classmethod
     def load(

@@ -7,12 +7,12 @@ gives back the model and its target codes.
 """
 
 from ..evaluation.retrieval_report import retrieval_report
+from .builders import build_model, build_protocol
+from .callbacks import Callback, CheckpointCallback, TrackingCallback, ValidationCallback
 from .checkpoint import load_checkpoint, save_checkpoint
 from .checkpoint_jobs import encode_checkpoint, evaluate_checkpoint
 from .config import ExperimentConfig, parse_config
 from .encoding import IndexedDataset, encode_dataset, encode_for_retrieval
-from .builders import build_model, build_protocol
-from .callbacks import Callback, CheckpointCallback, TrackingCallback, ValidationCallback
 from .evaluation import EvaluationSettings, evaluate_retrieval
 from .trainer import Trainer, run_experiment
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import re
 import numbers
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,12 +245,7 @@ class ExperimentConfig:
         "~1.5x faster on CPU; no effect on models without 4-D weights)",
     )
     seed: int = key(0, "seed of the split, the initialization and the data order", minimum=0)
-    num_workers: int = key(
-        0,
-        "DataLoader worker processes (at most the CPUs this process may use)",
-        minimum=0,
-        resume_may_change=True,
-    )
+    num_workers: int = key(0, "DataLoader worker processes", minimum=0, resume_may_change=True)
     num_threads: int | None = key(
         None,
         "CPU threads per process (None: PML_HASHING_NUM_THREADS, else OMP_NUM_THREADS unless "

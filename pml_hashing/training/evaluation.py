@@ -37,15 +37,8 @@ class EvaluationSettings:
     @classmethod
     def of(cls, config) -> EvaluationSettings:
         """The settings of an :class:`~pml_hashing.training.ExperimentConfig`."""
-        return cls(
-            topk=config.topk,
-            ties=config.ties,
-            radius=config.radius,
-            seed=config.seed,
-            ternary_threshold=config.ternary_threshold,
-            batch_size=config.eval_batch_size,
-            num_workers=config.num_workers,
-        )
+        same = ("topk", "ties", "radius", "seed", "ternary_threshold", "num_workers")
+        return cls(batch_size=config.eval_batch_size, **{k: getattr(config, k) for k in same})
 
 
 def _encode(model, method, data, settings: EvaluationSettings, accelerator):

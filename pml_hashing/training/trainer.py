@@ -267,7 +267,9 @@ class Trainer:
         if self.batch_in_epoch:
             label += f"_batch_{self.batch_in_epoch:05d}"
         checkpoints = self.work_dir / "checkpoints"
-        return save_state_folder(self.accelerator, checkpoints, label, self._token, self._state_parts)
+        return save_state_folder(
+            self.accelerator, checkpoints, label, self._token, self._state_parts
+        )
 
     def _load_state(self, folder: Path, manifest: dict) -> None:
         shared = read_state_part(folder, "shared", manifest)
@@ -336,7 +338,9 @@ class Trainer:
         model, method, optimizer = self.model, self.method, self.optimizer
         self.train_loader.set_epoch(self.epoch)
         skip = self.batch_in_epoch  # resuming inside this epoch: these batches are done
-        loader = accelerator.skip_first_batches(self.train_loader, skip) if skip else self.train_loader
+        loader = (
+            accelerator.skip_first_batches(self.train_loader, skip) if skip else self.train_loader
+        )
         num_batches = len(self.train_loader)
         bar = tqdm(
             total=num_batches,
@@ -496,41 +500,26 @@ class Trainer:
 
 
 def run_experiment(
-    config: ExperimentConfig | dict,
-    protocol: Protocol | None = None,
-    *,
-    train=None,
-    query=None,
-    database=None,
-    validation=None,
-    callbacks=None,
+    config: ExperimentConfig | dict, protocol: Protocol | None = None, **data
 ) -> dict:
     """Train a hashing model, then encode query and database and report retrieval quality.
 
-    ``Trainer(config, ...).run()``. Writes under ``runs/<name>/``: ``metrics.json``,
-    ``checkpoint.safetensors`` (model + target codes + config, for ``load_checkpoint``),
-    ``splits.json`` (the data split, reusable with ``split_file``), ``run.json`` (the config
-    that owns the folder), ``checkpoints/epoch_*`` (resumable states) and ``logs/``. A run
-    over an earlier run's outputs replaces them only once it has finished.
+    ``Trainer(config, protocol, **data).run()``. Writes under ``runs/<name>/``:
+    ``metrics.json``, ``checkpoint.safetensors`` (model + target codes + config, for
+    ``load_checkpoint``), ``splits.json`` (the data split, reusable with ``split_file``),
+    ``run.json`` (the config that owns the folder), ``checkpoints/epoch_*`` (resumable
+    states) and ``logs/``. A run over an earlier run's outputs replaces them only once it
+    has finished.
 
     Args:
         config: an :class:`ExperimentConfig` or a dict of its keys.
-        protocol: your own :class:`~pml_hashing.data.Protocol` instead of ``config.dataset``;
-            or give ``train``, ``query``, ``database`` (and ``validation``) data sets of
-            ``(image, label)``.
-        callbacks: more :class:`~pml_hashing.training.Callback` objects, or functions
-            ``fn(epoch, model, method)`` called after every epoch.
+        protocol: your own :class:`~pml_hashing.data.Protocol` instead of ``config.dataset``.
+        **data: or ``train``, ``query``, ``database`` (and ``validation``) data sets of
+            ``(image, label)``; and ``callbacks``: more
+            :class:`~pml_hashing.training.Callback` objects, or functions
+            ``fn(epoch, model, method)`` called after every epoch (see :class:`Trainer`).
 
     Returns:
         The metrics dict written to ``metrics.json`` (on every process), plus ``history``.
     """
-    trainer = Trainer(
-        config,
-        protocol,
-        train=train,
-        query=query,
-        database=database,
-        validation=validation,
-        callbacks=callbacks,
-    )
-    return trainer.run()
+    return Trainer(config, protocol, **data).run()
