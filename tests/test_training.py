@@ -255,7 +255,7 @@ def test_data_kwargs_reach_the_loader(tmp_path, tiny_config):
     protocol = build_protocol(config)
     assert len(protocol.query) == 200 and len(protocol.validation) == 50
     # a config key belongs in the config, where the run records it
-    with pytest.raises(ValueError, match="--validation-per-class"):
+    with pytest.raises(ValueError, match="`validation_per_class`"):
         ExperimentConfig.from_dict(tiny_config(tmp_path, data_kwargs={"validation_per_class": 5}))
 
 
