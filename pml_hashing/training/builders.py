@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
 from torch.utils.data import DataLoader
@@ -27,6 +27,7 @@ __all__ = [
     "build_protocol",
     "build_scheduler",
     "build_train_loader",
+    "process_state",
     "protocol_from_datasets",
 ]
 
@@ -103,6 +104,12 @@ def protocol_from_datasets(train, query, database, validation=None) -> Protocol:
         multi_label=multi_label,
         validation=validation,
     )
+
+
+def process_state() -> PartialState:
+    """This process's place in the process group, set up the way :func:`build_accelerator`
+    sets it up (a CPU group where there is no GPU), so the two always agree."""
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def build_accelerator(config: ExperimentConfig, run_name: str, run_dir: Path) -> Accelerator:

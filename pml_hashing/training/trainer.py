@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import torch
-from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, set_seed
 from tqdm.auto import tqdm
 
@@ -33,6 +32,7 @@ from .builders import (
     build_protocol,
     build_scheduler,
     build_train_loader,
+    process_state,
     protocol_from_datasets,
 )
 from .callbacks import CheckpointCallback, TrackingCallback, ValidationCallback, as_callbacks
@@ -148,7 +148,7 @@ class Trainer:
     def _on_main(self, action):
         """Run ``action`` on the main process; an error there, of any type, is raised on
         every process (the others would otherwise wait for the main one forever)."""
-        state = PartialState()
+        state = process_state()
         error, result = None, None
         if state.is_main_process:
             try:
@@ -172,7 +172,7 @@ class Trainer:
         self.start_time = time.perf_counter()
         if config.num_threads is not None:  # else the recipe's (or the caller's) setting
             configure_threads(config.num_threads)
-        processes = PartialState().num_processes
+        processes = process_state().num_processes
         if config.batch_size % processes:
             raise ValueError(
                 f"batch_size ({config.batch_size}) must be divisible by the number of processes "
@@ -470,7 +470,6 @@ class Trainer:
             {f"test/{k}": v for k, v in metrics["last_epoch"].items() if isinstance(v, float)},
             step=self.global_step,
         )
-        accelerator.end_training()  # closes the CSV log before a fresh run is published
         if accelerator.is_main_process:
             save_checkpoint(
                 self.work_dir / CHECKPOINT_NAME,
@@ -483,8 +482,9 @@ class Trainer:
                 extra={"metrics": metrics, "data": self.data_facts},
             )
             write_text_atomic(self.work_dir / "metrics.json", json.dumps(metrics, indent=2))
-            self.run_folder.publish()
+            self.run_folder.publish()  # the log moves with its folder, still open
         accelerator.wait_for_everyone()
+        accelerator.end_training()  # closes the trackers and the process group
         metrics["history"] = self.history
         return metrics
 
