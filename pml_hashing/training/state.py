@@ -116,6 +116,73 @@ def save_state_folder(accelerator, checkpoints: Path, label: str, token: str, pa
     return final
 
 
+# ---------------------------------------------------------------- a trainer's state
+def _position(trainer) -> dict:
+    return {
+        "epoch": trainer.epoch,
+        "batch_in_epoch": trainer.batch_in_epoch,
+        "global_step": trainer.global_step,
+    }
+
+
+def save_trainer_state(trainer) -> Path:
+    """A state folder of everything that decides what the rest of a run computes; every
+    process calls it (``trainer.save_state()``)."""
+    label = f"epoch_{trainer.epoch:04d}"
+    if trainer.batch_in_epoch:
+        label += f"_batch_{trainer.batch_in_epoch:05d}"
+
+    def parts():
+        shared = {
+            "model": trainer.unwrapped.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": trainer.scheduler.state_dict(),
+            "callbacks": {c.name: c.state_dict() for c in trainer.callbacks},
+            "progress": _position(trainer),
+            "history": trainer.history,
+            "epoch_losses": [float(loss) for loss in trainer.epoch_losses],
+            "epoch_seconds": trainer.epoch_seconds,
+        }
+        # per process: the method's buffers (DPN-A's votes are local until the epoch's end)
+        own = {"method": trainer.method.state_dict(), "rng": rng_state()}
+        manifest = {
+            "config": trainer.config.to_dict(),
+            "progress": _position(trainer),
+            "num_processes": trainer.accelerator.num_processes,
+            "data": trainer.data_facts,
+            "log_rows": csv_log_rows(trainer.work_dir / "logs" / "metrics.csv"),
+        }
+        return shared, own, manifest
+
+    checkpoints = trainer.work_dir / "checkpoints"
+    return save_state_folder(trainer.accelerator, checkpoints, label, trainer.run_token, parts)
+
+
+def load_trainer_state(trainer, folder: Path, manifest: dict) -> None:
+    """Put a built trainer where the state folder (checked by :func:`find_resume_point`)
+    left its run."""
+    shared = read_state_part(folder, "shared", manifest)
+    own = read_state_part(folder, f"rank{trainer.accelerator.process_index}", manifest)
+    trainer.unwrapped.load_state_dict(shared["model"])
+    trainer.optimizer.load_state_dict(shared["optimizer"])
+    trainer.scheduler.load_state_dict(shared["scheduler"])
+    trainer.method.load_state_dict(own["method"])
+    for callback in trainer.callbacks:
+        if callback.name in shared["callbacks"]:
+            callback.load_state_dict(shared["callbacks"][callback.name])
+    progress = shared["progress"]
+    trainer.epoch, trainer.batch_in_epoch = progress["epoch"], progress["batch_in_epoch"]
+    trainer.global_step = progress["global_step"]
+    trainer.history = list(shared["history"])
+    trainer.epoch_losses = list(shared["epoch_losses"])
+    trainer.epoch_seconds = shared["epoch_seconds"]
+    set_rng_state(own["rng"])
+    where = f"epoch {trainer.epoch}"
+    if trainer.batch_in_epoch:
+        where += f", batch {trainer.batch_in_epoch} of epoch {trainer.epoch + 1}"
+    trainer.accelerator.print(f"resumed from {folder} after {where}", flush=True)
+
+
 # ---------------------------------------------------------------- where to resume from
 def find_resume_point(
     config: ExperimentConfig, run_dir: Path, data: dict, num_processes: int

@@ -41,15 +41,7 @@ from .config import ExperimentConfig
 from .encoding import encode_dataset
 from .evaluation import EvaluationSettings, evaluate_retrieval
 from .run_folder import RunFolder
-from .state import (
-    csv_log_rows,
-    find_resume_point,
-    read_state_part,
-    rng_state,
-    save_state_folder,
-    set_rng_state,
-    truncate_csv_log,
-)
+from .state import find_resume_point, load_trainer_state, save_trainer_state, truncate_csv_log
 from .threads import configure_threads
 
 __all__ = ["Trainer", "run_experiment"]
@@ -192,7 +184,7 @@ class Trainer:
             set_seed(config.seed)
             self._build_parts()
             if resume is not None:
-                self._load_state(Path(resume[0]), resume[1])
+                load_trainer_state(self, Path(resume[0]), resume[1])
         except BaseException:
             self.run_folder.release()
             raise
@@ -229,69 +221,12 @@ class Trainer:
         token = [f"{time.time_ns():x}"]
         if accelerator.num_processes > 1:
             broadcast_object_list(token)
-        self._token = token[0]
+        self.run_token = token[0]
 
     # ------------------------------------------------------------------ checkpoints
-    def _progress(self) -> dict:
-        return {
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "global_step": self.global_step,
-        }
-
-    def _state_parts(self):
-        shared = {
-            "model": self.unwrapped.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "callbacks": {c.name: c.state_dict() for c in self.callbacks},
-            "progress": self._progress(),
-            "history": self.history,
-            "epoch_losses": [float(loss) for loss in self.epoch_losses],
-            "epoch_seconds": self.epoch_seconds,
-        }
-        # per process: the method's buffers (DPN-A's votes are local until the epoch's end)
-        own = {"method": self.method.state_dict(), "rng": rng_state()}
-        manifest = {
-            "config": self.config.to_dict(),
-            "progress": self._progress(),
-            "num_processes": self.accelerator.num_processes,
-            "data": self.data_facts,
-            "log_rows": csv_log_rows(self.work_dir / "logs" / "metrics.csv"),
-        }
-        return shared, own, manifest
-
     def save_state(self) -> Path:
         """Write a resumable checkpoint of everything (all processes call it)."""
-        label = f"epoch_{self.epoch:04d}"
-        if self.batch_in_epoch:
-            label += f"_batch_{self.batch_in_epoch:05d}"
-        checkpoints = self.work_dir / "checkpoints"
-        return save_state_folder(
-            self.accelerator, checkpoints, label, self._token, self._state_parts
-        )
-
-    def _load_state(self, folder: Path, manifest: dict) -> None:
-        shared = read_state_part(folder, "shared", manifest)
-        own = read_state_part(folder, f"rank{self.accelerator.process_index}", manifest)
-        self.unwrapped.load_state_dict(shared["model"])
-        self.optimizer.load_state_dict(shared["optimizer"])
-        self.scheduler.load_state_dict(shared["scheduler"])
-        self.method.load_state_dict(own["method"])
-        for callback in self.callbacks:
-            if callback.name in shared["callbacks"]:
-                callback.load_state_dict(shared["callbacks"][callback.name])
-        progress = shared["progress"]
-        self.epoch, self.batch_in_epoch = progress["epoch"], progress["batch_in_epoch"]
-        self.global_step = progress["global_step"]
-        self.history = list(shared["history"])
-        self.epoch_losses = list(shared["epoch_losses"])
-        self.epoch_seconds = shared["epoch_seconds"]
-        set_rng_state(own["rng"])
-        where = f"epoch {self.epoch}"
-        if self.batch_in_epoch:
-            where += f", batch {self.batch_in_epoch} of epoch {self.epoch + 1}"
-        self.accelerator.print(f"resumed from {folder} after {where}", flush=True)
+        return save_trainer_state(self)
 
     # ------------------------------------------------------------------ fit
     def _encode_training_set(self) -> EncodedTrainingSet:
