@@ -302,6 +302,11 @@ class ExperimentConfig:
             method = f"{self.method}-{self.target_miner}"
         return f"{self.dataset}-{method}-{self.bits}b-seed{self.seed}"
 
+    def run_dir(self, run_name: str | None = None) -> Path:
+        """``output_dir/<run name>``: the run folder (``run_name`` default: :meth:`run_name`;
+        a :class:`~pml_hashing.training.Trainer` on data from Python passes its own)."""
+        return Path(self.output_dir) / (run_name or self.run_name())
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -117,7 +117,7 @@ class Trainer:
     @property
     def run_dir(self) -> Path:
         """``output_dir/run_name``: where the run's outputs are (once it has reported)."""
-        return Path(self.config.output_dir) / self.run_name
+        return self.config.run_dir(self.run_name)
 
     @property
     def data_facts(self) -> dict:
