@@ -57,7 +57,14 @@ def main(argv=None) -> dict:
         trainer.build()  # checks the resume point and the run folder, builds everything
     except (ValueError, OSError) as error:  # a bad value, or a file named that is not there
         usage_error(parser, str(error))
-    metrics = trainer.run()
+    try:
+        metrics = trainer.run()
+    except (ValueError, OSError) as error:  # e.g. an image that cannot be decoded
+        parser.exit(
+            1,
+            f"{parser.prog}: error: {as_flags(str(error))} (an earlier run's outputs in "
+            f"{trainer.run_dir} are kept)\n",
+        )
     from accelerate import PartialState
 
     if PartialState().is_main_process:
