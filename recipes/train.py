@@ -17,8 +17,7 @@ import json
 import os
 import sys
 
-from pml_hashing.training import Trainer, parse_config
-from pml_hashing.training.config import as_flags, build_parser
+from pml_hashing.training.config import as_flags, build_parser, parse_config
 from pml_hashing.training.threads import configure_threads
 
 
@@ -31,7 +30,7 @@ def usage_error(parser, message: str):
     parser.error(message)
 
 
-def summary_line(trainer: Trainer, metrics: dict) -> str:
+def summary_line(trainer, metrics: dict) -> str:
     result = metrics["last_epoch"]
     line = f"{trainer.run_name}: mAP@{result['topk']} {result['map']:.4f}"
     line += f" (ties={result['ties']})"
@@ -53,6 +52,9 @@ def main(argv=None) -> dict:
             # accelerate launch sets OMP_NUM_THREADS=1 for one CPU process: use the cores
             # given (the Trainer sets an explicit num_threads itself)
             configure_threads(None)
+        # imported once the flags are read: --help and usage errors skip Accelerate and timm
+        from pml_hashing.training import Trainer
+
         trainer = Trainer(config)
         trainer.build()  # checks the resume point and the run folder, builds everything
     except (ValueError, OSError) as error:  # a bad value, or a file named that is not there
