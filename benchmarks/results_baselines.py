@@ -187,9 +187,9 @@ def run_codes(run_dir: Path) -> dict:
     import torch
 
     from pml_hashing.codes import binarize
+    from pml_hashing.training import build_protocol
     from pml_hashing.training.checkpoint import load_checkpoint
     from pml_hashing.training.encoding import encode_dataset
-    from pml_hashing.training.loop import build_protocol
 
     model, method, config, _ = load_checkpoint(run_dir / "checkpoint.safetensors")
     protocol = build_protocol(config, model)

@@ -38,10 +38,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from pml_hashing.evaluation import retrieval_report  # noqa: E402
-from pml_hashing.training import encode_dataset, run_experiment  # noqa: E402
+from pml_hashing.training import (  # noqa: E402
+    build_protocol,  # noqa: E402
+    encode_dataset,
+    run_experiment,
+)
 from pml_hashing.training.checkpoint import load_checkpoint  # noqa: E402
 from pml_hashing.training.config import ExperimentConfig  # noqa: E402
-from pml_hashing.training.loop import build_protocol  # noqa: E402
 
 EPOCHS = {"digits": 10, "mnist-5k": 8}
 VALIDATION_PER_CLASS = {"digits": 5, "mnist-5k": 20}

@@ -336,10 +336,6 @@ def _report_inputs(
     return codes, 0.0 if _is_ternary(codes) else None
 
 
-def _with(args: argparse.Namespace, **changes) -> argparse.Namespace:
-    return argparse.Namespace(**(vars(args) | changes))
-
-
 def encode_to_file(args: argparse.Namespace) -> int:
     arrays, source = codes_from_source(args, args.split)
     np.savez(args.out, **arrays)

@@ -14,3 +14,29 @@ settings.register_profile(
     "pml-hashing", deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("pml-hashing")
+
+import pytest  # noqa: E402
+
+
+def _tiny_config(output_dir, **overrides) -> dict:
+    """A run of a few seconds on a CPU: DPN at 16 bits on digits with a two-layer CNN."""
+    config = dict(
+        name="tiny",
+        output_dir=str(output_dir),
+        dataset="digits",
+        bits=16,
+        backbone_kwargs={"widths": [8, 16]},
+        epochs=2,
+        batch_size=64,
+        log_with="none",
+        progress=False,
+        eval_batch_size=256,
+    )
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def tiny_config():
+    """``tiny_config(output_dir, **overrides)``: the config dict of a tiny training run."""
+    return _tiny_config

@@ -11,24 +11,30 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 
-from pml_hashing.training import run_experiment, trainer
+from pml_hashing.training import Callback, run_experiment
+
+
+class CaptureAtReport(Callback):
+    """Keeps the weights and the codebook this rank holds when the run reports."""
+
+    name = "capture"
+
+    def __init__(self):
+        self.captured = {}
+
+    def on_report(self, trainer, metrics):
+        model = trainer.unwrapped
+        self.captured["model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.captured["targets"] = trainer.method.target_miner.targets.detach().clone()
 
 
 def main(output_dir: str, name: str) -> None:
-    captured = {}
-    evaluate = trainer._evaluate
-
-    def capturing_evaluate(model, method, *args, **kwargs):
-        captured["model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        captured["targets"] = method.target_miner.targets.detach().clone()
-        return evaluate(model, method, *args, **kwargs)
-
-    trainer._evaluate = capturing_evaluate
+    capture = CaptureAtReport()
     config = json.loads(Path(output_dir, "config.json").read_text())
     config.update(output_dir=output_dir, name=name)
-    metrics = run_experiment(config)
+    metrics = run_experiment(config, callbacks=[capture])
     rank = PartialState().process_index
-    torch.save(captured, Path(output_dir) / f"rank{rank}.pt")
+    torch.save(capture.captured, Path(output_dir) / f"rank{rank}.pt")
     result = {"last_epoch": metrics["last_epoch"], "history": metrics["history"]}
     for epoch in result["history"]:
         epoch.pop("seconds")  # wall time differs between ranks

@@ -419,7 +419,7 @@ def test_hashnet_database_repeating_train_images_names_each_image_once(tmp_path,
     # training must not stay in the database it is validated against under another index.
     import torch
 
-    from pml_hashing.training import trainer
+    from pml_hashing.training import EvaluationSettings, evaluation
 
     root = tmp_path
     names = write_images(root / "images", 300 + 10 + 50)
@@ -436,13 +436,15 @@ def test_hashnet_database_repeating_train_images_names_each_image_once(tmp_path,
     ]
     assert database.labels.tolist() == database_labels.argmax(1).tolist()
     # the reference set of validation: the database minus the validation images
-    fake = type("Config", (), {"eval_batch_size": 64, "num_workers": 0})()
+    settings = EvaluationSettings(batch_size=64)
 
     def source_indices(model, method, data, *args, **kwargs):  # "outputs": the source index
         return torch.as_tensor(np.asarray(data.indices))[:, None].float(), torch.zeros(len(data))
 
-    monkeypatch.setattr(trainer, "encode_for_retrieval", source_indices)
-    val_out, _, ref_out, _ = trainer._validation_against_reference(None, None, protocol, fake, None)
+    monkeypatch.setattr(evaluation, "encode_for_retrieval", source_indices)
+    val_out, _, ref_out, _ = evaluation._validation_against_reference(
+        None, None, protocol, settings, None
+    )
     held_out = set(val_out[:, 0].int().tolist())
     assert len(held_out) == 100 and not held_out & set(ref_out[:, 0].int().tolist())
     assert len(ref_out) == len(database) - 100

@@ -149,3 +149,36 @@ def test_recipe_trains_two_epochs_on_an_image_folder_and_reports_map(tmp_path, c
     assert "folder: mAP@all" in capsys.readouterr().out
     saved = json.loads((tmp_path / "runs" / "folder" / "splits.json").read_text())
     assert saved["name"] == "image-folder" and len(saved["splits"]["query"]) == 6
+
+
+def test_a_file_that_is_not_an_image_is_named_when_the_protocol_is_built(tmp_path):
+    root = make_image_folder(tmp_path / "images", per_class=4)
+    (root / "dog" / "03.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(ValueError, match=r"dog/03.png is not a readable image"):
+        load_protocol("image-folder", root=root, query_per_class=1)
+
+
+def test_an_image_that_fails_to_decode_in_training_is_one_message_and_keeps_the_last_run(
+    tmp_path, capsys
+):
+    root = make_image_folder(tmp_path / "images", per_class=6)
+    spec = importlib.util.spec_from_file_location("train", ROOT / "recipes" / "train.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    argv = [
+        "--dataset", "image-folder", "--root", str(root), "--name", "folder",
+        "--output-dir", str(tmp_path / "runs"), "--bits", "16", "--epochs", "1",
+        "--batch-size", "4", "--log-with", "none", "--no-progress",
+        "--backbone-kwargs", "{widths: [8, 16]}", "--data-kwargs", "{query_per_class: 1}",
+    ]  # fmt: skip
+    recipe.main(argv)
+    metrics = (tmp_path / "runs" / "folder" / "metrics.json").read_bytes()
+    capsys.readouterr()
+    for path in sorted(root.glob("*/*.png")):  # a header that reads, pixels cut short
+        path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(SystemExit) as exit_info:
+        recipe.main(argv)
+    assert exit_info.value.code in (1, 2)  # met while built (2) or while training (1)
+    err = capsys.readouterr().err
+    assert err.count("is not a readable image") == 1 and "Traceback" not in err
+    assert (tmp_path / "runs" / "folder" / "metrics.json").read_bytes() == metrics

@@ -37,7 +37,6 @@ from pml_hashing.miners import (
 )
 from pml_hashing.registry import Registry, RegistryOverwriteWarning
 from pml_hashing.training import ExperimentConfig
-from pml_hashing.training.checkpoint import method_arguments
 
 
 class First:
@@ -248,7 +247,6 @@ def test_from_config_builds_what_the_old_arguments_built(values, digits):
     config = ExperimentConfig.from_dict(dict(bits=16, **values))
     expected = arguments_by_hand(config, digits)
     assert method_config_arguments(config, digits) == expected
-    assert method_arguments(config, digits) == expected  # the old name delegates
     method = build_method(config, digits)
     assert type(method) is METHODS[config.method] and method.config_kwargs == expected
     reference = create_method(config.method, digits.num_classes, config.bits, **expected)

@@ -211,7 +211,7 @@ class _ShuffledLabels(Dataset):
 def test_auto_threshold_never_looks_at_query_labels():
     from pml_hashing.methods import create_method
     from pml_hashing.models import HashingModel
-    from pml_hashing.training.loop import _evaluate, build_protocol
+    from pml_hashing.training import EvaluationSettings, build_protocol, evaluate_retrieval
 
     config = ExperimentConfig.from_dict(
         dict(dataset="digits", bits=16, validation_per_class=5, ternary_threshold="auto")
@@ -220,10 +220,11 @@ def test_auto_threshold_never_looks_at_query_labels():
     model = HashingModel("hashing_cnn_small", 16, in_chans=1, widths=[8, 16]).eval()
     method = create_method("dpn", 10, 16, margin=0.05)  # an untrained net has small outputs
     protocol = build_protocol(config)
-    first = _evaluate(model, method, protocol, config, None)
+    settings = EvaluationSettings.of(config)
+    first = evaluate_retrieval(model, method, protocol, settings)
     permutation = torch.randperm(len(protocol.query), generator=torch.Generator().manual_seed(1))
     protocol.query = _ShuffledLabels(protocol.query, permutation)
-    second = _evaluate(model, method, protocol, config, None)
+    second = evaluate_retrieval(model, method, protocol, settings)
     assert second["map"] != first["map"]  # the shuffle reached the reported numbers
     assert second["ternary_threshold"] == first["ternary_threshold"]
     assert second["ternary_threshold_selection"] == first["ternary_threshold_selection"]

@@ -1,6 +1,6 @@
 """The Trainer's state: exact resume (also killed mid-epoch, also with validation), changed
 configs refused, checkpoints that load without running code, one run per folder, every
-config value checked before anything is built (issue 9)."""
+config value checked before anything is built."""
 
 import json
 import os
@@ -19,23 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMINGS = ("train_seconds", "total_seconds", "epoch_seconds", "torch_threads")
 
 
-def tiny_config(tmp_path, **overrides) -> dict:
-    config = dict(
-        name="tiny",
-        output_dir=str(tmp_path),
-        dataset="digits",
-        bits=16,
-        backbone_kwargs={"widths": [8, 16]},
-        epochs=2,
-        batch_size=64,
-        log_with="none",
-        progress=False,
-        eval_batch_size=256,
-    )
-    config.update(overrides)
-    return config
-
-
 def without_timings(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k not in TIMINGS and k != "history"}
 
@@ -44,7 +27,7 @@ def env() -> dict:
     return dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
 
 
-# ------------------------------------------------------------------ defect 1: kill, resume
+# ------------------------------------------------------------------ a killed run resumes
 # Kills its own process at the N-th optimizer step (mid-epoch), like a preempted job: the
 # run leaves only the checkpoints written before.
 KILLER = """
@@ -98,8 +81,8 @@ def test_run_killed_mid_epoch_resumes_to_the_same_metrics(tmp_path):
     assert without_timings(got) == without_timings(expected)
 
 
-# ------------------------------------------------------------------ defect 2: step limit
-def test_step_limit_mid_epoch_is_saved_and_resumed_mid_epoch(tmp_path):
+# ------------------------------------------------------------------ a step limit
+def test_step_limit_mid_epoch_is_saved_and_resumed_mid_epoch(tmp_path, tiny_config):
     whole = run_experiment(tiny_config(tmp_path, name="whole", target_miner="adaptive"))
     # 797 training images, batch 64: 12 steps per epoch; 16 stops at batch 4 of epoch 2
     cut = run_experiment(
@@ -128,8 +111,8 @@ def test_step_limit_mid_epoch_is_saved_and_resumed_mid_epoch(tmp_path):
             assert torch.equal(a[part][key], b[part][key]), key
 
 
-# ------------------------------------------------------------------ defect 3: changed config
-def test_resume_refuses_a_changed_config_and_names_the_keys(tmp_path):
+# ------------------------------------------------------------------ a changed config
+def test_resume_refuses_a_changed_config_and_names_the_keys(tmp_path, tiny_config):
     run_experiment(tiny_config(tmp_path, epochs=1))
     for change, key in (
         ({"lr": 0.1}, r"lr \(checkpoint 0.015, now 0.1\)"),
@@ -153,7 +136,7 @@ def test_resume_refuses_a_changed_config_and_names_the_keys(tmp_path):
         assert f"`{name}`" in doc, name
 
 
-# ------------------------------------------------------------------ defect 4: no unpickling
+# ------------------------------------------------------------------ nothing is unpickled
 class Payload:
     """Unpickling it creates the marker file: the side effect the tests look for."""
 
@@ -192,7 +175,7 @@ def test_encode_refuses_a_pickled_checkpoint_without_running_it(tmp_path, capsys
         assert not marker.exists()
 
 
-def test_resume_never_unpickles_files_in_the_checkpoint_folder(tmp_path):
+def test_resume_never_unpickles_files_in_the_checkpoint_folder(tmp_path, tiny_config):
     run_experiment(tiny_config(tmp_path, epochs=2, max_train_steps=12))
     folder = tmp_path / "tiny" / "checkpoints" / "epoch_0001"
     marker = tmp_path / "marker"
@@ -211,7 +194,7 @@ def test_resume_never_unpickles_files_in_the_checkpoint_folder(tmp_path):
     assert not marker.exists()
 
 
-def test_a_flipped_byte_is_detected(tmp_path):
+def test_a_flipped_byte_is_detected(tmp_path, tiny_config):
     run_experiment(tiny_config(tmp_path, epochs=1))
     path = tmp_path / "tiny" / "checkpoint.safetensors"
     data = bytearray(path.read_bytes())
@@ -227,10 +210,10 @@ def test_a_flipped_byte_is_detected(tmp_path):
         run_experiment(tiny_config(tmp_path, epochs=1, resume="latest"))
 
 
-# ------------------------------------------------------------------ defect 5: one run per folder
-def test_two_runs_into_one_folder(tmp_path):
+# ------------------------------------------------------------------ one run per folder
+def test_two_runs_into_one_folder(tmp_path, tiny_config):
     run_experiment(tiny_config(tmp_path, epochs=1))
-    with pytest.raises(ValueError, match=r"another config.*lr .*--overwrite"):
+    with pytest.raises(ValueError, match=r"another config.*lr .*`overwrite`"):
         run_experiment(tiny_config(tmp_path, epochs=1, lr=0.01))
     first = json.loads((tmp_path / "tiny" / "run.json").read_text())["config"]
     assert first["lr"] == 0.015  # the default
@@ -244,20 +227,32 @@ def test_two_runs_into_one_folder(tmp_path):
     assert a != b
 
 
-def test_a_live_lock_is_refused_and_a_stale_one_taken_over(tmp_path):
-    import socket
+HOLDER = """
+import filelock, sys, time
+lock = filelock.FileLock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
 
+
+def test_a_live_lock_wins_over_overwrite_and_a_dead_holder_frees_the_folder(tmp_path, tiny_config):
     folder = tmp_path / "tiny"
     folder.mkdir()
-    lock = {"pid": os.getpid(), "host": socket.gethostname(), "time": 0}
-    (folder / ".lock").write_text(json.dumps(lock))
-    with pytest.raises(ValueError, match="in use .*--overwrite"):
-        run_experiment(tiny_config(tmp_path, epochs=1))
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    (folder / ".lock").write_text(json.dumps(lock | {"pid": dead.pid}))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(folder / ".lock")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for overwrite in (False, True):  # both processes would write into one folder
+            with pytest.raises(ValueError, match="in use .*`overwrite` never takes"):
+                run_experiment(tiny_config(tmp_path, epochs=1, overwrite=overwrite))
+        assert not (folder / "run.json").exists()
+    finally:
+        holder.kill()  # as a killed run: the operating system frees its lock
+        holder.wait()
     run_experiment(tiny_config(tmp_path, epochs=1))
-    assert not (folder / ".lock").exists()
+    assert not (folder / ".lock.json").exists()
 
 
 def _claim(folder, start, results):
@@ -265,7 +260,8 @@ def _claim(folder, start, results):
 
     start.wait()
     try:
-        RunFolder(folder, ExperimentConfig.from_dict({})).acquire(resuming=False)
+        run_folder = RunFolder(folder, ExperimentConfig.from_dict({}))
+        run_folder.acquire(resuming=False)  # held as long as run_folder lives
         results.put("claimed")
         time.sleep(2)  # hold the folder while the others try
     except ValueError as error:
@@ -273,8 +269,8 @@ def _claim(folder, start, results):
 
 
 def test_many_runs_claiming_one_folder_at_once_leave_exactly_one_owner(tmp_path):
-    # A lock created empty and written afterwards reads as stale to a run that looks in
-    # between, and two runs then both own the folder: the lock is created with its content.
+    # Exactly one of many runs that start at once holds the folder; the others are told
+    # which process holds it.
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
@@ -313,7 +309,7 @@ def test_two_runs_started_at_once_do_not_crash(tmp_path):
         assert "Traceback" not in err
 
 
-# ------------------------------------------------------------------ defect 6: early checks
+# ------------------------------------------------------------------ early checks
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -331,19 +327,24 @@ def test_two_runs_started_at_once_do_not_crash(tmp_path):
         ({"method": "sh-bdnn", "target_miner": "adaptive"}, "target_miner applies to method dpn"),
         # a config key inside method_kwargs would train with a value the config does not say
         ({"method_kwargs": {"margin": 0.5}}, r"method_kwargs must not set config keys \(margin\)"),
-        ({"method_kwargs": {"target_miner": "adaptive"}}, "--target-miner"),
+        ({"method_kwargs": {"target_miner": "adaptive"}}, "`target_miner`"),
+        ({"data_kwargs": {"query_per_class": {"a": 1}}}, "data_kwargs.query_per_class must be"),
+        ({"dataset": "image-folder", "data_kwargs": {"root": [1]}}, r"data_kwargs must not"),
         ({"method_kwargs": {"foo": 1}}, "method_kwargs has keys that method 'dpn' does not take"),
         ({"data_kwargs": {"seed": 3}}, r"data_kwargs must not set config keys \(seed\)"),
     ],
 )
-def test_bad_values_fail_before_anything_is_built(tmp_path, monkeypatch, overrides, message):
+def test_bad_values_fail_before_anything_is_built(
+    tmp_path, monkeypatch, overrides, message, tiny_config
+):
+    import pml_hashing.training.builders as builders
     import pml_hashing.training.trainer as trainer
 
     def not_now(*args, **kwargs):
         raise AssertionError("built before the config was checked")
 
     monkeypatch.setattr(trainer, "build_model", not_now)
-    monkeypatch.setattr(trainer, "load_protocol", not_now)
+    monkeypatch.setattr(builders, "load_protocol", not_now)
     with pytest.raises(ValueError, match=message):
         run_experiment(tiny_config(tmp_path, **overrides))
     assert not (tmp_path / "tiny").exists()
@@ -412,7 +413,7 @@ def test_help_gives_each_flag_a_help_text_default_and_choices(capsys):
 
 
 # ------------------------------------------------------------------ your own data
-def test_own_protocol_and_own_data_sets(tmp_path):
+def test_own_protocol_and_own_data_sets(tmp_path, tiny_config):
     from pml_hashing.data import load_protocol
 
     protocol = load_protocol("digits", seed=1)
@@ -428,7 +429,9 @@ def test_own_protocol_and_own_data_sets(tmp_path):
     assert loose["last_epoch"]["num_database"] == len(protocol.database)
 
 
-def test_a_run_on_data_from_python_is_not_silently_evaluated_on_the_configs_dataset(tmp_path):
+def test_a_run_on_data_from_python_is_not_silently_evaluated_on_the_configs_dataset(
+    tmp_path, tiny_config
+):
     # The config says digits (seed 0); the run trained on another split of it (seed 1).
     from pml_hashing.data import load_protocol
     from pml_hashing.training import encode_checkpoint, evaluate_checkpoint
@@ -445,7 +448,7 @@ def test_a_run_on_data_from_python_is_not_silently_evaluated_on_the_configs_data
     assert report["dataset"] == "digits" and report["num_query"] == metrics["sizes"]["query"]
 
 
-def test_a_rerun_of_the_same_config_with_csv_logs_replaces_the_first(tmp_path):
+def test_a_rerun_of_the_same_config_with_csv_logs_replaces_the_first(tmp_path, tiny_config):
     first = run_experiment(tiny_config(tmp_path, epochs=1, log_with="csv"))
     again = run_experiment(tiny_config(tmp_path, epochs=1, log_with="csv"))
     assert without_timings(again) == without_timings(first)
@@ -453,16 +456,16 @@ def test_a_rerun_of_the_same_config_with_csv_logs_replaces_the_first(tmp_path):
     assert sum(row.split(",")[1] == "train/loss" for row in rows[1:]) == 1  # not appended
 
 
-def test_a_fresh_run_does_not_replace_a_finished_run_of_other_length(tmp_path):
+def test_a_fresh_run_does_not_replace_a_finished_run_of_other_length(tmp_path, tiny_config):
     run_experiment(tiny_config(tmp_path, epochs=2, checkpoint_every=1))
     before = (tmp_path / "tiny" / "metrics.json").read_text()
-    with pytest.raises(ValueError, match=r"differs in epochs \(there 2, now 1\).*--overwrite"):
+    with pytest.raises(ValueError, match=r"differs in epochs \(there 2, now 1\).*`overwrite`"):
         run_experiment(tiny_config(tmp_path, epochs=1, max_train_steps=1, checkpoint_every=0))
     assert (tmp_path / "tiny" / "metrics.json").read_text() == before
     assert (tmp_path / "tiny" / "checkpoints" / "epoch_0002").is_dir()
 
 
-def test_a_config_that_fails_to_build_costs_no_earlier_run_its_outputs(tmp_path):
+def test_a_config_that_fails_to_build_costs_no_earlier_run_its_outputs(tmp_path, tiny_config):
     run_experiment(tiny_config(tmp_path, epochs=1))
     folder = tmp_path / "tiny"
     kept = sorted(p.name for p in folder.iterdir())
@@ -472,25 +475,129 @@ def test_a_config_that_fails_to_build_costs_no_earlier_run_its_outputs(tmp_path)
     # a run that never built leaves no run.json behind to refuse the next one
     with pytest.raises(FileNotFoundError, match="does not exist"):
         run_experiment(tiny_config(tmp_path, name="other", split_file=str(tmp_path / "no.json")))
-    assert list((tmp_path / "other").iterdir()) == []
+    assert [p.name for p in (tmp_path / "other").iterdir()] == [".lock"]  # the lock only
     run_experiment(tiny_config(tmp_path, name="other", epochs=1))
 
 
-def test_an_output_dir_that_is_a_file_is_a_usage_error(tmp_path):
+def test_an_output_dir_that_is_a_file_is_a_usage_error(tmp_path, tiny_config):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="cannot be made: it or a folder above it is a file"):
         run_experiment(tiny_config(tmp_path / "file", epochs=1))
 
 
-def test_the_phases_free_the_folder_as_run_does(tmp_path):
+def test_the_phases_free_the_folder_as_run_does(tmp_path, tiny_config):
     from pml_hashing.training import Trainer
 
     trainer = Trainer(tiny_config(tmp_path, epochs=1))
     trainer.build()
     trainer.fit()
     trainer.report()
-    assert not (tmp_path / "tiny" / ".lock").exists()
+    assert not (tmp_path / "tiny" / ".lock.json").exists()  # no holder
     stopped = Trainer(tiny_config(tmp_path, name="stopped", epochs=1)).build()
     stopped.close()
-    assert not (tmp_path / "stopped" / ".lock").exists()
+    assert not (tmp_path / "stopped" / ".lock.json").exists()
     run_experiment(tiny_config(tmp_path, epochs=1))  # the folder is free again
+
+
+# ------------------------------------------------------------------ nothing lost
+class Interrupted(Exception):
+    """Stands for a kill: raised by a callback after an epoch's rows are logged."""
+
+
+def interrupt_after(epoch: int):
+    from pml_hashing.training import Callback
+
+    class Interrupt(Callback):
+        name = "interrupt"
+
+        def on_epoch_end(self, trainer, logs):
+            if trainer.epoch == epoch:
+                raise Interrupted(f"after epoch {epoch}")
+
+    return Interrupt()
+
+
+def csv_rows(folder) -> list[tuple[str, ...]]:
+    rows = (folder / "logs" / "metrics.csv").read_text().splitlines()[1:]
+    return [tuple(row.split(",")) for row in rows]
+
+
+def test_a_resumed_run_logs_every_row_once_as_an_uninterrupted_run(tmp_path, tiny_config):
+    settings = dict(epochs=4, checkpoint_every=2, log_with="csv", scheduler="none")
+    run_experiment(tiny_config(tmp_path, name="whole", **settings))
+    with pytest.raises(Interrupted):  # after epoch 3; the last checkpoint is epoch 2's
+        run_experiment(
+            tiny_config(tmp_path, name="cut", **settings), callbacks=[interrupt_after(3)]
+        )
+    run_experiment(tiny_config(tmp_path, name="cut", resume="latest", **settings))
+    whole = csv_rows(tmp_path / "whole")
+    assert csv_rows(tmp_path / "cut") == whole
+    assert sum(row[1].startswith("test/") for row in whole) > 0
+    # a finished run resumed: its report's rows are logged again, not twice
+    run_experiment(tiny_config(tmp_path, name="cut", resume="latest", **settings))
+    assert csv_rows(tmp_path / "cut") == whole
+
+
+def outputs(folder) -> dict:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
+@pytest.mark.parametrize("change", [{}, {"overwrite": True, "lr": 0.01}])
+def test_a_rerun_that_fails_keeps_the_finished_run_until_it_has_finished(
+    tmp_path, tiny_config, change
+):
+    folder = tmp_path / "tiny"
+    run_experiment(tiny_config(tmp_path, epochs=1, checkpoint_every=1, log_with="csv"))
+    before = outputs(folder)
+    assert {"metrics.json", "checkpoint.safetensors", "checkpoints/latest"} <= set(before)
+    again = tiny_config(tmp_path, epochs=1, checkpoint_every=1, log_with="csv", **change)
+    with pytest.raises(Interrupted):
+        run_experiment(again, callbacks=[interrupt_after(1)])
+    assert outputs(folder) == before
+    assert not (folder / ".next").exists()
+    metrics = run_experiment(again)  # a rerun that finishes replaces the earlier outputs
+    assert json.loads((folder / "metrics.json").read_text())["run"] == metrics["run"]
+    assert json.loads((folder / "run.json").read_text())["config"]["lr"] == again.get("lr", 0.015)
+    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["epoch_0001", "latest"]
+
+
+def test_a_killed_runs_temporary_folders_are_removed_by_the_next_run(tmp_path, tiny_config):
+    folder = tmp_path / "tiny"
+    run_experiment(tiny_config(tmp_path, epochs=1, scheduler="none"))
+    leftovers = [
+        folder / "checkpoints" / ".epoch_0002.18a3f.tmp",
+        folder / ".next",
+        folder / ".previous.tmp",
+    ]
+    for path in leftovers:
+        (path / "part").mkdir(parents=True)
+    (folder / ".metrics.json.x1.tmp").write_text("{")
+    run_experiment(tiny_config(tmp_path, epochs=2, resume="latest", scheduler="none"))
+    assert not any(p.exists() for p in leftovers)
+    assert not list(folder.glob(".*.tmp"))
+
+
+def test_an_edited_state_manifest_is_refused(tmp_path, tiny_config):
+    run_experiment(tiny_config(tmp_path, epochs=1, scheduler="none"))
+    manifest = tmp_path / "tiny" / "checkpoints" / "epoch_0001" / "state.json"
+    state = json.loads(manifest.read_text())
+    state["config"]["lr"] = 0.1  # to pass a resume with another learning rate
+    manifest.write_text(json.dumps(state))
+    with pytest.raises(ValueError, match=r"state.json was edited"):
+        run_experiment(tiny_config(tmp_path, epochs=2, lr=0.1, scheduler="none", resume="latest"))
+    for text in ("{", "[1, 2]", json.dumps({"format": "pml-hashing-training-state-v2"})):
+        manifest.write_text(text)
+        with pytest.raises(ValueError, match="state.json"):
+            run_experiment(tiny_config(tmp_path, epochs=2, scheduler="none", resume="latest"))
+
+
+def test_num_workers_above_the_cpus_is_refused(tiny_config, tmp_path):
+    from pml_hashing.training.threads import available_cores
+
+    with pytest.raises(ValueError, match=f"num_workers must be at most the {available_cores()}"):
+        ExperimentConfig.from_dict({"num_workers": available_cores() + 1})
+    ExperimentConfig.from_dict({"num_workers": available_cores()})

@@ -1,6 +1,7 @@
 """The training loop: config errors before training, checkpoints, exact resume, the recipe."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,23 +19,6 @@ from pml_hashing.training import (
 from pml_hashing.training.checkpoint import read_safetensors, write_safetensors
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_config(tmp_path, **overrides) -> dict:
-    config = dict(
-        name="tiny",
-        output_dir=str(tmp_path),
-        dataset="digits",
-        bits=16,
-        backbone_kwargs={"widths": [8, 16]},
-        epochs=2,
-        batch_size=64,
-        log_with="none",
-        progress=False,
-        eval_batch_size=256,
-    )
-    config.update(overrides)
-    return config
 
 
 def test_unknown_config_key_is_refused_with_the_known_keys():
@@ -61,13 +45,13 @@ def test_bits_faiss_cannot_pack_are_refused():
         ExperimentConfig.from_dict({"bits": 12})
 
 
-def test_unknown_backbone_fails_before_training(tmp_path):
+def test_unknown_backbone_fails_before_training(tmp_path, tiny_config):
     with pytest.raises(ValueError, match="'resnet_does_not_exist' is not a timm model"):
         run_experiment(tiny_config(tmp_path, backbone="resnet_does_not_exist"))
     assert not (tmp_path / "tiny" / "checkpoints").exists()
 
 
-def test_mismatched_weights_file_fails_before_training(tmp_path):
+def test_mismatched_weights_file_fails_before_training(tmp_path, tiny_config):
     weights = tmp_path / "other.pth"
     torch.save({"some.layer.weight": torch.zeros(3, 3)}, weights)
     with pytest.raises(ValueError, match="does not match backbone"):
@@ -86,7 +70,7 @@ def test_local_pretrained_weights_are_loaded(tmp_path):
         assert torch.equal(model.backbone.state_dict()[key], value)
 
 
-def test_run_writes_metrics_and_a_checkpoint_that_encodes_the_same(tmp_path):
+def test_run_writes_metrics_and_a_checkpoint_that_encodes_the_same(tmp_path, tiny_config):
     metrics = run_experiment(tiny_config(tmp_path, target_miner="adaptive"))
     run_dir = tmp_path / "tiny"
     written = json.loads((run_dir / "metrics.json").read_text())
@@ -115,7 +99,7 @@ def test_run_writes_metrics_and_a_checkpoint_that_encodes_the_same(tmp_path):
     assert again["map"] == pytest.approx(result["map"], abs=1e-6)
 
 
-def test_resumed_run_continues_exactly(tmp_path):
+def test_resumed_run_continues_exactly(tmp_path, tiny_config):
     # one warm-up epoch, then an update every epoch: the resumed run must know its epoch
     adaptive = dict(target_miner="adaptive", warmup_epochs=1, update_every=1)
     whole = run_experiment(tiny_config(tmp_path, name="whole", epochs=3, **adaptive))
@@ -136,7 +120,7 @@ def test_resumed_run_continues_exactly(tmp_path):
         assert torch.equal(a["model"][key], b["model"][key]), key
 
 
-def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, tiny_config):
     with pytest.raises(ValueError, match="resume='latest' but .* does not exist"):
         run_experiment(tiny_config(tmp_path, resume="latest"))
 
@@ -167,7 +151,7 @@ def test_not_a_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(path)
 
 
-def test_validation_split_selects_without_queries(tmp_path):
+def test_validation_split_selects_without_queries(tmp_path, tiny_config):
     metrics = run_experiment(tiny_config(tmp_path, validation_per_class=10, epochs=2))
     assert len(metrics["validation"]) == 2
     assert metrics["best_epoch_by_validation"] in (1, 2)
@@ -212,7 +196,7 @@ def test_recipe_runs_under_accelerate_launch(tmp_path):
     assert (tmp_path / "recipe" / "metrics.json").is_file()
 
 
-def test_evaluate_and_encode_recipes_reproduce_the_run(tmp_path):
+def test_evaluate_and_encode_recipes_reproduce_the_run(tmp_path, tiny_config):
     import importlib.util
 
     import numpy as np
@@ -243,7 +227,7 @@ def test_evaluate_and_encode_recipes_reproduce_the_run(tmp_path):
         encode_checkpoint(checkpoint, split="test")
 
 
-def test_bf16_mixed_precision_and_gradient_accumulation_run(tmp_path):
+def test_bf16_mixed_precision_and_gradient_accumulation_run(tmp_path, tiny_config):
     metrics = run_experiment(
         tiny_config(
             tmp_path,
@@ -262,7 +246,7 @@ def test_bf16_mixed_precision_and_gradient_accumulation_run(tmp_path):
     assert state["progress"]["global_step"] == 6
 
 
-def test_data_kwargs_reach_the_loader(tmp_path):
+def test_data_kwargs_reach_the_loader(tmp_path, tiny_config):
     config = ExperimentConfig.from_dict(
         tiny_config(tmp_path, data_kwargs={"query_per_class": 20}, validation_per_class=5)
     )
@@ -271,5 +255,93 @@ def test_data_kwargs_reach_the_loader(tmp_path):
     protocol = build_protocol(config)
     assert len(protocol.query) == 200 and len(protocol.validation) == 50
     # a config key belongs in the config, where the run records it
-    with pytest.raises(ValueError, match="--validation-per-class"):
+    with pytest.raises(ValueError, match="`validation_per_class`"):
         ExperimentConfig.from_dict(tiny_config(tmp_path, data_kwargs={"validation_per_class": 5}))
+
+
+def load_recipe(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--checkpoint", "missing"], "--checkpoint: missing is not a checkpoint"),
+        (["--radius", "-1"], "argument --radius: must be >= 0"),
+        (["--out", "no/such/folder/e.json"], "--out: the folder of no/such/folder/e.json"),
+        (["--topk", "0"], "argument --topk: must be >= 1"),
+    ],
+)
+def test_evaluate_recipe_refuses_bad_arguments_before_any_work(
+    tmp_path, monkeypatch, capsys, argv, message
+):
+    import pml_hashing.training as training
+
+    def not_now(*args, **kwargs):
+        raise AssertionError("evaluated before the arguments were checked")
+
+    monkeypatch.setattr(training, "evaluate_checkpoint", not_now)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.safetensors").write_bytes(b"")
+    full = ["--checkpoint", "run", *argv] if argv[0] != "--checkpoint" else argv
+    with pytest.raises(SystemExit) as exit_info:
+        load_recipe("evaluate").main(full)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_key_given_twice_in_a_config_file_or_flag_is_an_error(tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text("bits: 32\nlr: 0.1\nlr: 0.2\n")
+    with pytest.raises(
+        ValueError, match=r"run.yaml is not valid YAML at line 3.*duplicate key 'lr'"
+    ):
+        parse_config(["--config", str(path)])
+    with pytest.raises(SystemExit):
+        parse_config(["--data-kwargs", "{query_per_class: 1, query_per_class: 2}"])
+    assert "duplicate key 'query_per_class'" in capsys.readouterr().err
+
+
+def test_a_usage_error_under_accelerate_launch_is_one_message(tmp_path):
+    recipe = str(ROOT / "recipes" / "train.py")
+    result = subprocess.run(
+        ["accelerate", "launch", "-q", "--num_processes", "1", "--cpu", recipe, "--epochs", "two"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.count("must be an integer; got 'two'") == 1, result.stderr
+    assert "Traceback" not in result.stderr and "usage:" not in result.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("method", ["dpn", "sh-bdnn", "uh-bdnn", "classifier"])
+def test_a_training_step_waits_for_no_device_sync(method):
+    # float(), int() or bool() of a device tensor blocks the host once per step; CUDA's
+    # sync debug mode turns every such wait into an error.
+    from pml_hashing.data import load_protocol
+    from pml_hashing.methods import build_method
+
+    protocol = load_protocol("digits", seed=0)
+    config = ExperimentConfig.from_dict({"method": method, "bits": 16, "dataset": "digits"})
+    trained = build_method(config, protocol).cuda()
+    trained.on_epoch_start(0, lambda: None)
+    images = protocol.train.images[:32].cuda()
+    labels = protocol.train.labels[:32].cuda()
+    outputs = torch.randn(32, 16, device="cuda", requires_grad=True)
+    indices = torch.arange(32, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            trained.compute_loss(outputs, labels, images, indices).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    trained.on_epoch_end(0)  # the deferred checks and statistics are read here, once

@@ -705,7 +705,7 @@ def test_a_grayscale_checkpoint_encodes_an_image_folder_in_its_own_channels(
     from timm.data import create_transform
 
     from pml_hashing.training import encode_checkpoint, load_checkpoint
-    from pml_hashing.training.trainer import build_protocol
+    from pml_hashing.training.builders import build_protocol
 
     root = str(_image_folder(tmp_path / "images", file_mode))
     arrays = encode_checkpoint(grayscale_checkpoint, "query", dataset="image-folder", root=root)

@@ -17,7 +17,7 @@ from .bundled import load_bundled, load_bundled_protocol
 from .cifar10 import load_cifar10, load_cifar10_arrays
 from .image_folder import load_image_folder, read_image_folder
 from .image_list_dataset import ImageListDataset, read_image_list
-from .image_list_protocols import load_image_list_protocol
+from .image_list_protocols import load_imagenet100, load_nuswide21
 from .image_size import resize_protocol
 from .protocol import (
     Protocol,
@@ -46,7 +46,7 @@ def load_protocol(name: str, root=None, seed: int = 0, split_file=None, **kwargs
         split_file: a JSON file written by :meth:`Protocol.save_splits`; the split it holds
             is reused instead of drawn (it must match the name and the split sizes).
         **kwargs: protocol sizes and loading options, passed to :func:`load_bundled`,
-            :func:`load_cifar10`, :func:`load_image_list_protocol` or
+            :func:`load_cifar10`, :func:`load_nuswide21`, :func:`load_imagenet100` or
             :func:`load_image_folder` (e.g.
             ``validation_per_class=``, ``validation_size=``, ``transform=``,
             ``unseen_classes=``: the unseen-class protocol, see :func:`load_bundled`).
@@ -55,9 +55,24 @@ def load_protocol(name: str, root=None, seed: int = 0, split_file=None, **kwargs
         The :class:`Protocol`.
     """
     loader = PROTOCOLS.get_or_raise(name)
+    _check_arguments(name, loader, kwargs)
     if protocol_info(name).needs_root:
         kwargs["root"] = root
     return loader(seed=seed, split_file=split_file, **kwargs)
+
+
+def _check_arguments(name: str, loader, kwargs: dict) -> None:
+    """An argument the data set's loader does not take is a ValueError naming it (not a
+    TypeError from deep inside the call)."""
+    import inspect
+
+    parameters = inspect.signature(loader).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return
+    taken = {p.name for p in parameters} - {"root", "seed", "split_file"}
+    for key in kwargs:
+        if key not in taken:
+            raise ValueError(f"{key} does not apply to {name}; it takes {', '.join(sorted(taken))}")
 
 
 __all__ = [
@@ -75,7 +90,8 @@ __all__ = [
     "load_cifar10",
     "load_cifar10_arrays",
     "load_image_folder",
-    "load_image_list_protocol",
+    "load_imagenet100",
+    "load_nuswide21",
     "load_protocol",
     "protocol_info",
     "read_image_folder",

@@ -9,14 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from .array_image_dataset import ArrayImageDataset
-from .image_protocol import build_image_protocol
+from .image_protocol import LoadOptions, finish_image_protocol
 from .protocol import (
     Protocol,
-    apply_unseen_classes,
-    resolve_unseen_classes,
-    reuse_splits,
     split_per_class,
-    unseen_info,
 )
 from .protocol_registry import register_protocol
 
@@ -170,27 +166,16 @@ def load_cifar10(
         )
         fresh["query"] = np.arange(num_train, len(labels), dtype=np.int64)
     _check_train_size(fresh["train"], labels, train_per_class)
-    unseen = resolve_unseen_classes(unseen_classes, 10, seed, split_file)
-    fresh, train_labels, seen = apply_unseen_classes(fresh, labels, unseen, 10)
-    splits, seed = reuse_splits(fresh, name, len(labels), seed, split_file)
-
-    return build_image_protocol(
+    return finish_image_protocol(
         name,
         lambda target, indices, tr: ArrayImageDataset(images, target, indices, transform=tr),
         labels,
-        splits,
-        transform,
-        image_size,
-        seed,
-        train_labels=train_labels,
-        num_classes=len(seen),
+        fresh,
+        LoadOptions(seed, split_file, unseen_classes, transform, image_size),
+        num_classes=10,
         topk=None,
         multi_label=False,
-        info={
-            "root": str(root),
-            "split_file": None if split_file is None else str(split_file),
-            **unseen_info(seen, unseen),
-        },
+        info={"root": str(root)},
     )
 
 

@@ -7,14 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from .image_list_dataset import ImageListDataset
-from .image_protocol import build_image_protocol
+from .image_protocol import LoadOptions, finish_image_protocol
 from .protocol import (
     Protocol,
-    apply_unseen_classes,
-    resolve_unseen_classes,
-    reuse_splits,
     split_per_class,
-    unseen_info,
 )
 from .protocol_registry import register_protocol
 
@@ -58,8 +54,30 @@ def read_image_folder(root) -> tuple[list[str], np.ndarray, list[str]]:
     except FileNotFoundError as error:  # a class folder without a single image
         raise FileNotFoundError(f"{error}; {_layout_hint()}") from None
     paths = [path for path, _ in samples]
+    check_image_headers(paths)
     labels = np.asarray([label for _, label in samples], dtype=np.int64)
     return paths, labels, list(classes)
+
+
+def check_image_headers(paths) -> None:
+    """Open every image far enough to read its header (format, size; no pixels): a file
+    that is not an image fails here, naming it, before a run is built, not at the first
+    training batch that meets it.
+
+    Raises:
+        ValueError: naming the first unreadable file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.size  # noqa: B018 (the header is read by open)
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+            raise ValueError(
+                f"{path} is not a readable image (a JPEG, PNG or other format PIL opens): "
+                f"{type(error).__name__}: {error}; remove or replace it"
+            ) from None
 
 
 def load_image_folder(
@@ -113,27 +131,19 @@ def load_image_folder(
         train_per_class=train_per_class,
         validation_per_class=validation_per_class,
     )
-    unseen = resolve_unseen_classes(unseen_classes, len(classes), seed, split_file)
-    fresh, train_labels, seen = apply_unseen_classes(fresh, labels, unseen, len(classes))
-    splits, seed = reuse_splits(fresh, IMAGE_FOLDER, len(paths), seed, split_file)
-    return build_image_protocol(
+    return finish_image_protocol(
         IMAGE_FOLDER,
         lambda target, indices, tr: ImageListDataset(paths, target, indices, transform=tr),
         labels,
-        splits,
-        transform,
-        image_size,
-        seed,
-        train_labels=train_labels,
-        num_classes=len(seen),
+        fresh,
+        LoadOptions(seed, split_file, unseen_classes, transform, image_size),
+        num_classes=len(classes),
         topk=topk,
         multi_label=False,
         info={
             "root": str(Path(root).expanduser()),
             "classes": classes,
             "query_per_class": query_per_class,
-            "split_file": None if split_file is None else str(split_file),
-            **unseen_info(seen, unseen),
         },
     )
 

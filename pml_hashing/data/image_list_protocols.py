@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import os
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from .image_list_dataset import ImageListDataset, read_image_list
-from .image_protocol import build_image_protocol
+from .image_protocol import LoadOptions, finish_image_protocol
 from .protocol import (
     Protocol,
-    apply_unseen_classes,
-    resolve_unseen_classes,
-    reuse_splits,
     split_per_class,
     split_random,
-    unseen_info,
 )
 from .protocol_registry import register_protocol
 
@@ -111,8 +106,77 @@ def _database_rows(listed: list[str], n_train: int, start: int) -> np.ndarray:
     return np.fromiter((first.get(listed[i], i) for i in rows), dtype=np.int64, count=len(rows))
 
 
-def load_image_list_protocol(
-    name: str,
+def _read_lists(name: str, root, list_file, image_root):
+    """The list files of ``name`` and what they list: ``(root, image_root, lists, listed,
+    multi_hot)``, the listed paths and labels of every list concatenated in order."""
+    if root is None and list_file is None:
+        raise ValueError(f"root is required for {name}; {_layout_hint(name, Path('ROOT'))}")
+    root = Path(root if root is not None else Path(list_file).parent).expanduser()
+    image_root = root if image_root is None else Path(image_root).expanduser()
+    lists = _find_lists(name, root, list_file)
+    parsed = [read_image_list(p, IMAGE_LIST_PROTOCOLS[name]["num_classes"]) for p in lists]
+    listed = [path for paths, _ in parsed for path in paths]
+    return root, image_root, lists, listed, [lab for _, lab in parsed]
+
+
+def _hashnet_split(listed, sizes: list[int], held: dict, root: Path, sizes_given: bool):
+    """HashNet's three lists: train.txt trains (minus the validation ``held`` out of it),
+    test.txt holds the queries, database.txt the database."""
+    if sizes_given:
+        raise ValueError(
+            f"{root} holds HashNet's train/test/database lists, which fix the query and "
+            "training sets; query/train sizes apply to a single list only"
+        )
+    n_train, n_test = sizes[0], sizes[1]
+    return {
+        "train": held["train"],
+        "validation": held["validation"],
+        "query": np.arange(n_train, n_train + n_test, dtype=np.int64),
+        "database": _database_rows(listed, n_train, n_train + n_test),
+    }
+
+
+def _finish(name, root, image_root, lists, listed, labels, fresh, options, strip_prefix):
+    """The shared ending (:func:`finish_image_protocol`) with the listed images' paths."""
+    spec = IMAGE_LIST_PROTOCOLS[name]
+    paths = [_resolve_path(p, image_root, strip_prefix) for p in listed]
+
+    def check_first_images(splits):
+        for key in ("query", "train"):
+            if len(splits[key]) and not os.path.isfile(paths[splits[key][0]]):
+                raise FileNotFoundError(
+                    f"image {paths[splits[key][0]]} (listed as {listed[splits[key][0]]!r}) "
+                    f"does not exist; {_layout_hint(name, root)}; set image_root= or "
+                    "strip_prefix= to match"
+                )
+
+    return finish_image_protocol(
+        name,
+        lambda target, indices, tr: ImageListDataset(paths, target, indices, transform=tr),
+        labels,
+        fresh,
+        options,
+        check_first_images,
+        num_classes=spec["num_classes"],
+        topk=spec["topk"],
+        multi_label=spec["multi_label"],
+        info={"lists": [str(p) for p in lists], "image_root": str(image_root)},
+    )
+
+
+_COMMON_ARGS = """
+        root: folder of the list files.
+        seed: seed of the split (and of the validation hold-out).
+        image_root: folder the listed relative paths start from (default ``root``).
+        list_file: a single list file to split, instead of looking under ``root``.
+        strip_prefix: removed from the start of each listed path before joining it to
+            ``image_root`` (HashNet's lists carry the authors' absolute paths).
+        transform: applied to each PIL image; default :func:`default_transform`.
+        image_size: side of the default transform's output.
+        split_file: a JSON file from :meth:`Protocol.save_splits` to reuse."""
+
+
+def load_nuswide21(
     root=None,
     seed: int = 0,
     image_root=None,
@@ -121,6 +185,58 @@ def load_image_list_protocol(
     query_size: int | None = None,
     train_size: int | None = None,
     validation_size: int = 0,
+    transform=None,
+    image_size: int = 224,
+    split_file=None,
+    unseen_classes=None,
+) -> Protocol:
+    """NUS-WIDE-21 (multi-label, 21 classes, R = 5000) from HashNet-style list files.
+
+    With HashNet's ``train.txt``, ``test.txt`` and ``database.txt`` under ``root``, those are
+    the training set, the queries and the database. With a single list (``root/nuswide-21.txt``
+    or ``list_file``), ``query_size`` (2,100) random items are the queries, the rest is the
+    database, and ``train_size`` (10,500) database items train. ``validation_size`` items are
+    held out of training. Source indices (for :meth:`Protocol.save_splits`) count the lines
+    of the single list, or of the three lists concatenated in that order; a
+    ``database.txt`` line that repeats an image of ``train.txt`` takes that image's index.
+
+    Args:{common}
+        query_size, train_size, validation_size: the split sizes.
+        unseen_classes: the unseen-class protocol (see :func:`~pml_hashing.data.load_bundled`):
+            an item is unseen when all its labels are unseen classes; an item with a seen
+            label trains, with its unseen labels dropped.
+
+    Returns:
+        A :class:`Protocol` with multi-hot ``(N, 21)`` int64 labels.
+    """
+    name = "nuswide-21"
+    root, image_root, lists, listed, parsed = _read_lists(name, root, list_file, image_root)
+    labels = np.concatenate(parsed)
+    if len(lists) == 3:
+        held = split_random(
+            len(parsed[0]), query_size=0, seed=seed, validation_size=validation_size
+        )
+        sizes = [len(lab) for lab in parsed]
+        fresh = _hashnet_split(listed, sizes, held, root, bool(query_size or train_size))
+    else:
+        spec = IMAGE_LIST_PROTOCOLS[name]
+        fresh = split_random(
+            len(listed),
+            query_size=spec["query_size"] if query_size is None else query_size,
+            seed=seed,
+            train_size=spec["train_size"] if train_size is None else train_size,
+            validation_size=validation_size,
+        )
+    options = LoadOptions(seed, split_file, unseen_classes, transform, image_size)
+    return _finish(name, root, image_root, lists, listed, labels, fresh, options, strip_prefix)
+
+
+def load_imagenet100(
+    root=None,
+    seed: int = 0,
+    image_root=None,
+    list_file=None,
+    strip_prefix: str | None = None,
     query_per_class: int | None = None,
     train_per_class: int | None = None,
     validation_per_class: int = 0,
@@ -129,112 +245,38 @@ def load_image_list_protocol(
     split_file=None,
     unseen_classes=None,
 ) -> Protocol:
-    """``nuswide-21`` (multi-label, R = 5000) or ``imagenet-100`` (R = 1000) from list files.
+    """ImageNet-100 (single-label, 100 classes, R = 1000) from HashNet-style list files.
 
     With HashNet's ``train.txt``, ``test.txt`` and ``database.txt`` under ``root``, those are
-    the training set, the queries and the database. With a single list (``root/NAME.txt`` or
-    ``list_file``), a seeded split is drawn: NUS-WIDE-21 takes ``query_size`` (2,100) random
-    queries, the rest is the database and ``train_size`` (10,500) database items train;
-    ImageNet-100 takes ``query_per_class`` (50) queries and ``train_per_class`` (130)
-    training items per class, the rest is the database. Validation (``validation_size``
-    for NUS-WIDE, ``validation_per_class`` for ImageNet-100) is held out of training.
+    the training set, the queries and the database. With a single list
+    (``root/imagenet-100.txt`` or ``list_file``), ``query_per_class`` (50) queries and
+    ``train_per_class`` (130) training items per class are drawn, the rest is the database.
+    ``validation_per_class`` items per class are held out of training. Source indices as
+    for :func:`load_nuswide21`.
 
-    Source indices (for :meth:`Protocol.save_splits`) count the lines of the single list, or
-    of ``train.txt``, ``test.txt`` and ``database.txt`` concatenated in that order; a
-    ``database.txt`` line that repeats an image of ``train.txt`` (HashNet's database holds
-    the training images) takes that image's ``train.txt`` index.
-
-    Args:
-        name: ``nuswide-21`` or ``imagenet-100``.
-        root: folder of the list files.
-        seed: seed of the split (and of the validation hold-out).
-        image_root: folder the listed relative paths start from (default ``root``).
-        list_file: a single list file to split, instead of looking under ``root``.
-        strip_prefix: removed from the start of each listed path before joining it to
-            ``image_root`` (HashNet's lists carry the authors' absolute paths).
-        query_size, train_size, validation_size: NUS-WIDE-21 split sizes.
-        query_per_class, train_per_class, validation_per_class: ImageNet-100 split sizes.
-        transform: applied to each PIL image; default :func:`default_transform`.
-        image_size: side of the default transform's output.
-        split_file: a JSON file from :meth:`Protocol.save_splits` to reuse.
-        unseen_classes: the unseen-class protocol (an int, ``"auto"`` or class ids; see
-            :func:`~pml_hashing.data.load_bundled`). Multi-label: an item is unseen when all
-            its labels are unseen classes; an item with a seen label trains, with its
-            unseen labels dropped (multi-hot columns of the seen classes only).
+    Args:{common}
+        query_per_class, train_per_class, validation_per_class: the split sizes.
+        unseen_classes: the unseen-class protocol (see :func:`~pml_hashing.data.load_bundled`).
 
     Returns:
-        A :class:`Protocol`; labels are multi-hot ``(N, 21)`` int64 for NUS-WIDE-21 and
-        integer ``(N,)`` int64 for ImageNet-100.
+        A :class:`Protocol` with integer ``(N,)`` int64 labels.
     """
-    spec = IMAGE_LIST_PROTOCOLS[name]
-    multi_label = spec["multi_label"]
-    wrong = (
-        {
-            "query_per_class": query_per_class,
-            "train_per_class": train_per_class,
-            "validation_per_class": validation_per_class,
-        }
-        if multi_label
-        else {
-            "query_size": query_size,
-            "train_size": train_size,
-            "validation_size": validation_size,
-        }
-    )
-    for arg, value in wrong.items():
-        if value:
-            kind = (
-                "multi-label: use query_size, train_size, validation_size"
-                if multi_label
-                else "single-label: use query_per_class, train_per_class, validation_per_class"
-            )
-            raise ValueError(f"{arg} does not apply to {name} ({kind}); got {arg}={value}")
-    if root is None and list_file is None:
-        raise ValueError(f"root is required for {name}; {_layout_hint(name, Path('ROOT'))}")
-    root = Path(root if root is not None else Path(list_file).parent).expanduser()
-    image_root = root if image_root is None else Path(image_root).expanduser()
-    lists = _find_lists(name, root, list_file)
-
-    parsed = [read_image_list(p, spec["num_classes"]) for p in lists]
-    listed = [path for paths, _ in parsed for path in paths]
-    if multi_label:
-        labels = np.concatenate([lab for _, lab in parsed])
-    else:
-        labels = np.concatenate(
-            [_single_labels(lab, p) for (_, lab), p in zip(parsed, lists, strict=True)]
-        )
-
+    name = "imagenet-100"
+    root, image_root, lists, listed, parsed = _read_lists(name, root, list_file, image_root)
+    labels = np.concatenate([_single_labels(lab, p) for lab, p in zip(parsed, lists, strict=True)])
     if len(lists) == 3:
-        n_train, n_test = len(parsed[0][0]), len(parsed[1][0])
-        if query_size or train_size or query_per_class or train_per_class:
-            raise ValueError(
-                f"{root} holds HashNet's train/test/database lists, which fix the query and "
-                "training sets; query/train sizes apply to a single list only"
-            )
-        if multi_label:
-            held = split_random(n_train, query_size=0, seed=seed, validation_size=validation_size)
-        else:
-            held = split_per_class(
-                labels[:n_train],
-                query_per_class=0,
-                seed=seed,
-                validation_per_class=validation_per_class,
-            )
-        fresh = {
-            "train": held["train"],
-            "validation": held["validation"],
-            "query": np.arange(n_train, n_train + n_test, dtype=np.int64),
-            "database": _database_rows(listed, n_train, n_train + n_test),
-        }
-    elif multi_label:
-        fresh = split_random(
-            len(listed),
-            query_size=spec["query_size"] if query_size is None else query_size,
+        n_train = len(parsed[0])
+        held = split_per_class(
+            labels[:n_train],
+            query_per_class=0,
             seed=seed,
-            train_size=spec["train_size"] if train_size is None else train_size,
-            validation_size=validation_size,
+            validation_per_class=validation_per_class,
         )
+        sizes = [len(lab) for lab in parsed]
+        given = bool(query_per_class or train_per_class)
+        fresh = _hashnet_split(listed, sizes, held, root, given)
     else:
+        spec = IMAGE_LIST_PROTOCOLS[name]
         train_per_class = spec["train_per_class"] if train_per_class is None else train_per_class
         fresh = split_per_class(
             labels,
@@ -243,50 +285,31 @@ def load_image_list_protocol(
             train_per_class=train_per_class,
             validation_per_class=validation_per_class,
         )
-        short = np.bincount(labels[fresh["train"]], minlength=spec["num_classes"])
-        if (short != train_per_class).any():
-            c = int(np.flatnonzero(short != train_per_class)[0])
-            raise ValueError(
-                f"train_per_class={train_per_class} but class {c} has only {int(short[c])} "
-                "items left for training after the queries and validation"
-            )
-    num_classes = spec["num_classes"]
-    unseen = resolve_unseen_classes(unseen_classes, num_classes, seed, split_file)
-    fresh, train_labels, seen = apply_unseen_classes(fresh, labels, unseen, num_classes)
-    splits, seed = reuse_splits(fresh, name, len(listed), seed, split_file)
-
-    paths = [_resolve_path(p, image_root, strip_prefix) for p in listed]
-    for key in ("query", "train"):
-        if len(splits[key]) and not os.path.isfile(paths[splits[key][0]]):
-            raise FileNotFoundError(
-                f"image {paths[splits[key][0]]} (listed as {listed[splits[key][0]]!r}) does not "
-                f"exist; {_layout_hint(name, root)}; set image_root= or strip_prefix= to match"
-            )
-    return build_image_protocol(
-        name,
-        lambda target, indices, tr: ImageListDataset(paths, target, indices, transform=tr),
-        labels,
-        splits,
-        transform,
-        image_size,
-        seed,
-        train_labels=train_labels,
-        num_classes=len(seen),
-        topk=spec["topk"],
-        multi_label=multi_label,
-        info={
-            "lists": [str(p) for p in lists],
-            "image_root": str(image_root),
-            "split_file": None if split_file is None else str(split_file),
-            **unseen_info(seen, unseen),
-        },
-    )
+        _check_train_per_class(labels[fresh["train"]], train_per_class, spec["num_classes"])
+    options = LoadOptions(seed, split_file, unseen_classes, transform, image_size)
+    return _finish(name, root, image_root, lists, listed, labels, fresh, options, strip_prefix)
 
 
-for _name in IMAGE_LIST_PROTOCOLS:
+def _check_train_per_class(train_labels: np.ndarray, train_per_class: int, num_classes: int):
+    short = np.bincount(train_labels, minlength=num_classes)
+    if (short != train_per_class).any():
+        c = int(np.flatnonzero(short != train_per_class)[0])
+        raise ValueError(
+            f"train_per_class={train_per_class} but class {c} has only {int(short[c])} "
+            "items left for training after the queries and validation"
+        )
+
+
+load_nuswide21.__doc__ = load_nuswide21.__doc__.format(common=_COMMON_ARGS)
+load_imagenet100.__doc__ = load_imagenet100.__doc__.format(common=_COMMON_ARGS)
+
+LOADERS = {"nuswide-21": load_nuswide21, "imagenet-100": load_imagenet100}
+
+
+for _name, _loader in LOADERS.items():
     register_protocol(
         _name,
-        partial(load_image_list_protocol, _name),
+        _loader,
         in_chans=3,
         needs_root=True,
         takes_transform=True,

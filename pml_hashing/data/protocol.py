@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._files import write_text_atomic
 from .._validation import check_split_payload
 
 
@@ -82,10 +83,7 @@ class Protocol:
             # the class split travels with the item split, so that a reload can check it
             payload["seen_classes"] = list(self.info["seen_classes"])
             payload["unseen_classes"] = list(self.info["unseen_classes"])
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(payload))
-        tmp.replace(path)
-        return path
+        return write_text_atomic(path, json.dumps(payload))
 
 
 def split_per_class(

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import write_bytes_atomic
 from .._validation import binary_code_array, check_input_file, check_integer
 from ..codes import ArrayLike, check_num_bits
 from .id_map import check_ids, extend_ids
@@ -394,20 +395,9 @@ class BinaryIndex:
             "crc32": zlib.crc32(id_bytes, zlib.crc32(payload)),
         }
         meta_bytes = json.dumps(meta, sort_keys=True).encode("utf-8")
-        tmp = f"{path}.tmp-{os.getpid()}"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(_HEADER.pack(_MAGIC, len(meta_bytes)))
-                f.write(meta_bytes)
-                f.write(payload)
-                f.write(id_bytes)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        header = _HEADER.pack(_MAGIC, len(meta_bytes))
+        data = header + meta_bytes + payload + id_bytes
+        write_bytes_atomic(path, data, durable=True, parents=False)
 
     @classmethod
     def load(

@@ -116,7 +116,7 @@ class _BDNNMethod(HashingMethod):
         self.register_buffer("code_known", None)
         if num_train is not None:
             self._allocate_codes(num_train, torch.device("cpu"))
-        self._term_sums: dict[str, float] = {}
+        self._term_sums: dict[str, torch.Tensor] = {}
         self._num_batches = 0
         self._last_update: dict[str, float] = {}
 
@@ -208,7 +208,10 @@ class _BDNNMethod(HashingMethod):
         total = 0.0
         for name, value in terms.items():
             total = total + weights[name] * value
-            self._term_sums[name] = self._term_sums.get(name, 0.0) + float(value.detach())
+            # summed on the device (float64: the sum a Python float would give) and read
+            # once per epoch: a float() here would wait for the device every step
+            term = value.detach().to(torch.float64)
+            self._term_sums[name] = self._term_sums.get(name, 0.0) + term
         self._num_batches += 1
         return 0.5 * total
 
@@ -254,7 +257,8 @@ class _BDNNMethod(HashingMethod):
         similarity_loss = getattr(self, "similarity_loss", None)
         if similarity_loss is not None:
             similarity_loss.flush_checks()  # GPU-side input checks of the epoch (no-op on CPU)
-        stats = {f"bdnn/{k}": v / max(self._num_batches, 1) for k, v in self._term_sums.items()}
+        batches = max(self._num_batches, 1)
+        stats = {f"bdnn/{k}": float(v) / batches for k, v in self._term_sums.items()}
         stats.update({f"bdnn/{k}": v for k, v in self._last_update.items()})
         self._term_sums, self._num_batches, self._last_update = {}, 0, {}
         return stats

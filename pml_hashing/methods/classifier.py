@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_integer
+from .._validation import DeferredChecks, check_integer
 from .base import METHODS, HashingMethod
 
 __all__ = ["ClassifierMethod"]
@@ -63,6 +63,11 @@ class ClassifierMethod(HashingMethod):
         self.register_buffer("bit_class", torch.arange(num_bits) % num_classes)
         # set by the first multi-hot batch; saved, so a checkpoint encodes as it was trained
         self.register_buffer("multi_label_trained", torch.tensor(False))
+        self._checks = DeferredChecks()
+
+    def on_epoch_end(self, epoch: int) -> dict:
+        self._checks.raise_if_set()  # the label checks of the epoch's accelerator batches
+        return {}
 
     def logits(self, outputs: torch.Tensor) -> torch.Tensor:
         if outputs.ndim != 2 or outputs.shape[1] != self.num_bits:
@@ -83,7 +88,11 @@ class ClassifierMethod(HashingMethod):
             return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
         if labels.is_floating_point():
             raise ValueError(f"labels must be integer class ids; got dtype {labels.dtype}")
-        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+        if labels.device.type != "cpu":  # read at the epoch's end: no device sync per step
+            outside = (labels.min() < 0) | (labels.max() >= self.num_classes)
+            message = f"labels must be in [0, num_classes) = [0, {self.num_classes})"
+            self._checks.add(outside, message)
+        elif len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             bad = int(labels.min()) if int(labels.min()) < 0 else int(labels.max())
             raise ValueError(
                 f"labels must be in [0, num_classes) = [0, {self.num_classes}); got {bad}"

@@ -1,4 +1,4 @@
-"""Model checkpoints (model + target codes + config) and atomic writes.
+"""Model checkpoints (model + target codes + config) in safetensors files.
 
 Nothing pml-hashing writes needs unpickling to be read back: tensors go into safetensors
 files, everything else into JSON, and every file carries (or is listed with) a sha256
@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,8 @@ import safetensors
 import safetensors.torch
 import torch
 
-from ..methods import create_method, method_config_arguments
+from .._files import write_atomic
+from ..methods import create_method
 from ..methods.base import HashingMethod
 from ..models import HashingModel
 from .config import ExperimentConfig
@@ -28,42 +26,7 @@ CHECKPOINT_FORMAT = "pml-hashing-checkpoint-v2"
 CHECKPOINT_NAME = "checkpoint.safetensors"
 
 
-def _write_atomic(path, write) -> Path:
-    """``write(tmp)`` to a unique temporary file in the same folder, then ``os.replace``: an
-    interrupted write never leaves a half-written file in place, and two writers never
-    share a temporary file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def replace_directory(tmp_dir: Path, final_dir: Path) -> None:
-    """Move a fully written folder into place; the old one is removed only afterwards."""
-    old = None
-    if final_dir.exists():
-        # a unique name: two writers never share a temporary folder
-        old = tempfile.mkdtemp(dir=final_dir.parent, prefix=f".{final_dir.name}.", suffix=".old")
-        old = Path(old)
-        os.replace(final_dir, old)
-    os.replace(tmp_dir, final_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def write_text_atomic(path, text: str) -> Path:
-    """Write a text file through a unique temporary file in the same folder."""
-    return _write_atomic(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -133,9 +96,9 @@ def _not_safetensors_reason(path: Path) -> str:
     head = path.read_bytes()[:8] if path.is_file() else b""
     if head[:2] == b"PK" or head[:1] == b"\x80":
         return (
-            "it is a pickle / torch.save file (the checkpoint.pt of pml-hashing 0.1); "
-            "such files are never loaded because unpickling can run code: retrain, or load "
-            "it yourself with torch.load(weights_only=True) if you trust it"
+            "it is a pickle / torch.save file, and such files are never loaded because "
+            "unpickling can run code: load it yourself with torch.load(weights_only=True) "
+            "if you trust it"
         )
     return "it is not a safetensors file"
 
@@ -145,7 +108,7 @@ def write_safetensors(path, tensors: dict, meta: dict) -> Path:
     sha256 digest of both in its header (checked by :func:`read_safetensors`)."""
     text = json.dumps(meta, sort_keys=True)
     header = {"meta": text, "sha256": _tensor_digest(tensors, text)}
-    return _write_atomic(
+    return write_atomic(
         path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata=header)
     )
 
@@ -246,75 +209,3 @@ def load_checkpoint(path, map_location="cpu"):
         # its codes are not the model's outputs: exports without the method refuse it
         model.retrieval_method = config.method
     return model, method, config, payload
-
-
-# ---------------------------------------------------------------- resumable training states
-STATE_FORMAT = "pml-hashing-training-state-v2"
-STATE_MANIFEST = "state.json"
-
-
-def write_state_part(folder, name: str, obj) -> Path:
-    """One part of a training state: ``<name>.safetensors`` (tensors + JSON tree)."""
-    tensors: dict = {}
-    tree = to_tree(obj, tensors, name)
-    return write_safetensors(Path(folder) / f"{name}.safetensors", tensors, {"tree": tree})
-
-
-def seal_state_folder(folder, manifest: dict) -> Path:
-    """Write ``state.json``: ``manifest`` plus the sha256 of every part in the folder."""
-    folder = Path(folder)
-    parts = sorted(p.name for p in folder.iterdir() if p.name.endswith(".safetensors"))
-    manifest = dict(
-        manifest, format=STATE_FORMAT, files={n: _sha256_file(folder / n) for n in parts}
-    )
-    return write_text_atomic(folder / STATE_MANIFEST, json.dumps(manifest, indent=1))
-
-
-def read_state_manifest(folder) -> dict:
-    """``state.json`` of a training state, after checking every listed part's sha256.
-
-    An old (pickled, Accelerate ``save_state``) folder or a foreign one is refused without
-    reading any of its other files.
-    """
-    folder = Path(folder)
-    path = folder / STATE_MANIFEST
-    if not path.is_file():
-        hint = ""
-        if (folder / "training_state.json").is_file():
-            hint = (
-                " (a training state of pml-hashing 0.1, whose pickled files are never loaded "
-                "because unpickling can run code: start the run again)"
-            )
-        raise ValueError(f"{folder} is not a pml-hashing training state: no {STATE_MANIFEST}{hint}")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not readable JSON ({error})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != STATE_FORMAT:
-        raise ValueError(f"{path} is not a pml-hashing training state (no {STATE_FORMAT!r} tag)")
-    for name, digest in manifest.get("files", {}).items():
-        part = folder / name
-        if Path(name).name != name or not part.is_file():
-            raise ValueError(f"training state {folder} lacks its part {name}")
-        if _sha256_file(part) != digest:
-            raise ValueError(
-                f"training state {folder} is corrupted: {name} does not match its sha256 in "
-                f"{STATE_MANIFEST}; it was not loaded"
-            )
-    return manifest
-
-
-def read_state_part(folder, name: str, manifest: dict):
-    """The object written by :func:`write_state_part`, from a folder checked by
-    :func:`read_state_manifest`."""
-    filename = f"{name}.safetensors"
-    if filename not in manifest.get("files", {}):
-        raise ValueError(f"training state {folder} has no part {filename}")
-    tensors, meta = read_safetensors(Path(folder) / filename)
-    return from_tree(meta["tree"], tensors)
-
-
-def method_arguments(config: ExperimentConfig, protocol) -> dict:
-    """Keyword arguments of ``create_method`` for a config and its data (kept for callers;
-    the method's own :meth:`~pml_hashing.methods.HashingMethod.config_arguments` decides)."""
-    return method_config_arguments(config, protocol)

@@ -7,17 +7,16 @@ from pathlib import Path
 import numpy as np
 
 from ..codes import binarize
-from ..evaluation.retrieval_report import retrieval_report
+from .builders import build_protocol
 from .checkpoint import load_checkpoint
 from .config import ExperimentConfig
 from .encoding import encode_for_retrieval
+from .evaluation import EvaluationSettings, evaluate_retrieval
 
 SPLITS = ("train", "query", "database", "validation")
 
 
 def _protocol_for(config: ExperimentConfig, model, dataset, root, split_file, payload):
-    from .loop import build_protocol
-
     own = payload.get("extra", {}).get("data") or {}
     if own and dataset is None:
         # The config's dataset key is not what the run trained on: rebuilding it would
@@ -113,23 +112,19 @@ def evaluate_checkpoint(
     """
     model, method, config, payload = load_checkpoint(checkpoint)
     protocol = _protocol_for(config, model, dataset, root, split_file, payload)
-    query = encode_for_retrieval(model, method, protocol.query, batch_size, accelerator)
-    database = encode_for_retrieval(model, method, protocol.database, batch_size, accelerator)
     threshold = config.ternary_threshold
     if threshold == "auto":  # the threshold the run chose on its validation split
         last = payload.get("extra", {}).get("metrics", {}).get("last_epoch", {})
         threshold = last.get("ternary_threshold")
-    report = retrieval_report(
-        *query,
-        *database,
-        topk=topk if topk is not None else protocol.topk,
+    settings = EvaluationSettings(
+        topk=topk,
         ties=ties,
         radius=radius,
-        ternary_margin=method.retrieval_margin(),
         seed=config.seed if seed is None else seed,
-        ternary_threshold=threshold if method.retrieval_margin() is not None else None,
+        ternary_threshold=threshold,
+        batch_size=batch_size,
     )
-    report["num_query"], report["num_database"] = len(query[0]), len(database[0])
+    report = evaluate_retrieval(model, method, protocol, settings, accelerator)
     report["checkpoint"] = str(checkpoint)
     report["dataset"] = protocol.name
     return report

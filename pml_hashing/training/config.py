@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import math
 import numbers
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,18 @@ from .._validation import TIE_RULES
 PRETRAINED_WORDS = {"true": True, "yes": True, "false": False, "no": False}
 
 _NO_DEFAULT = object()
+
+
+def as_flags(message: str) -> str:
+    """A library message for the command line: the config keys it names in backticks
+    (`overwrite`) written as the recipe's flags (--overwrite)."""
+
+    def flag(match: re.Match) -> str:
+        name = match.group(1)
+        known = name in {f.name for f in dataclasses.fields(ExperimentConfig)}
+        return "--" + name.replace("_", "-") if known else match.group(0)
+
+    return re.sub(r"`([a-z_]+)`", flag, message)
 
 
 class ConfigValueError(ValueError):
@@ -293,8 +306,10 @@ class ExperimentConfig:
             method = f"{self.method}-{self.target_miner}"
         return f"{self.dataset}-{method}-{self.bits}b-seed{self.seed}"
 
-    def run_dir(self) -> Path:
-        return Path(self.output_dir) / self.run_name()
+    def run_dir(self, run_name: str | None = None) -> Path:
+        """``output_dir/<run name>``: the run folder (``run_name`` default: :meth:`run_name`;
+        a :class:`~pml_hashing.training.Trainer` on data from Python passes its own)."""
+        return Path(self.output_dir) / (run_name or self.run_name())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -303,19 +318,16 @@ class ExperimentConfig:
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> ExperimentConfig:
         if not isinstance(values, dict):
             raise ValueError(f"{source} must be a mapping of keys to values; got {values!r}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        normalized = {str(k).replace("-", "_"): v for k, v in values.items()}
-        unknown = sorted(set(normalized) - known)
-        if unknown:
-            raise ValueError(f"{source} has unknown key(s) {unknown}; known keys: {sorted(known)}")
-        config = cls(**normalized)
+        normalized = _known_keys(values, source)
         try:
-            config.validate(source)
+            return cls(**normalized)  # validated once, by __post_init__
         except ConfigValueError as error:
             if source == "config":
                 raise
             raise ConfigValueError(error.key, f"{source}: {error}") from None
-        return config
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self, source: str = "config") -> None:
         """Check every key's type, range and choice; floats given as ints become floats.
@@ -355,6 +367,15 @@ class ExperimentConfig:
                 "name", f"name must be a plain folder name (no '/'); got {self.name!r}"
             )
         self._validate_kwargs()
+        from .threads import available_cores
+
+        if self.num_workers > available_cores():
+            # every worker is a process: an unbounded count forks until memory runs out
+            raise ConfigValueError(
+                "num_workers",
+                f"num_workers must be at most the {available_cores()} CPUs this process may "
+                f"use; got {self.num_workers}",
+            )
         for f in dataclasses.fields(self):
             methods = f.metadata.get("methods")
             if methods and self.method not in methods and getattr(self, f.name) != _default(f):
@@ -382,16 +403,17 @@ class ExperimentConfig:
             given = getattr(self, name)
             clash = sorted(set(given) & reserved)
             if clash:
-                flags = ", ".join(
-                    {"num_bits": "--bits", "num_classes": "the data"}.get(k)
-                    or "--" + k.replace("_", "-")
+                keys = ", ".join(
+                    {"num_bits": "`bits`", "num_classes": "the data"}.get(k) or f"`{k}`"
                     for k in clash
                 )
                 raise ConfigValueError(
                     name,
                     f"{name} must not set config keys ({', '.join(clash)}): set them as keys "
-                    f"({flags}), which the run's config, name and metrics record",
+                    f"({keys}), which the run's config, name and metrics record",
                 )
+            if name == "data_kwargs":
+                _check_data_kwargs(given)
             try:
                 parameters = inspect.signature(target).parameters.values()
             except (TypeError, ValueError):  # no signature to check against
@@ -446,6 +468,34 @@ class ExperimentConfig:
             if a != b:
                 out[f.name] = (a, b)
         return out
+
+
+def _known_keys(values: dict, source: str) -> dict:
+    """``values`` with ``-`` in keys read as ``_``; an unknown key is an error naming it."""
+    known = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    normalized = {str(k).replace("-", "_"): v for k, v in values.items()}
+    unknown = sorted(set(normalized) - known)
+    if unknown:
+        raise ValueError(f"{source} has unknown key(s) {unknown}; known keys: {sorted(known)}")
+    return normalized
+
+
+def _check_data_kwargs(values: dict) -> None:
+    """Data loader arguments are numbers, text, booleans or null: a mapping or a list
+    (nested YAML) would reach a loader as something it cannot use."""
+    for name, value in values.items():
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            kind = "a mapping" if isinstance(value, dict) else f"a {type(value).__name__}"
+            raise ConfigValueError(
+                "data_kwargs",
+                f"data_kwargs.{name} must be a number, text, true/false or null; got {kind} "
+                f"{value!r}",
+            )
+
+
+def describe_differences(differences: dict, first: str, second: str) -> str:
+    """``key (first a, second b), ...`` of :meth:`ExperimentConfig.differences`."""
+    return ", ".join(f"{k} ({first} {a!r}, {second} {b!r})" for k, (a, b) in differences.items())
 
 
 RESUME_MAY_CHANGE = tuple(
@@ -533,12 +583,32 @@ def _check_value(name: str, value, hint, metadata):
     return value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (plain
+    YAML keeps the last value, so the first one would be silently ignored)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            name = self.construct_object(key_node, deep=True)
+            if name in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {name!r}", key_node.start_mark
+                )
+            seen[name] = key_node
+        return super().construct_mapping(node, deep)
+
+
+def _load_yaml(text: str):
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"config file not found: {path}")
     try:
-        values = yaml.safe_load(path.read_text())
+        values = _load_yaml(path.read_text())
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
@@ -553,7 +623,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 
 def _yaml_mapping(text: str) -> dict:
     try:
-        value = yaml.safe_load(text)
+        value = _load_yaml(text)
     except yaml.YAMLError as error:
         problem = getattr(error, "problem", None) or type(error).__name__
         raise argparse.ArgumentTypeError(
@@ -634,18 +704,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_config(argv: list[str] | None = None) -> ExperimentConfig:
+def parse_config(
+    argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None
+) -> ExperimentConfig:
     """Defaults, then the ``--config`` YAML file, then the flags given on the command line.
 
     A malformed flag exits with argparse's usage error; a value that parses but is out of
     range (or a bad config file) raises ``ValueError`` naming the key and the file.
+    ``parser``: the :func:`build_parser` parser the caller already holds.
     """
-    args = build_parser().parse_args(argv)
+    args = (parser or build_parser()).parse_args(argv)
     config_file = getattr(args, "config", None)
     values: dict[str, Any] = {}
     if config_file:
-        values.update(load_config_file(config_file))
         source = f"config file {config_file}"
+        values.update(_known_keys(load_config_file(config_file), source))
     else:
         source = "config"
     flags = {k: v for k, v in vars(args).items() if k != "config"}
@@ -655,8 +728,4 @@ def parse_config(argv: list[str] | None = None) -> ExperimentConfig:
     except ConfigValueError as error:
         if config_file and error.key not in flags:  # the file's value, not a flag's
             raise ConfigValueError(error.key, f"{source}: {error}") from None
-        raise
-    except ValueError as error:  # unknown keys
-        if config_file and "unknown key" in str(error):
-            raise ValueError(str(error).replace("config has", f"{source} has", 1)) from None
         raise

@@ -1,9 +1,14 @@
-"""The run folder: one run per folder, one process group at a time.
+"""The run folder: one run per folder, one process group at a time, nothing lost.
 
-``runs/<name>/run.json`` records the config of the run that owns the folder;
-``runs/<name>/.lock`` names the process that writes into it now. A new run refuses a folder
-that holds another config's run or that a live process holds, unless ``overwrite``; a lock
-whose process is gone (a killed run) is taken over.
+``runs/<name>/run.json`` records the config of the run that owns the folder. ``.lock`` is a
+``filelock`` lock held while a run writes into the folder: the operating system drops it
+when the process dies, so a killed run never blocks the next one, and a live run's lock is
+never taken over, not even with ``overwrite``. ``.lock.json`` beside it names the holder
+(process id and host), for the message only.
+
+A fresh run into a folder that holds an earlier run's outputs writes aside, into
+``.next/``, and swaps its outputs in only once it has reported (:meth:`RunFolder.publish`):
+a run killed or failed on the way leaves the earlier outputs as they were.
 """
 
 from __future__ import annotations
@@ -12,126 +17,96 @@ import json
 import os
 import shutil
 import socket
-import tempfile
 import time
 from pathlib import Path
 
-from .checkpoint import CHECKPOINT_NAME, write_text_atomic
-from .config import RESUME_MAY_CHANGE, ExperimentConfig
+import filelock
+
+from .._files import write_text_atomic
+from .checkpoint import CHECKPOINT_NAME
+from .config import RESUME_MAY_CHANGE, ExperimentConfig, describe_differences
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
+HOLDER_FILE = ".lock.json"
+NEXT_DIR = ".next"
 RUN_FORMAT = "pml-hashing-run-v1"
 # Keys that may change on resume but make a fresh run another run: a finished run is not
-# replaced by a shorter or longer one without --overwrite.
+# replaced by a shorter or longer one without overwrite.
 FRESH_RUN_KEYS = ("epochs", "max_train_steps")
-# What a run writes; a fresh run (or --overwrite) removes these and nothing else.
-RUN_OUTPUTS = (
-    "checkpoints",
-    "logs",
-    "metrics.json",
-    CHECKPOINT_NAME,
-    "checkpoint.pt",
-    "splits.json",
-    RUN_FILE,
-)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True
+# What a run writes; publishing a fresh run replaces these and nothing else.
+RUN_OUTPUTS = ("checkpoints", "logs", "metrics.json", CHECKPOINT_NAME, "splits.json", RUN_FILE)
 
 
 def _holds_something(path: Path) -> bool:
     return path.is_file() or (path.is_dir() and any(path.iterdir()))
 
 
-def describe_differences(differences: dict, first: str, second: str) -> str:
-    return ", ".join(f"{k} ({first} {a!r}, {second} {b!r})" for k, (a, b) in differences.items())
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 class RunFolder:
-    """Claims ``run_dir`` for ``config`` (:meth:`acquire`) and frees it (:meth:`release`)."""
+    """Locks ``run_dir`` for ``config`` (:meth:`acquire`), says where the run writes
+    (:attr:`work_dir`), publishes a fresh run's outputs (:meth:`publish`), frees the lock
+    (:meth:`release`). Errors name config keys in backticks (`name`, `overwrite`); the
+    recipe and the command line show them as flags."""
 
     def __init__(self, run_dir, config: ExperimentConfig, data: dict | None = None):
         self.run_dir = Path(run_dir)
         self.config = config
         self.data = data or {}
-        self.lock_path = self.run_dir / LOCK_FILE
-        self._locked = False
-
-    # ------------------------------------------------------------------ lock
-    def _write_lock(self) -> bool:
-        """Create the lock with its content in one step, or return False if one exists.
-
-        The record is written to a unique file first and then hard-linked to ``.lock``
-        (which fails if ``.lock`` exists), so no other process ever reads a lock that is
-        still empty: an empty lock would read as stale and be taken over by a second run.
-        """
-        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()})
-        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=f"{LOCK_FILE}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(record)
-            try:
-                os.link(tmp, self.lock_path)
-            except FileExistsError:
-                return False
-            return True
-        finally:
-            os.remove(tmp)
-
-    def _lock(self) -> None:
-        # A few tries: between reading a stale lock and removing it, another run may take it.
-        for _ in range(5):
-            if self._write_lock():
-                self._locked = True
-                return
-            try:
-                holder = json.loads(self.lock_path.read_text())
-                pid, host = int(holder["pid"]), str(holder["host"])
-            except FileNotFoundError:
-                continue  # released in the meantime: try again
-            except (OSError, ValueError, KeyError, TypeError):
-                pid, host = None, None  # unreadable: not written by this package's lock
-            live = pid is not None and (host != socket.gethostname() or _process_alive(pid))
-            if live and not self.config.overwrite:
-                if pid == os.getpid():
-                    raise ValueError(
-                        f"{self.run_dir} is in use by another run of this process (lock file "
-                        f"{self.lock_path}); give another --name, or pass --overwrite"
-                    )
-                raise ValueError(
-                    f"{self.run_dir} is in use by process {pid} on {host} (lock file "
-                    f"{self.lock_path}); wait for it to finish, give another --name, or pass "
-                    "--overwrite (config key overwrite) to take the folder over"
-                )
-            # a stale lock (its process is gone), or overwrite: remove it and claim it anew,
-            # through the same exclusive step, so two runs never both take a stale lock over
-            try:
-                self.lock_path.unlink()
-            except FileNotFoundError:
-                pass
-        raise ValueError(
-            f"could not lock {self.run_dir}: other runs keep taking {self.lock_path}; "
-            "give this run another --name"
+        self.work_dir = self.run_dir
+        # the lock file is kept: removing it while another process waits on it would let
+        # a third one lock a new file of the same name
+        self._lock = filelock.FileLock(
+            self.run_dir / LOCK_FILE, thread_local=False, preserve_lock_file=True
         )
 
-    def release(self) -> None:
-        if not self._locked:
-            return
+    # ------------------------------------------------------------------ lock
+    def _holder(self) -> str:
+        # the holder writes its record just after it takes the lock: wait a moment for it
+        for _ in range(20):
+            try:
+                holder = json.loads((self.run_dir / HOLDER_FILE).read_text())
+                return f"process {holder['pid']} on {holder['host']}"
+            except (OSError, ValueError, KeyError, TypeError):
+                time.sleep(0.05)
+        return "process (unknown: it wrote no record)"
+
+    def _take_lock(self) -> None:
         try:
-            holder = json.loads(self.lock_path.read_text())
-            if int(holder.get("pid", -1)) == os.getpid():
-                self.lock_path.unlink()
-        except (OSError, ValueError):
-            pass
-        self._locked = False
+            self._lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise ValueError(
+                f"{self.run_dir} is in use by {self._holder()} (lock file {self._lock.lock_file})"
+                "; wait for it to finish or give this run another `name` (`overwrite` never "
+                "takes a folder from a live run)"
+            ) from None
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+        write_text_atomic(self.run_dir / HOLDER_FILE, json.dumps(record))
+
+    def release(self) -> None:
+        """Free the lock; a fresh run that did not finish leaves its ``.next/`` behind no
+        longer (the earlier outputs were never touched)."""
+        if not self._lock.is_locked:
+            return
+        if self.work_dir != self.run_dir:
+            _remove(self.work_dir)
+            self.work_dir = self.run_dir
+        (self.run_dir / HOLDER_FILE).unlink(missing_ok=True)
+        self._lock.release(force=True)
+
+    def _remove_leftovers(self) -> None:
+        """What a killed run leaves: a fresh run's ``.next/``, half-written checkpoint
+        folders and temporary files. Only under the lock, so no live run writes them."""
+        for path in [self.run_dir / NEXT_DIR, *self.run_dir.glob(".*.tmp")]:
+            _remove(path)
+        for path in (self.run_dir / "checkpoints").glob(".*.tmp"):
+            _remove(path)
 
     # ------------------------------------------------------------------ ownership
     def _owner(self) -> dict | None:
@@ -139,7 +114,7 @@ class RunFolder:
         if path.is_file():
             try:
                 owner = json.loads(path.read_text())
-                ExperimentConfig.from_dict(owner["config"], source=str(path))
+                owner["config"] = ExperimentConfig.from_dict(owner["config"], source=str(path))
                 return owner
             except (ValueError, KeyError, TypeError) as error:
                 return {"unreadable": f"{path} is unreadable ({error})"}
@@ -148,63 +123,85 @@ class RunFolder:
             return {"unreadable": f"{self.run_dir} holds run outputs without a {RUN_FILE}"}
         return None
 
-    def acquire(self, resuming: bool) -> None:
-        """Lock the folder and check that it holds no other config's run; nothing is
-        removed or written yet (:meth:`claim` does that once the run is built).
+    def _other_run(self, owner: dict | None, resuming: bool) -> str | None:
+        """Why the folder holds another config's run, or None."""
+        if owner is None:
+            return None
+        if "unreadable" in owner:
+            return owner["unreadable"]
+        saved = owner["config"]
+        differences = saved.differences(self.config)
+        if not resuming:
+            for key in FRESH_RUN_KEYS:
+                if getattr(saved, key) != getattr(self.config, key):
+                    differences[key] = (getattr(saved, key), getattr(self.config, key))
+        if owner.get("data", {}) != self.data:
+            differences["data"] = (owner.get("data"), self.data)
+        if not differences:
+            return None
+        return f"{self.run_dir} holds a run of another config; it differs in " + (
+            describe_differences(differences, "there", "now")
+        )
+
+    def acquire(self, resuming: bool) -> str:
+        """Lock the folder, remove a killed run's leftovers and check that it holds no other
+        config's run (unless ``overwrite``); nothing else is removed or written.
 
         A fresh run (not resuming) also counts a different ``epochs`` or
-        ``max_train_steps`` as another config: replacing a finished run by a shorter or
-        longer one is asked for with ``--overwrite`` (or continued with ``--resume``).
+        ``max_train_steps`` as another config.
+
+        Returns:
+            The folder the run writes into (:attr:`work_dir`): the run folder, or ``.next/``
+            in it for a fresh run over an earlier run's outputs.
         """
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise ValueError(
                 f"the run folder {self.run_dir} cannot be made: it or a folder above it is a "
-                "file (check --output-dir and --name)"
+                "file (check `output_dir` and `name`)"
             ) from None
-        self._lock()
+        self._take_lock()
         try:
+            self._remove_leftovers()
             owner = self._owner()
-            differs = None
-            if owner is not None and "unreadable" in owner:
-                differs = owner["unreadable"]
-            elif owner is not None:
-                saved = ExperimentConfig.from_dict(owner["config"])
-                differences = saved.differences(self.config)
-                if not resuming:
-                    for key in FRESH_RUN_KEYS:
-                        if getattr(saved, key) != getattr(self.config, key):
-                            differences[key] = (getattr(saved, key), getattr(self.config, key))
-                if owner.get("data", {}) != self.data:
-                    differences["data"] = (owner.get("data"), self.data)
-                if differences:
-                    differs = (
-                        f"{self.run_dir} holds a run of another config; it differs in "
-                        + describe_differences(differences, "there", "now")
-                    )
+            differs = self._other_run(owner, resuming)
             if differs and not self.config.overwrite:
-                more = "" if resuming else ", --resume latest to continue it"
+                more = "" if resuming else ", `resume` latest to continue it"
                 raise ValueError(
-                    f"{differs}. Give this run another --name (config key name){more}, or pass "
-                    "--overwrite (config key overwrite) to replace that run"
+                    f"{differs}. Give this run another `name`{more}, or set `overwrite` to "
+                    "replace that run"
                 )
+            if owner is not None and not resuming:
+                self.work_dir = self.run_dir / NEXT_DIR
         except BaseException:
             self.release()
             raise
+        return str(self.work_dir)
 
-    def claim(self, resuming: bool) -> None:
-        """Write ``run.json``; a fresh run (not resuming) first removes the outputs of an
-        earlier run of the same config (or of any run, with ``overwrite``), so stale
-        checkpoints never sit beside new ones. Called once the run is built, so a config
-        that fails to build never costs an earlier run its outputs."""
-        if not resuming:
-            for name in RUN_OUTPUTS:
-                path = self.run_dir / name
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif path.exists():
-                    path.unlink()
+    def claim(self) -> None:
+        """Write ``run.json`` into :attr:`work_dir`; called once the run is built."""
         record = {"format": RUN_FORMAT, "config": self.config.to_dict(), "data": self.data}
         record["resume_may_change"] = list(RESUME_MAY_CHANGE)
-        write_text_atomic(self.run_dir / RUN_FILE, json.dumps(record, indent=1))
+        write_text_atomic(self.work_dir / RUN_FILE, json.dumps(record, indent=1))
+
+    def publish(self) -> None:
+        """A fresh run written aside has finished: its outputs replace the earlier run's.
+
+        The earlier outputs are moved away first and removed last, so no moment has a
+        folder mixing the two runs' files.
+        """
+        if self.work_dir == self.run_dir:
+            return
+        old = self.run_dir / ".previous.tmp"
+        _remove(old)
+        old.mkdir()
+        new = [path.name for path in self.work_dir.iterdir()]
+        for name in dict.fromkeys([*RUN_OUTPUTS, *new]):
+            if (self.run_dir / name).exists():
+                os.replace(self.run_dir / name, old / name)
+        for name in new:
+            os.replace(self.work_dir / name, self.run_dir / name)
+        self.work_dir.rmdir()
+        shutil.rmtree(old)
+        self.work_dir = self.run_dir

@@ -26,7 +26,7 @@ import os
 
 import torch
 
-__all__ = ["configure_threads", "resolve_num_threads"]
+__all__ = ["available_cores", "configure_threads", "resolve_num_threads"]
 
 ENV_VAR = "PML_HASHING_NUM_THREADS"
 # Exported by every accelerate launcher (simple, multi-GPU/CPU, DeepSpeed, FSDP, ...).
@@ -43,7 +43,8 @@ def _positive_int(value, name: str) -> int:
     return number
 
 
-def _available_cores() -> int:
+def available_cores() -> int:
+    """The CPUs this process may run on."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
@@ -73,7 +74,7 @@ def resolve_num_threads(
         return _positive_int(omp, "OMP_NUM_THREADS"), "OMP_NUM_THREADS"
     local_processes = env.get("LOCAL_WORLD_SIZE", "").strip() or "1"
     local_processes = _positive_int(local_processes, "LOCAL_WORLD_SIZE")
-    return max(1, _available_cores() // local_processes), "cores"
+    return max(1, available_cores() // local_processes), "cores"
 
 
 def configure_threads(num_threads: int | None = None) -> int:
