@@ -47,3 +47,26 @@ def check_k(k) -> int:
 
 def check_radius(radius) -> int:
     return check_integer(radius, "radius", minimum=0)
+
+
+def complete_last_group(packed: np.ndarray, hits: list, k: int, tied_search) -> list:
+    """Make an exact engine's k-NN hits keep ``BinaryIndex`` flat's ``k`` codes.
+
+    An engine keeps an arbitrary subset of the codes tied at the k-th distance. For each
+    query with ``k`` hits, ``tied_search(packed_rows, distance)`` fetches every code at
+    exactly that distance (one call per distinct distance), and the hits become the closer
+    codes plus that whole group, from which :func:`knn_arrays` keeps the first ``k`` in
+    insertion order.
+    """
+    by_distance: dict[int, list[int]] = {}
+    for row, found in enumerate(hits):
+        if len(found) == k:
+            by_distance.setdefault(max(h[0] for h in found), []).append(row)
+    for distance, rows in by_distance.items():
+        group = tied_search(packed[rows], distance)
+        for row, tied in zip(rows, group, strict=True):
+            tied = [h for h in tied if h[0] == distance]
+            closer = [h for h in hits[row] if h[0] < distance]
+            if len(closer) + len(tied) >= k:  # else the engine capped the group: keep its own
+                hits[row] = closer + tied
+    return hits

@@ -7,7 +7,14 @@ import numpy as np
 from .._validation import check_integer
 from ..codes import check_num_bits
 from ..index.id_map import check_ids
-from ._results import check_k, check_radius, knn_arrays, packed_queries, range_arrays
+from ._results import (
+    check_k,
+    check_radius,
+    complete_last_group,
+    knn_arrays,
+    packed_queries,
+    range_arrays,
+)
 
 #: Milvus caps both the number of results of one query (topk) and queries per request.
 MILVUS_MAX_K = 16384
@@ -250,30 +257,15 @@ class MilvusIndex:
             chunk = packed[s : s + step]
             found = self._search(chunk, k, params)
             if self._kind == "flat":
-                found = self._complete_last_group(chunk, found, k)
+                found = complete_last_group(chunk, found, k, self._tied)
             hits.extend(found)
         return knn_arrays(hits, k)
 
-    def _complete_last_group(self, packed, hits, k):
-        """Milvus keeps an arbitrary subset of the codes tied at the k-th distance; fetch the
-        whole group (a range query for exactly that distance) so that the first ``k`` in
-        insertion order are kept, as ``BinaryIndex`` flat does."""
-        by_distance: dict[int, list[int]] = {}
-        for row, found in enumerate(hits):
-            if len(found) == k:
-                by_distance.setdefault(max(h[0] for h in found), []).append(row)
-        for distance, rows in by_distance.items():
-            group = self._search(
-                packed[rows],
-                MILVUS_MAX_K,
-                {"radius": distance + 1, "range_filter": distance},
-            )
-            for row, tied in zip(rows, group, strict=True):
-                tied = [h for h in tied if h[0] == distance]
-                closer = [h for h in hits[row] if h[0] < distance]
-                if len(closer) + len(tied) >= k:
-                    hits[row] = closer + tied
-        return hits
+    def _tied(self, packed: np.ndarray, distance: int) -> list[list[tuple]]:
+        # Milvus' range search keeps range_filter <= d < radius: exactly d == distance
+        return self._search(
+            packed, MILVUS_MAX_K, {"radius": distance + 1, "range_filter": distance}
+        )
 
     def range_search(self, queries, radius: int):
         """All codes within Hamming distance ``radius`` (inclusive) of each query, in faiss's
