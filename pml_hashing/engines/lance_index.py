@@ -78,7 +78,7 @@ class LanceIndex:
         path_or_uri: the LanceDB folder or URI.
         table: the table name.
         num_bits: ``K``, a positive multiple of 8.
-        kind: ``"flat"`` or ``"ivf"``.
+        kind: ``"flat"`` or ``"ivf"`` (None: ``ivf`` when the table has an index, else flat).
         nlist, nprobe: IVF parameters.
         storage_options: object-store settings passed to ``lancedb.connect``.
     """
@@ -90,14 +90,14 @@ class LanceIndex:
         path_or_uri: str,
         table: str,
         num_bits: int,
-        kind: str = "flat",
+        kind: str | None = "flat",
         nlist: int = 256,
         nprobe: int = 8,
         storage_options: dict | None = None,
     ):
         self._num_bits = check_num_bits(num_bits)
-        if not isinstance(kind, str) or kind not in _KINDS:
-            raise ValueError(f"kind must be one of {list(_KINDS)}; got {kind!r}")
+        if kind is not None and (not isinstance(kind, str) or kind not in _KINDS):
+            raise ValueError(f"kind must be one of {list(_KINDS)} or None; got {kind!r}")
         if not isinstance(table, str) or not table:
             raise ValueError(f"table must be a non-empty name; got {table!r}")
         self._kind, self._uri, self._name = kind, path_or_uri, table
@@ -119,6 +119,8 @@ class LanceIndex:
                 )
         else:
             self._table = self._db.create_table(table, schema=self._schema())
+        if self._kind is None:  # an existing table's kind: ivf when it has an index
+            self._kind = "ivf" if self._has_index() else "flat"
         names = self._table.schema.names
         self._position = "pos" if "pos" in names else "id"
 
@@ -288,9 +290,7 @@ class LanceIndex:
         hits = []
         if count:
             for s in range(0, len(packed), _QUERY_CHUNK):
-                hits.extend(
-                    self._query(packed[s : s + _QUERY_CHUNK], count, (0, radius + 1))
-                )
+                hits.extend(self._query(packed[s : s + _QUERY_CHUNK], count, (0, radius + 1)))
         else:
             hits = [[] for _ in range(len(packed))]
         return range_arrays(hits)

@@ -26,9 +26,7 @@ def _pymilvus():
     try:
         import pymilvus
     except ImportError:
-        raise ImportError(
-            'MilvusIndex needs pymilvus: pip install "pml-hashing[milvus]"'
-        ) from None
+        raise ImportError('MilvusIndex needs pymilvus: pip install "pml-hashing[milvus]"') from None
     return pymilvus
 
 
@@ -56,7 +54,7 @@ class MilvusIndex:
         uri: the server, e.g. ``http://127.0.0.1:19530`` (``token`` for authentication).
         collection: the collection name.
         num_bits: ``K``, a positive multiple of 8.
-        kind: ``"flat"`` or ``"ivf"``.
+        kind: ``"flat"`` or ``"ivf"`` (None: an existing collection's kind, else flat).
         nlist, nprobe: IVF parameters (ignored by ``flat``).
         timeout: seconds to wait for the server (connection and each call).
         token: ``user:password`` or an API key, if the server asks for one.
@@ -69,15 +67,15 @@ class MilvusIndex:
         uri: str,
         collection: str,
         num_bits: int,
-        kind: str = "flat",
+        kind: str | None = "flat",
         nlist: int = 1024,
         nprobe: int = 8,
         timeout: float = 10.0,
         token: str = "",
     ):
         self._num_bits = check_num_bits(num_bits)
-        if not isinstance(kind, str) or kind not in _INDEX_TYPES:
-            raise ValueError(f"kind must be one of {list(self.KINDS)}; got {kind!r}")
+        if kind is not None and (not isinstance(kind, str) or kind not in _INDEX_TYPES):
+            raise ValueError(f"kind must be one of {list(self.KINDS)} or None; got {kind!r}")
         if not isinstance(uri, str) or not uri:
             raise ValueError(f"uri must be a server address such as http://HOST:19530; got {uri!r}")
         if not isinstance(collection, str) or not collection:
@@ -98,6 +96,7 @@ class MilvusIndex:
         if self._client.has_collection(collection):
             self._check_existing()
         else:
+            self._kind = self._kind or "flat"
             self._create()
         self._client.load_collection(collection)
 
@@ -138,6 +137,9 @@ class MilvusIndex:
             )
         index = self._client.describe_index(self._collection, "code") or {}
         index_type = index.get("index_type")
+        if self._kind is None:  # the collection's own kind
+            kinds = {v: k for k, v in _INDEX_TYPES.items()}
+            self._kind = kinds.get(index_type, "flat")
         if index_type is not None and index_type != _INDEX_TYPES[self._kind]:
             kind = {v: k for k, v in _INDEX_TYPES.items()}.get(index_type, index_type)
             raise ValueError(
