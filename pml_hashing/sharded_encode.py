@@ -264,8 +264,9 @@ def encode_to_shards(
     if lance:
         from .engines.lance_codes import LanceCodeWriter
 
+        items = shard_range(shard, num_shards, len(data))
         writer_factory = lambda: LanceCodeWriter(  # noqa: E731
-            out, shard, num_shards, num_bits, multi_label, outputs, info
+            out, shard, num_shards, num_bits, multi_label, outputs, info, items
         )
         skip = writer_factory().is_complete_and_compatible()
     else:
@@ -302,9 +303,7 @@ def encode_to_shards(
     if state is not None:
         state.wait_for_everyone()
     manifest = None
-    if lance:
-        manifest = None
-    elif state is None or state.is_main_process:
+    if not lance and (state is None or state.is_main_process):
         manifest = write_manifest_if_complete(out, num_shards, info)
     return {
         "out": str(out),

@@ -230,7 +230,7 @@ class LanceIndex:
         query = (
             self._table.search(list(packed), vector_column_name="code")
             .distance_type("hamming")
-            .select([self._position, "id"])
+            .select(sorted({self._position, "id"}))
             .limit(limit)
         )
         if self._kind == "flat" or distance_range is not None:
