@@ -326,6 +326,8 @@ def _with(args: argparse.Namespace, **changes) -> argparse.Namespace:
 def encode_to_file(args: argparse.Namespace) -> int:
     if not _encodes_to_npz(args):
         return encode_sharded(args)
+    if _launched_processes() > 1:  # accelerate launch / torchrun: gather to the main process
+        return encode_gathered(args)
     arrays, source = codes_from_source(args, args.split)
     np.savez(args.out, **arrays)
     codes = arrays["codes"]
@@ -384,6 +386,9 @@ def _check_engine_arguments(args: argparse.Namespace) -> None:
 
         if args.checkpoint is None:
             raise CommandError("--checkpoint is required (a run folder or checkpoint.safetensors)")
+        from .sharded_encode import checkpoint_file
+
+        checkpoint_file(args.checkpoint)
         if _encodes_to_npz(args):
             for flag, value in (
                 ("--shard", args.shard),
@@ -561,6 +566,36 @@ def evaluate_engine(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
+    return 0
+
+
+def _launched_processes() -> int:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def encode_gathered(args: argparse.Namespace) -> int:
+    """``encode --out FILE.npz`` under a launcher: each process encodes its share, the main
+    process gathers and writes the file."""
+    from accelerate import Accelerator
+
+    from .training import encode_checkpoint
+
+    accelerator = Accelerator()
+    arrays = encode_checkpoint(
+        args.checkpoint,
+        split=args.split,
+        out=args.out if accelerator.is_main_process else None,
+        dataset=args.dataset,
+        root=args.root,
+        split_file=args.split_file,
+        batch_size=args.batch_size,
+        accelerator=accelerator,
+    )
+    if accelerator.is_main_process:
+        codes = arrays["codes"]
+        print(f"wrote {args.out}: {len(codes)} codes of {codes.shape[1]} bits")
     return 0
 
 

@@ -69,7 +69,7 @@ def check_output_folder(out, name: str = "--out") -> None:
         raise ValueError(f"{name} {out}: the folder {parent} does not exist")
 
 
-def _checkpoint_file(checkpoint) -> Path:
+def checkpoint_file(checkpoint) -> Path:
     path = Path(checkpoint)
     if path.is_dir():
         path = path / "checkpoint.safetensors"
@@ -232,7 +232,7 @@ def encode_to_shards(
     if lance and not str(out).startswith(_LANCE_SCHEME):
         out = _LANCE_SCHEME + str(out)
     check_output_folder(out)
-    checkpoint_path = _checkpoint_file(checkpoint)
+    checkpoint_path = checkpoint_file(checkpoint)
 
     from .training import load_checkpoint
 

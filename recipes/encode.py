@@ -1,45 +1,23 @@
-"""Encode a split of a checkpoint's data set to an .npz (codes, outputs, labels, ids).
+"""Encode a split of a checkpoint's data set (or images) with one process per device.
 
-    accelerate launch recipes/encode.py --checkpoint runs/<name>/checkpoint.safetensors \
-        --split database --out database.npz
-    pml-hashing index build --codes database.npz --out database.index
+    accelerate launch recipes/encode.py --checkpoint runs/<name> --split database --out db/
+    pml-hashing index build --codes db/ --out database.index
+
+``--out DIR`` streams one Parquet shard per process (nothing is gathered, a rerun resumes);
+``--out FILE.npz`` gathers the codes to the main process (small data). The flags are those
+of ``pml-hashing encode`` (``--help``), which this recipe runs.
 """
 
-import argparse
+import sys
 
-from accelerate import Accelerator
-
-from pml_hashing.training import encode_checkpoint
-from pml_hashing.training.checkpoint_jobs import SPLITS
+from pml_hashing.cli import main as cli_main
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="runs/<name>/checkpoint.safetensors")
-    parser.add_argument("--split", default="database", choices=SPLITS)
-    parser.add_argument("--out", required=True, help="the .npz file to write")
-    parser.add_argument("--dataset", help="another data set than the checkpoint's")
-    parser.add_argument("--root", help="its data folder")
-    parser.add_argument("--split-file", help="a saved splits.json to reuse")
-    parser.add_argument("--batch-size", type=int, default=512)
-    args = parser.parse_args(argv)
-    accelerator = Accelerator()
-    arrays = encode_checkpoint(
-        args.checkpoint,
-        split=args.split,
-        out=args.out if accelerator.is_main_process else None,
-        dataset=args.dataset,
-        root=args.root,
-        split_file=args.split_file,
-        batch_size=args.batch_size,
-        accelerator=accelerator,
-    )
-    if accelerator.is_main_process:
-        print(
-            f"wrote {len(arrays['codes'])} codes of {arrays['codes'].shape[1]} bits to {args.out}"
-        )
-    return arrays
+def main(argv=None) -> int:
+    """``pml-hashing encode`` with ``argv``; returns its exit status (2 for a user error,
+    reported before any work)."""
+    return cli_main(["encode", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
