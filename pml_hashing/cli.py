@@ -578,11 +578,12 @@ def _launched_processes() -> int:
 def encode_gathered(args: argparse.Namespace) -> int:
     """``encode --out FILE.npz`` under a launcher: each process encodes its share, the main
     process gathers and writes the file."""
+    import torch
     from accelerate import Accelerator
 
     from .training import encode_checkpoint
 
-    accelerator = Accelerator()
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     arrays = encode_checkpoint(
         args.checkpoint,
         split=args.split,

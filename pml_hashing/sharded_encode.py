@@ -131,8 +131,22 @@ def _image_dataset(images, root, model, config):
         paths,
         torch.from_numpy(labels),
         np.arange(len(paths)),
-        transform=_file_transform(model, getattr(config, "image_size", None)),
+        transform=_ChannelsThen(
+            int(getattr(model, "in_chans", 3)),
+            _file_transform(model, getattr(config, "image_size", None)),
+        ),
     )
+
+
+class _ChannelsThen:
+    """PIL image -> the checkpoint's channels (L for 1, RGB for 3) -> its eval transform."""
+
+    def __init__(self, in_chans: int, transform):
+        self.mode = "L" if in_chans == 1 else "RGB"
+        self.transform = transform
+
+    def __call__(self, image):
+        return self.transform(image.convert(self.mode))
 
 
 def _in_memory(data) -> bool:
@@ -167,7 +181,8 @@ def _launcher_state():
         return 0, 1, None, None
     from accelerate import PartialState
 
-    state = PartialState()
+    # without cpu=True a CPU-only launch is read as one process (DESIGN.md section 6)
+    state = PartialState(cpu=not torch.cuda.is_available())
     return state.process_index, state.num_processes, state.device, state
 
 
