@@ -343,3 +343,19 @@ def test_encode_refuses_missing_checkpoint_and_missing_out_folder_before_work(ch
         assert done.returncode == 2, done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.integration
+def test_encode_into_a_lance_table_gives_the_shard_codes(checkpoint, one_process, tmp_path):
+    pytest.importorskip("lancedb", reason="lancedb is not installed (pml-hashing[lance])")
+    from pml_hashing.engines import LanceIndex
+
+    for i in range(2):
+        out = f"lance://{tmp_path}/db"
+        assert main(["encode", "--checkpoint", str(checkpoint), "--out", out,
+                     "--shard", str(i), "--num-shards", "2"]) == 0  # fmt: skip
+    table = LanceIndex(str(tmp_path), "db", 16).table.to_arrow().sort_by("id")
+    single = read_codes(str(one_process))
+    packed = np.stack(table["code"].to_numpy(zero_copy_only=False))
+    assert np.array_equal(packed, single["packed"])
+    assert np.array_equal(table["label"].to_numpy(), single["labels"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ..shards import record_batch, schema
-from .lance_index import connect, table_num_bits
+from .lance_index import connect, table_names, table_num_bits
 
 _META_INFO = b"pml_hashing.encode"
 # Rows per append: each append is a Lance version (a new fragment), so batches are grouped.
@@ -53,7 +53,7 @@ class LanceCodeWriter:
         self._cleared = False
 
     def _open_or_create(self):
-        if self.name not in self._db.table_names():
+        if self.name not in table_names(self._db):
             try:
                 return self._db.create_table(self.name, schema=self._schema)
             except (OSError, ValueError, RuntimeError):

@@ -40,6 +40,17 @@ def connect(path_or_uri, storage_options=None):
     return lancedb_module().connect(path_or_uri, storage_options=storage_options)
 
 
+def table_names(db) -> list[str]:
+    """Every table name of a LanceDB connection (``list_tables`` answers in pages)."""
+    names, token = [], None
+    while True:
+        response = db.list_tables(page_token=token)
+        names.extend(response.tables)
+        token = response.page_token
+        if not token:
+            return names
+
+
 def table_num_bits(table) -> int | None:
     """The code length of a table's ``code`` column (fixed-size list of K/8 bytes)."""
     import pyarrow as pa
@@ -104,7 +115,7 @@ class LanceIndex:
         self._nlist = check_integer(nlist, "nlist", minimum=1)
         self._nprobe = check_integer(nprobe, "nprobe", minimum=1)
         self._db = connect(path_or_uri, storage_options)
-        if table in self._db.table_names():
+        if table in table_names(self._db):
             self._table = self._db.open_table(table)
             bits = table_num_bits(self._table)
             if bits is None:
