@@ -301,8 +301,7 @@ def check_shard_folder(path, name: str = "shard folder") -> ShardFolder:
                 f"{name} {folder}: shard {entry['file']} was altered (its sha256 differs "
                 f"from {MANIFEST_NAME}); re-encode it (delete it and rerun the encode)"
             )
-        metadata = pq.read_schema(file).metadata or {}
-        bits = int(metadata.get(_META_BITS, b"-1"))
+        bits = _file_num_bits(pq.read_schema(file))
         if bits != num_bits:
             raise ValueError(
                 f"{name} {folder}: shard {entry['file']} holds {bits}-bit codes; the "
@@ -317,6 +316,19 @@ def check_shard_folder(path, name: str = "shard folder") -> ShardFolder:
         rows=int(manifest["rows"]),
         with_outputs=bool(manifest.get("outputs", False)),
     )
+
+
+def _file_num_bits(schema_) -> int:
+    """A shard's code length: its metadata, else its code column's width (-1 if neither)."""
+    pa, _ = _pyarrow()
+    metadata = schema_.metadata or {}
+    if _META_BITS in metadata:
+        return int(metadata[_META_BITS])
+    if "code" in schema_.names:
+        kind = schema_.field("code").type
+        if pa.types.is_fixed_size_list(kind):
+            return kind.list_size * 8
+    return -1
 
 
 def _column_arrays(table, name: str, width: int | None, dtype) -> np.ndarray:

@@ -359,3 +359,35 @@ def test_encode_into_a_lance_table_gives_the_shard_codes(checkpoint, one_process
     packed = np.stack(table["code"].to_numpy(zero_copy_only=False))
     assert np.array_equal(packed, single["packed"])
     assert np.array_equal(table["label"].to_numpy(), single["labels"])
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_ray_actors_write_the_shard_codes_of_an_image_folder(checkpoint, tmp_path):
+    ray = pytest.importorskip("ray", reason="ray is not installed (pml-hashing[ray])")
+    pytest.importorskip("ray.data")
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from pml_hashing.engines import encode_with_ray
+
+    digits = load_digits()
+    root = tmp_path / "images"
+    for i in range(24):
+        folder = root / str(digits.target[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((digits.images[i] * 16).astype(np.uint8)).save(folder / f"{i:02d}.png")
+    assert main(["encode", "--checkpoint", str(checkpoint), "--images", str(root),
+                 "--out", str(tmp_path / "one")]) == 0  # fmt: skip
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        # 2 actors at half a CPU each: whole CPUs starve the read step on 2 cores
+        manifest = encode_with_ray(
+            checkpoint, str(root), tmp_path / "ray", num_actors=2, batch_size=5, num_cpus=0.5
+        )
+    finally:
+        ray.shutdown()
+    assert manifest["rows"] == 24
+    by_ray, by_one = read_codes(str(tmp_path / "ray")), read_codes(str(tmp_path / "one"))
+    for key in ("codes", "ids", "labels"):
+        assert np.array_equal(by_ray[key], by_one[key]), key
