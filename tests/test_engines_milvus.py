@@ -3,13 +3,7 @@ by a fixture: same distances as a plain Hamming search, BinaryIndex's tie order 
 the CLI's report equal to faiss's, and bad inputs refused."""
 
 import os
-import shutil
-import signal
 import socket
-import subprocess
-import tempfile
-import time
-import urllib.request
 
 import numpy as np
 import pytest
@@ -17,7 +11,13 @@ import pytest
 pytestmark = pytest.mark.integration
 
 pytest.importorskip("pymilvus", reason="pymilvus is not installed (pml-hashing[milvus])")
-if shutil.which("milvus-server") is None:
+
+from pml_hashing.engines.milvus_server import (  # noqa: E402
+    local_milvus_server,
+    milvus_server_available,
+)
+
+if not milvus_server_available():
     pytest.skip(
         "the milvus package (milvus-server, a standalone Milvus server) is not installed",
         allow_module_level=True,
@@ -28,82 +28,19 @@ from pml_hashing.engines import MilvusIndex  # noqa: E402
 from pml_hashing.index import BinaryIndex  # noqa: E402
 from pml_hashing.shards import ShardWriter, write_manifest_if_complete  # noqa: E402
 
-_HEALTH = "http://127.0.0.1:9091/healthz"
+
+@pytest.fixture(scope="session")
+def milvus_uri():
+    """A real Milvus standalone server (temporary data folder, 127.0.0.1, SIGKILLed and
+    removed at teardown)."""
+    with local_milvus_server() as uri:
+        yield uri
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _healthy() -> bool:
-    try:
-        with urllib.request.urlopen(_HEALTH, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="session")
-def milvus_uri():
-    """A Milvus standalone server on 127.0.0.1, its data (and the ~250 MB of binaries the
-    wrapper unpacks into it) in a temporary folder removed at teardown. The server ignores
-    SIGTERM for up to a minute, so its whole process group is SIGKILLed."""
-    if _healthy():
-        pytest.fail("a Milvus server already answers on 127.0.0.1:9091; stop it first")
-    data = tempfile.mkdtemp(prefix="pml-hashing-milvus-")
-    port = _free_port()
-    log = open(os.path.join(data, "server.log"), "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        ["milvus-server", "--data", data, "--proxy-port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while not _healthy():
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                tail = open(os.path.join(data, "server.log"), "rb").read()[-2000:]
-                pytest.fail(f"the Milvus server did not start: {tail.decode(errors='replace')}")
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        group = _process_group(process.pid)
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
-        log.close()
-        shutil.rmtree(data, ignore_errors=True)
-        # the server also leaves /tmp/milvus/server_id_<pid> (a few bytes) behind
-        for pid in group:
-            try:
-                os.remove(f"/tmp/milvus/server_id_{pid}")
-            except OSError:
-                pass
-        try:
-            os.rmdir("/tmp/milvus")  # only when nothing else is in it
-        except OSError:
-            pass
-
-
-def _process_group(pgid: int) -> list[int]:
-    """The pids of a process group (the wrapper and the milvus server it started)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp
-                pids.append(int(entry))
-    return pids
 
 
 def _random_codes(rng, n, num_bits, dtype):

@@ -6,13 +6,20 @@ Each engine is an optional extra (``pip install "pml-hashing[milvus]"``, ``[lanc
 needs none of them.
 """
 
-__all__ = ["LanceIndex", "MilvusIndex", "encode_with_ray", "engine_retrieval_report"]
+__all__ = [
+    "LanceIndex",
+    "MilvusIndex",
+    "encode_with_ray",
+    "engine_retrieval_report",
+    "local_milvus_server",
+]
 
 _WHERE = {
     "MilvusIndex": "milvus_index",
     "LanceIndex": "lance_index",
     "encode_with_ray": "ray_encode",
     "engine_retrieval_report": "engine_report",
+    "local_milvus_server": "milvus_server",
 }
 
 
