@@ -489,6 +489,7 @@ def build_streamed(args: argparse.Namespace) -> int:
     index = _engine_index(args, num_bits, args.kind)
     for codes, ids in tqdm(batches, desc="inserting", unit="block", disable=None, leave=False):
         index.add(codes, ids)
+    index.reindex()  # ivf: the index over every code (a no-op for flat)
     print(
         f"{args.engine} {args.uri} collection {args.collection}: {index.count} codes of "
         f"{num_bits} bits ({index.kind})"

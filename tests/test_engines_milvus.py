@@ -105,6 +105,7 @@ def test_ivf_with_every_list_probed_is_exact_and_refuses_range_search(milvus_uri
     queries = _random_codes(rng, 20, 32, np.float32)
     index = MilvusIndex(milvus_uri, _collection(), 32, kind="ivf", nlist=8, nprobe=8)
     index.add(database)
+    index.reindex()
     distances, _ = index.search(queries, 10)
     assert np.array_equal(distances, np.sort(_plain_hamming(queries, database), axis=1)[:, :10])
     with pytest.raises(ValueError, match="kind='flat' only"):

@@ -79,9 +79,9 @@ class LanceIndex:
 
     ``kind="flat"`` searches without an index (exact, same distances and ids as
     ``BinaryIndex(kind="flat")``, ties in insertion order). ``kind="ivf"`` builds an
-    ``IVF_FLAT`` index with ``nlist`` partitions (when the table first holds at least
-    ``nlist`` codes; codes added later are searched exhaustively until :meth:`reindex`)
-    and searches ``nprobe`` of them: approximate, exact at ``nprobe == nlist``.
+    ``IVF_FLAT`` index with ``nlist`` partitions when :meth:`reindex` is called (after the
+    last :meth:`add`; codes added later are searched exhaustively until the next one) and
+    searches ``nprobe`` of them: approximate, exact at ``nprobe == nlist``.
     :meth:`range_search` is flat only (LanceDB's distance range over an index is
     approximate).
 
@@ -185,8 +185,7 @@ class LanceIndex:
     # ------------------------------------------------------------------ building
     def add(self, codes, ids=None) -> None:
         """Append ``(N, num_bits)`` codes (or packed uint8); without ``ids`` a code's id is
-        its insertion position. On ``ivf`` the index is built once the table holds ``nlist``
-        codes."""
+        its insertion position. On ``ivf``, call :meth:`reindex` after the last add."""
         import pyarrow as pa
 
         if self._position != "pos":
@@ -211,8 +210,6 @@ class LanceIndex:
             schema=self._schema(),
         )
         self._table.add(table)
-        if self._kind == "ivf" and not self._has_index() and self.count >= self._nlist:
-            self.reindex()
 
     def reindex(self) -> None:
         """(Re)build the IVF_FLAT index over every code now in the table (``ivf`` only)."""

@@ -46,9 +46,10 @@ class MilvusIndex:
     ties included, the same ids as ``BinaryIndex(kind="flat")`` over the codes in insertion
     order (the last group of equal distances is completed by a range query, as long as it
     holds at most 16,384 codes, Milvus's result cap). ``kind="ivf"`` (``BIN_IVF_FLAT``) is
-    approximate: ``nlist`` inverted lists, ``nprobe`` of them searched; recall rises with
-    ``nprobe`` and is exact at ``nprobe == nlist``. :meth:`range_search` is refused on IVF,
-    because Milvus' IVF range search drops hits even with every list probed.
+    approximate once :meth:`reindex` has built it: ``nlist`` inverted lists, ``nprobe`` of
+    them searched; recall rises with ``nprobe`` and is exact at ``nprobe == nlist``. Codes
+    added after the last :meth:`reindex` are searched exhaustively. :meth:`range_search` is
+    refused on IVF, because Milvus' IVF range search drops hits even with every list probed.
 
     Args:
         uri: the server, e.g. ``http://127.0.0.1:19530`` (``token`` for authentication).
@@ -210,6 +211,28 @@ class MilvusIndex:
             ]
             self._client.insert(self._collection, rows)
         self._client.flush(self._collection)
+
+    def reindex(self) -> None:
+        """Build the ``BIN_IVF_FLAT`` index over every code now in the collection (``ivf``
+        only; waits until it is built, then loads the collection).
+
+        Milvus searches codes without a built index exhaustively (exact, slower): the
+        standalone server does not index flushed codes by itself, so call this after the
+        last :meth:`add` (``pml-hashing index build --kind ivf`` does).
+        """
+        if self._kind != "ivf":
+            return
+        self._client.release_collection(self._collection)
+        self._client.drop_index(self._collection, "code")
+        index = self._client.prepare_index_params()
+        index.add_index(
+            field_name="code",
+            index_type=_INDEX_TYPES["ivf"],
+            metric_type="HAMMING",
+            params={"nlist": self._nlist},
+        )
+        self._client.create_index(self._collection, index)
+        self._client.load_collection(self._collection)
 
     def drop(self) -> None:
         """Delete the collection and its codes."""

@@ -151,7 +151,7 @@ def encode_with_ray(
         fn_constructor_args=(str(checkpoint_path), outputs),
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=num_actors,
+        compute=ray.data.ActorPoolStrategy(size=num_actors),
         num_cpus=num_cpus,
     )
     staging = out / "_ray"
