@@ -238,7 +238,7 @@ class LanceIndex:
         query = (
             self._table.search(list(packed), vector_column_name="code")
             .distance_type("hamming")
-            .select(sorted({self._position, "id"}))
+            .select([*sorted({self._position, "id"}), "_distance"])
             .limit(limit)
         )
         if self._kind == "flat" or distance_range is not None:
