@@ -292,6 +292,10 @@ def encode_to_shards(
         )
 
     rows = 0
+    if state is not None:  # cores / processes, as a training run under the launcher
+        from .training.threads import configure_threads
+
+        configure_threads()
     if not skip:
         device = torch.device(device) if device is not None else (launcher_device or "cpu")
         encoder = method.retrieval_encoder(model).to(device).eval()
