@@ -432,8 +432,9 @@ def _check_engine_arguments(args: argparse.Namespace) -> None:
         raise CommandError(f"--index is for the faiss engine; --engine {engine} searches --uri")
 
 
-def _engine_index(args: argparse.Namespace, num_bits: int, kind: str | None):
-    """The MilvusIndex or LanceIndex that --engine, --uri and --collection name."""
+def _engine_index(args: argparse.Namespace, num_bits: int, kind: str | None, create: bool = False):
+    """The MilvusIndex or LanceIndex that --engine, --uri and --collection name (created
+    only by ``index build``)."""
     params = _parse_params(getattr(args, "param", []))
     unknown = sorted(set(params) - {"nlist", "nprobe"})
     if unknown:
@@ -442,10 +443,12 @@ def _engine_index(args: argparse.Namespace, num_bits: int, kind: str | None):
         if args.engine == "milvus":
             from .engines.milvus_index import MilvusIndex
 
-            return MilvusIndex(args.uri, args.collection, num_bits, kind=kind, **params)
+            return MilvusIndex(
+                args.uri, args.collection, num_bits, kind=kind, create=create, **params
+            )
         from .engines.lance_index import LanceIndex
 
-        return LanceIndex(args.uri, args.collection, num_bits, kind=kind, **params)
+        return LanceIndex(args.uri, args.collection, num_bits, kind=kind, create=create, **params)
     except ImportError as e:
         raise CommandError(str(e)) from None
 
@@ -486,7 +489,7 @@ def build_streamed(args: argparse.Namespace) -> int:
         index.save(args.out)
         print(f"wrote {args.out}: {index.kind} index, {len(index)} codes of {num_bits} bits")
         return 0
-    index = _engine_index(args, num_bits, args.kind)
+    index = _engine_index(args, num_bits, args.kind, create=True)
     for codes, ids in tqdm(batches, desc="inserting", unit="block", disable=None, leave=False):
         index.add(codes, ids)
     index.reindex()  # ivf: the index over every code (a no-op for flat)

@@ -169,3 +169,11 @@ def test_cli_refuses_another_bit_width_and_writes_nothing(labelled_shards, tmp_p
     assert main(["index", "build", "--codes", database, *engine]) == 2
     assert "holds 32-bit codes" in capsys.readouterr().err
     assert LanceIndex(str(tmp_path), "db", 32).count == 0
+
+
+def test_cli_search_of_a_missing_table_is_refused(labelled_shards, tmp_path, capsys):
+    query, _ = labelled_shards
+    engine = ["--engine", "lance", "--uri", str(tmp_path), "--collection", "nothing"]
+    out = tmp_path / "r.npz"
+    assert main(["index", "search", "--codes", query, "-k", "3", "--out", str(out), *engine]) == 2
+    assert "does not exist" in capsys.readouterr().err and not out.exists()

@@ -92,6 +92,7 @@ class LanceIndex:
         kind: ``"flat"`` or ``"ivf"`` (None: ``ivf`` when the table has an index, else flat).
         nlist, nprobe: IVF parameters.
         storage_options: object-store settings passed to ``lancedb.connect``.
+        create: create a missing table (False: a missing one is a ``ValueError``).
     """
 
     KINDS = _KINDS
@@ -105,6 +106,7 @@ class LanceIndex:
         nlist: int = 256,
         nprobe: int = 8,
         storage_options: dict | None = None,
+        create: bool = True,
     ):
         self._num_bits = check_num_bits(num_bits)
         if kind is not None and (not isinstance(kind, str) or kind not in _KINDS):
@@ -128,6 +130,11 @@ class LanceIndex:
                     f"table {table!r} at {path_or_uri} holds {bits}-bit codes; got "
                     f"num_bits={self._num_bits} (use another table, or drop this one)"
                 )
+        elif not create:
+            raise ValueError(
+                f"table {table!r} does not exist at {path_or_uri} (build it first: "
+                "pml-hashing index build --engine lance)"
+            )
         else:
             self._table = self._db.create_table(table, schema=self._schema())
         if self._kind is None:  # an existing table's kind: ivf when it has an index

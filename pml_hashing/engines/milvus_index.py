@@ -59,6 +59,7 @@ class MilvusIndex:
         nlist, nprobe: IVF parameters (ignored by ``flat``).
         timeout: seconds to wait for the server (connection and each call).
         token: ``user:password`` or an API key, if the server asks for one.
+        create: create a missing collection (False: a missing one is a ``ValueError``).
     """
 
     KINDS = tuple(_INDEX_TYPES)
@@ -73,6 +74,7 @@ class MilvusIndex:
         nprobe: int = 8,
         timeout: float = 10.0,
         token: str = "",
+        create: bool = True,
     ):
         self._num_bits = check_num_bits(num_bits)
         if kind is not None and (not isinstance(kind, str) or kind not in _INDEX_TYPES):
@@ -96,6 +98,11 @@ class MilvusIndex:
         self._timeout = timeout
         if self._client.has_collection(collection):
             self._check_existing()
+        elif not create:
+            raise ValueError(
+                f"collection {collection!r} does not exist at {uri} (build it first: "
+                "pml-hashing index build --engine milvus)"
+            )
         else:
             self._kind = self._kind or "flat"
             self._create()
