@@ -382,12 +382,10 @@ def _check_engine_arguments(args: argparse.Namespace) -> None:
     run = getattr(args, "run", None)
     engine = getattr(args, "engine", "faiss")
     if run is encode_to_file:
-        from .sharded_encode import check_output_folder, is_lance_target
+        from .sharded_encode import check_output_folder, checkpoint_file, is_lance_target
 
         if args.checkpoint is None:
             raise CommandError("--checkpoint is required (a run folder or checkpoint.safetensors)")
-        from .sharded_encode import checkpoint_file
-
         checkpoint_file(args.checkpoint)
         if _encodes_to_npz(args):
             for flag, value in (
