@@ -20,6 +20,9 @@ _KINDS = ("flat", "ivf")
 META_BITS = b"pml_hashing.num_bits"
 # Queries per LanceDB call (one multi-vector query each).
 _QUERY_CHUNK = 256
+# Results (queries x limit) per LanceDB call, and the largest tie group completed.
+_RESULT_ELEMENTS = 1 << 20
+MAX_TIED = 16384
 
 
 def lancedb_module():
@@ -78,7 +81,8 @@ class LanceIndex:
     environment, as LanceDB documents), and many processes may read one table.
 
     ``kind="flat"`` searches without an index (exact, same distances and ids as
-    ``BinaryIndex(kind="flat")``, ties in insertion order). ``kind="ivf"`` builds an
+    ``BinaryIndex(kind="flat")``, ties in insertion order as long as the group tied at the
+    k-th distance holds at most 16,384 codes). ``kind="ivf"`` builds an
     ``IVF_FLAT`` index with ``nlist`` partitions when :meth:`reindex` is called (after the
     last :meth:`add`; codes added later are searched exhaustively until the next one) and
     searches ``nprobe`` of them: approximate, exact at ``nprobe == nlist``.
@@ -271,8 +275,14 @@ class LanceIndex:
         return hits
 
     def _tied(self, packed: np.ndarray, distance: int) -> list[list[tuple]]:
-        # distance_range keeps lower <= d < upper
-        return self._query(packed, self.count, (distance, distance + 1))
+        # distance_range keeps lower <= d < upper; LanceDB sizes its result buffers by the
+        # limit, so a group is capped (as Milvus caps it) and queried a few rows at a time
+        limit = min(self.count, MAX_TIED)
+        step = max(1, _RESULT_ELEMENTS // limit)
+        hits = []
+        for s in range(0, len(packed), step):
+            hits.extend(self._query(packed[s : s + step], limit, (distance, distance + 1)))
+        return hits
 
     def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest codes of each query, as ``BinaryIndex.search`` returns them."""
@@ -304,8 +314,9 @@ class LanceIndex:
         count = self.count
         hits = []
         if count:
-            for s in range(0, len(packed), _QUERY_CHUNK):
-                hits.extend(self._query(packed[s : s + _QUERY_CHUNK], count, (0, radius + 1)))
+            step = max(1, min(_QUERY_CHUNK, _RESULT_ELEMENTS // count))
+            for s in range(0, len(packed), step):
+                hits.extend(self._query(packed[s : s + step], count, (0, radius + 1)))
         else:
             hits = [[] for _ in range(len(packed))]
         return range_arrays(hits)
