@@ -122,16 +122,22 @@ def test_one_process_shards_equal_the_in_memory_encode(checkpoint, one_process):
     assert manifest["rows"] == len(reference["codes"]) and manifest["num_bits"] == 16
 
 
-def test_job_array_shards_concatenate_to_the_one_process_codes(checkpoint, one_process, tmp_path):
+@pytest.mark.parametrize("num_shards", [2, 3])
+def test_job_array_shards_concatenate_to_the_one_process_codes(
+    checkpoint, one_process, tmp_path, num_shards
+):
     out = tmp_path / "db"
+    order = list(range(num_shards))[::-1]  # tasks finish in any order
     results = [
-        encode_to_shards(checkpoint, out, shard=i, num_shards=3, batch_size=50) for i in (2, 0, 1)
+        encode_to_shards(checkpoint, out, shard=i, num_shards=num_shards, batch_size=50)
+        for i in order
     ]
-    assert [r["manifest"] is not None for r in results] == [False, False, True]
+    # the last task to finish writes the manifest
+    assert [r["manifest"] is not None for r in results] == [False] * (num_shards - 1) + [True]
     sharded, single = read_codes(str(out)), read_codes(str(one_process))
     for key in ("codes", "ids", "labels"):
         assert np.array_equal(sharded[key], single[key]), key
-    assert len(list(out.glob("shard-*-of-00003.parquet"))) == 3
+    assert len(list(out.glob(f"shard-*-of-{num_shards:05d}.parquet"))) == num_shards
 
 
 @pytest.mark.slow
@@ -342,6 +348,14 @@ def test_encode_refuses_missing_checkpoint_and_missing_out_folder_before_work(ch
         )
         assert done.returncode == 2, done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr
+    missing_npz = [
+        "encode",
+        "--checkpoint",
+        str(checkpoint),
+        "--out",
+        str(tmp_path / "x" / "q.npz"),
+    ]
+    assert main(missing_npz) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
