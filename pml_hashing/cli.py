@@ -74,6 +74,8 @@ def read_codes(path: str, required: Sequence[str] = ("codes",)) -> dict[str, np.
     Returns:
         a dict of the file's arrays.
     """
+    if _is_folder(path):  # a shard folder written by `pml-hashing encode --out DIR`
+        return _shard_codes(path, required)
     path = check_input_file(path, "code file")
     try:
         data = np.load(path, allow_pickle=False)
@@ -205,6 +207,8 @@ def _blocks(n: int, description: str):
 
 
 def build_index(args: argparse.Namespace) -> int:
+    if args.engine != "faiss" or _is_folder(getattr(args, "codes", None)):
+        return build_streamed(args)
     arrays, source = codes_from_source(args, "database")
     codes = _binary_codes(arrays["codes"], source)
     ids = arrays.get("ids")
@@ -224,6 +228,8 @@ def build_index(args: argparse.Namespace) -> int:
 def search_index(args: argparse.Namespace) -> int:
     if (args.k is None) == (args.radius is None):
         raise CommandError("give exactly one of -k (nearest neighbours) and --radius")
+    if args.engine != "faiss":
+        return search_engine(args)
     index = BinaryIndex.load(args.index, device=args.device)
     arrays, source = codes_from_source(args, "query")
     queries = _binary_codes(arrays["codes"], source)
@@ -251,6 +257,8 @@ def evaluate_codes(args: argparse.Namespace) -> int:
     codes against database codes (from .npz files or a checkpoint), printed and in --json."""
     from .evaluation import format_retrieval_report, retrieval_report
 
+    if args.engine != "faiss":
+        return evaluate_engine(args)
     if args.checkpoint is not None:
         if args.query is not None or args.database is not None:
             raise CommandError("give either --checkpoint or --query and --database, not both")
@@ -337,6 +345,10 @@ def _report_inputs(
 
 
 def encode_to_file(args: argparse.Namespace) -> int:
+    if not _encodes_to_npz(args):
+        return encode_sharded(args)
+    if _launched_processes() > 1:  # accelerate launch / torchrun: gather to the main process
+        return encode_gathered(args)
     arrays, source = codes_from_source(args, args.split)
     np.savez(args.out, **arrays)
     codes = arrays["codes"]
@@ -355,6 +367,325 @@ def plot_run_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------
+# Beyond one machine: shard folders, Milvus and LanceDB (pml_hashing.shards, .engines).
+ENGINES = ("faiss", "milvus", "lance")
+
+
+def _is_folder(path) -> bool:
+    import os
+
+    return path is not None and os.path.isdir(path)
+
+
+def _shard_codes(path: str, required: Sequence[str]) -> dict[str, np.ndarray]:
+    """The arrays of a shard folder in the layout of an .npz (``codes`` +-1 int8)."""
+    from .shards import read_shards
+
+    try:
+        arrays = read_shards(path, outputs=True)
+    except ImportError as e:
+        raise CommandError(str(e)) from None
+    missing = [key for key in required if key not in arrays]
+    if missing:
+        raise CommandError(f"{path}: the shards hold no {missing}")
+    return arrays
+
+
+def _encodes_to_npz(args: argparse.Namespace) -> bool:
+    if args.format is not None:
+        return args.format == "npz"
+    return str(args.out).endswith(".npz")
+
+
+def _check_engine_arguments(args: argparse.Namespace) -> None:
+    """The engine and shard-folder flags, checked before any work."""
+    run = getattr(args, "run", None)
+    engine = getattr(args, "engine", "faiss")
+    if run is encode_to_file:
+        from .sharded_encode import check_output_folder, checkpoint_file, is_lance_target
+
+        if args.checkpoint is None:
+            raise CommandError("--checkpoint is required (a run folder or checkpoint.safetensors)")
+        checkpoint_file(args.checkpoint)
+        if _encodes_to_npz(args):
+            for flag, value in (
+                ("--shard", args.shard),
+                ("--num-shards", args.num_shards),
+                ("--images", args.images),
+            ):
+                if value is not None:
+                    raise CommandError(f"{flag} needs --out DIR (a shard folder), not an .npz")
+            if args.outputs:
+                raise CommandError("--outputs is for shard folders (an .npz always has them)")
+            if not str(args.out).endswith(".npz"):
+                raise CommandError(f"--format npz needs an --out ending in .npz; got {args.out}")
+            check_output_path(args.out, "--out")
+        else:
+            out = args.out
+            if args.format == "lance" and not str(out).startswith("lance://"):
+                out = "lance://" + str(out)
+            if args.format == "parquet" and is_lance_target(out):
+                raise CommandError(f"--format parquet writes a folder; got --out {args.out}")
+            check_output_folder(out)
+        return
+    if engine == "faiss":
+        if run is build_index and getattr(args, "out", None) is None:
+            raise CommandError("--out is required with the faiss engine (the index file)")
+        if run is search_index and getattr(args, "index", None) is None:
+            raise CommandError("--index is required with the faiss engine (from index build)")
+        for flag in ("uri", "collection"):
+            if getattr(args, flag, None) is not None:
+                raise CommandError(f"--{flag} is for --engine milvus or lance")
+        return
+    if args.uri is None or args.collection is None:
+        what = "the server (http://HOST:19530)" if engine == "milvus" else "the LanceDB folder"
+        raise CommandError(f"--engine {engine} needs --uri ({what}) and --collection NAME")
+    if run is build_index and getattr(args, "out", None) is not None:
+        raise CommandError(
+            f"--out is for the faiss engine; --engine {engine} writes the collection"
+        )
+    if run is build_index and args.kind not in ("flat", "ivf"):
+        raise CommandError(f"--engine {engine} takes --kind flat or ivf; got {args.kind}")
+    if run is search_index and getattr(args, "index", None) is not None:
+        raise CommandError(f"--index is for the faiss engine; --engine {engine} searches --uri")
+
+
+def _engine_index(args: argparse.Namespace, num_bits: int, kind: str | None, create: bool = False):
+    """The MilvusIndex or LanceIndex that --engine, --uri and --collection name (created
+    only by ``index build``)."""
+    params = _parse_params(getattr(args, "param", []))
+    unknown = sorted(set(params) - {"nlist", "nprobe"})
+    if unknown:
+        raise CommandError(f"--engine {args.engine} takes --param nlist and nprobe; got {unknown}")
+    try:
+        if args.engine == "milvus":
+            from .engines.milvus_index import MilvusIndex
+
+            return MilvusIndex(
+                args.uri, args.collection, num_bits, kind=kind, create=create, **params
+            )
+        from .engines.lance_index import LanceIndex
+
+        return LanceIndex(args.uri, args.collection, num_bits, kind=kind, create=create, **params)
+    except ImportError as e:
+        raise CommandError(str(e)) from None
+
+
+def _code_batches(args: argparse.Namespace, source_attr: str = "codes"):
+    """``(num_bits, batches of (packed or codes, ids))`` from a shard folder (streamed) or
+    from an .npz / checkpoint (in memory), and the name of the source."""
+    path = getattr(args, source_attr, None)
+    if _is_folder(path):
+        from .shards import check_shard_folder, iter_shard_batches
+
+        folder = check_shard_folder(path, f"--{source_attr}")
+        batches = (
+            (b["packed"], b["ids"]) for b in iter_shard_batches(folder, ("id", "code"), _BLOCK)
+        )
+        return folder.num_bits, batches, path
+    arrays, source = codes_from_source(args, "database", source_attr)
+    codes = _binary_codes(arrays["codes"], source)
+    ids = arrays.get("ids")
+    num_bits = codes.shape[1] * 8 if codes.dtype == np.uint8 else codes.shape[1]
+    batches = (
+        (codes[s : s + _BLOCK], None if ids is None else ids[s : s + _BLOCK])
+        for s in range(0, len(codes), _BLOCK)
+    )
+    return num_bits, batches, source
+
+
+def build_streamed(args: argparse.Namespace) -> int:
+    """``index build`` from a shard folder (streamed) or into Milvus / LanceDB."""
+    num_bits, batches, source = _code_batches(args)
+    if args.engine == "faiss":
+        index = BinaryIndex(
+            num_bits, kind=args.kind, device=args.device, **_parse_params(args.param)
+        )
+        # an IVF index trains on the first block of codes (up to 65,536)
+        for codes, ids in tqdm(batches, desc="adding", unit="block", disable=None, leave=False):
+            index.add(codes, ids)
+        index.save(args.out)
+        print(f"wrote {args.out}: {index.kind} index, {len(index)} codes of {num_bits} bits")
+        return 0
+    index = _engine_index(args, num_bits, args.kind, create=True)
+    for codes, ids in tqdm(batches, desc="inserting", unit="block", disable=None, leave=False):
+        index.add(codes, ids)
+    index.reindex()  # ivf: the index over every code (a no-op for flat)
+    print(
+        f"{args.engine} {args.uri} collection {args.collection}: {index.count} codes of "
+        f"{num_bits} bits ({index.kind})"
+    )
+    return 0
+
+
+def _query_codes(args: argparse.Namespace, attr: str, required=("codes",)):
+    if getattr(args, attr, None) is None and getattr(args, "checkpoint", None) is None:
+        raise CommandError(f"give --{attr} (an .npz or a shard folder) or --checkpoint")
+    if getattr(args, attr, None) is not None:
+        path = getattr(args, attr)
+        return read_codes(path, required=required), path
+    return codes_from_source(args, "query", attr)
+
+
+def search_engine(args: argparse.Namespace) -> int:
+    """``index search --engine milvus|lance``: the same result files as with faiss."""
+    arrays, source = _query_codes(args, "codes")
+    queries = _binary_codes(arrays["codes"], source)
+    index = _engine_index(args, queries.shape[1], getattr(args, "kind", None))
+    if args.k is not None:
+        distances, ids = index.search(queries, args.k)
+        np.savez(args.out, distances=distances, ids=ids)
+        print(f"wrote {args.out}: distances and ids of shape {ids.shape} (id -1: no result)")
+        return 0
+    lims, distances, ids = index.range_search(queries, args.radius)
+    np.savez(args.out, lims=lims, distances=distances, ids=ids)
+    print(
+        f"wrote {args.out}: {len(ids)} results within radius {args.radius} for "
+        f"{len(queries)} queries (query i: lims[i]:lims[i+1])"
+    )
+    return 0
+
+
+def evaluate_engine(args: argparse.Namespace) -> int:
+    """``index evaluate --engine milvus|lance``: the database's codes are searched in the
+    engine; --database gives the ids and labels of what it holds (as built from it)."""
+    from .engines.engine_report import engine_retrieval_report, format_engine_report
+
+    if args.query is None or args.database is None:
+        raise CommandError(
+            f"--engine {args.engine} evaluates --query (codes and labels) against the "
+            "collection; --database names the codes it was built from (for their labels)"
+        )
+    if args.ternary_margin is not None or args.ties != "index":
+        raise CommandError(
+            "an engine ranks ties in its own (insertion) order: --ties index only, and no "
+            "--ternary-margin"
+        )
+    query = read_codes(args.query, required=("codes", "labels"))
+    database = read_codes(args.database, required=("labels",))
+    queries = _binary_codes(query["codes"], args.query)
+    labels = database["labels"]
+    db_ids = database.get("ids", np.arange(len(labels)))
+    index = _engine_index(args, queries.shape[1], getattr(args, "kind", None))
+    if index.count != len(labels):
+        raise CommandError(
+            f"the collection holds {index.count} codes but --database {args.database} has "
+            f"{len(labels)}: build it from that file first"
+        )
+    radius = args.radius
+    if isinstance(radius, float):
+        if radius != int(radius):
+            raise CommandError(f"--radius must be an integer number of bits; got {radius}")
+        radius = int(radius)
+    report = engine_retrieval_report(
+        index, queries, query["labels"], db_ids, labels, topk=args.topk, radius=radius
+    )
+    report["num_query"], report["num_database"] = len(queries), len(labels)
+    report["num_bits"] = int(queries.shape[1])
+    report["engine"] = args.engine
+    print(f"{len(queries)} queries, {len(labels)} database codes, {queries.shape[1]} bits")
+    print(format_engine_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
+def _launched_processes() -> int:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def encode_gathered(args: argparse.Namespace) -> int:
+    """``encode --out FILE.npz`` under a launcher: each process encodes its share, the main
+    process gathers and writes the file."""
+    import torch
+    from accelerate import Accelerator
+
+    from .training import encode_checkpoint
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    arrays = encode_checkpoint(
+        args.checkpoint,
+        split=args.split,
+        out=args.out if accelerator.is_main_process else None,
+        dataset=args.dataset,
+        root=args.root,
+        split_file=args.split_file,
+        batch_size=args.batch_size,
+        accelerator=accelerator,
+    )
+    if accelerator.is_main_process:
+        codes = arrays["codes"]
+        print(f"wrote {args.out}: {len(codes)} codes of {codes.shape[1]} bits")
+    return 0
+
+
+def encode_sharded(args: argparse.Namespace) -> int:
+    """``encode --out DIR``: this process's (or task's) shard, streamed to Parquet or Lance."""
+    from .sharded_encode import encode_to_shards
+
+    result = encode_to_shards(
+        args.checkpoint,
+        args.out,
+        split=args.split,
+        images=args.images,
+        dataset=args.dataset,
+        root=args.root,
+        split_file=args.split_file,
+        shard=args.shard,
+        num_shards=args.num_shards,
+        outputs=args.outputs,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        format=None if args.format == "parquet" else args.format,
+    )
+    what = f"shard {result['shard']} of {result['num_shards']}"
+    if result["skipped"]:
+        print(f"{args.out}: {what} already finished, skipped")
+    else:
+        print(f"{args.out}: {what}: {result['rows_written']} codes written")
+    if result["manifest"] is not None:
+        manifest = result["manifest"]
+        print(
+            f"wrote {args.out}/_manifest.json: {manifest['rows']} codes of "
+            f"{manifest['num_bits']} bits in {manifest['num_shards']} shards"
+        )
+    return 0
+
+
+def _add_engine_arguments(parser: argparse.ArgumentParser, action: str) -> None:
+    group = parser.add_argument_group(
+        "engines beyond one machine",
+        "a Milvus collection (a server or cluster) or a LanceDB table instead of a faiss file",
+    )
+    group.add_argument(
+        "--engine", default="faiss", choices=ENGINES, help="where the codes live (default: faiss)"
+    )
+    group.add_argument(
+        "--uri",
+        help="milvus: the server (http://HOST:19530); lance: the LanceDB folder or "
+        "object-store URI (s3://...)",
+    )
+    group.add_argument("--collection", "--table", help="the Milvus collection or Lance table")
+    if action != "build":
+        group.add_argument(
+            "--kind",
+            choices=("flat", "ivf"),
+            help="the collection's index kind (default: the one it was built with)",
+        )
+        group.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="nprobe=N for an ivf collection",
+        )
+
+
+# ------------------------------------------------------------------------------------------
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of ``pml-hashing`` (subcommands ``index build|search|evaluate``,
     ``encode``, ``plot``)."""
@@ -386,7 +717,11 @@ def make_parser() -> argparse.ArgumentParser:
         "--out db.index",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    build.add_argument("--codes", help="input .npz with `codes` (and `ids`)")
+    build.add_argument(
+        "--codes",
+        help="input .npz with `codes` (and `ids`), or a shard folder from `encode --out DIR` "
+        "(streamed)",
+    )
     _add_checkpoint_arguments(build, "database")
     build.add_argument(
         "--kind",
@@ -403,8 +738,9 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="an integer index parameter, repeatable (e.g. --param nlist=1024 --param nprobe=8)",
     )
-    build.add_argument("--out", required=True, help="index file to write")
+    build.add_argument("--out", help="index file to write (faiss engine)")
     build.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_engine_arguments(build, "build")
     build.set_defaults(run=build_index)
 
     search = actions.add_parser(
@@ -419,13 +755,14 @@ def make_parser() -> argparse.ArgumentParser:
         "-k 10 --out results.npz",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    search.add_argument("--index", required=True, help="index file written by `index build`")
-    search.add_argument("--codes", help=".npz with the query `codes`")
+    search.add_argument("--index", help="index file written by `index build` (faiss engine)")
+    search.add_argument("--codes", help=".npz or shard folder with the query `codes`")
     _add_checkpoint_arguments(search, "query")
     search.add_argument("-k", type=int, help="number of nearest neighbours")
     search.add_argument("--radius", type=int, help="Hamming radius (inclusive) instead of -k")
     search.add_argument("--out", required=True, help="results .npz to write")
     search.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_engine_arguments(search, "search")
     search.set_defaults(run=search_index)
 
     evaluate = actions.add_parser(
@@ -445,8 +782,12 @@ def make_parser() -> argparse.ArgumentParser:
         "--topk 5000 --ties expected",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    evaluate.add_argument("--query", help=".npz with query `codes` and `labels`")
-    evaluate.add_argument("--database", help=".npz with database codes, labels")
+    evaluate.add_argument("--query", help=".npz or shard folder with query `codes` and `labels`")
+    evaluate.add_argument(
+        "--database",
+        help=".npz or shard folder with database codes, labels (with --engine: the codes the "
+        "collection was built from, for their ids and labels)",
+    )
     _add_checkpoint_arguments(evaluate, None)
     evaluate.add_argument(
         "--topk",
@@ -471,22 +812,50 @@ def make_parser() -> argparse.ArgumentParser:
         "`outputs` array that `pml-hashing encode` writes); ternary codes get it without",
     )
     evaluate.add_argument("--json", help="also write the numbers to this JSON file")
+    _add_engine_arguments(evaluate, "evaluate")
     evaluate.set_defaults(run=evaluate_codes)
 
     encode = commands.add_parser(
         "encode",
-        help="encode a split of a checkpoint's data set to an .npz of codes",
+        help="encode a split of a checkpoint's data set (or images) to shards or an .npz",
         description=(
-            "Run a trained checkpoint's model over one split of its data set and write "
-            "`codes` (+-1), `outputs` (real v), `labels` and `ids` to an .npz, the input of "
-            "`index build`, `index search` and `index evaluate`."
+            "Run a trained checkpoint's model over one split of its data set (or an image "
+            "folder or list) and write the codes, the input of `index build`, `index search` "
+            "and `index evaluate`. --out DIR streams Parquet shards (columns id, label, code "
+            "packed K/8 bytes, output with --outputs): one per process under accelerate "
+            "launch / torchrun, or --shard I --num-shards N per job-array task; "
+            "_manifest.json is written last and a rerun skips finished shards. "
+            "--out lance://DIR/TABLE writes a Lance table. --out FILE.npz gathers `codes` "
+            "(+-1), `outputs`, `labels` and `ids` in memory (small data)."
         ),
         epilog="example:\n  pml-hashing encode --checkpoint runs/mnist-5k-dpn-random-64b-seed0/"
         "checkpoint.safetensors --split database --out db.npz",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_checkpoint_arguments(encode, "database")
-    encode.add_argument("--out", required=True, help=".npz file to write")
+    encode.add_argument(
+        "--out",
+        required=True,
+        help="a folder of Parquet shards (made if missing; a rerun resumes it), "
+        "lance://DIR/TABLE for a Lance table, or an .npz file (gathered in memory)",
+    )
+    encode.add_argument(
+        "--format",
+        choices=("parquet", "lance", "npz"),
+        help="what --out is (default: npz for *.npz, lance for lance://, else parquet)",
+    )
+    encode.add_argument(
+        "--images",
+        help="encode an image folder (ROOT/<class>/<image>) or an image-list file (`path "
+        "[label]` per line, relative to --root or the list's folder) instead of --split",
+    )
+    encode.add_argument("--shard", type=int, help="this job-array task's shard (0-based)")
+    encode.add_argument("--num-shards", type=int, help="the number of job-array tasks")
+    encode.add_argument(
+        "--outputs", action="store_true", help="also write the real outputs (column output)"
+    )
+    encode.add_argument("--batch-size", type=int, default=512, help="images per forward pass")
+    encode.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     encode.set_defaults(run=encode_to_file, codes=None)
 
     plot = commands.add_parser(
@@ -509,13 +878,16 @@ def make_parser() -> argparse.ArgumentParser:
 def _check_arguments(args: argparse.Namespace) -> None:
     """Checks that need no data, done before any work: output folders, counts."""
     run = getattr(args, "run", None)
+    _check_engine_arguments(args)
     if run is plot_run_logs:
         pass  # its --out is a folder, made if missing
+    elif run is encode_to_file and not _encodes_to_npz(args):
+        pass  # a shard folder or a Lance table: _check_engine_arguments checked it
     else:
         for attr, flag in (("out", "--out"), ("json", "--json")):
             if getattr(args, attr, None) is not None:
                 check_output_path(getattr(args, attr), flag)
-    if run in (search_index, encode_to_file) and not str(args.out).endswith(".npz"):
+    if run is search_index and not str(args.out).endswith(".npz"):
         # numpy.savez appends .npz to any other name: the file would not be where we say
         raise CommandError(
             f"--out must be an .npz file name (it is written by numpy.savez); got {args.out}"

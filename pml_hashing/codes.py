@@ -27,6 +27,7 @@ __all__ = [
     "unpack_bits",
     "check_num_bits",
     "to_numpy",
+    "read_codes",
 ]
 
 
@@ -145,3 +146,32 @@ def unpack_bits(packed: ArrayLike, num_bits: int) -> np.ndarray:
         )
     bits = np.unpackbits(arr, axis=1, bitorder="little", count=num_bits)
     return bits.astype(np.int8) * 2 - 1
+
+
+def read_codes(path, outputs: bool = False) -> dict[str, np.ndarray]:
+    """The arrays of a code file: an ``.npz`` (``numpy.savez``) or a shard folder written by
+    ``pml-hashing encode --out DIR`` (its manifest and every shard's digest are checked
+    first; the shards are read in order).
+
+    Args:
+        path: the ``.npz`` file or the shard folder.
+        outputs: for a shard folder, also read the real outputs (when it has them).
+
+    Returns:
+        a dict of arrays; from a shard folder: ``codes`` (N, K) int8 in {-1, +1},
+        ``packed`` (N, K/8) uint8, ``ids`` (N,), ``labels`` (N,) or (N, C) and, if asked
+        and present, ``outputs`` (N, K) float32.
+    """
+    import os
+
+    if os.path.isdir(path):
+        from .shards import read_shards
+
+        return read_shards(path, outputs=outputs)
+    if not os.path.isfile(path):
+        raise ValueError(f"code file {path}: no such file or shard folder")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except Exception as e:  # not an .npz archive, a damaged member: name the file
+        raise ValueError(f"{path} is not a readable .npz file ({type(e).__name__}: {e})") from None

@@ -1,44 +1,44 @@
-"""Encode a split of a checkpoint's data set to an .npz (codes, outputs, labels, ids).
+"""Encode a split of a checkpoint's data set (or images) with one process per device.
 
-    accelerate launch recipes/encode.py --checkpoint runs/<name>/checkpoint.safetensors \
-        --split database --out database.npz
-    pml-hashing index build --codes database.npz --out database.index
+    accelerate launch recipes/encode.py --checkpoint runs/<name> --split database --out db/
+    pml-hashing index build --codes db/ --out database.index
+
+``--out DIR`` streams one Parquet shard per process (nothing is gathered, a rerun resumes);
+``--out FILE.npz`` gathers the codes to the main process (small data). The flags are those
+of ``pml-hashing encode`` (``--help``), which this recipe runs.
 """
 
-import argparse
+import json
+import os
+import sys
+from pathlib import Path
 
-from accelerate import Accelerator
+import numpy as np
 
-from pml_hashing.training import encode_checkpoint
-from pml_hashing.training.checkpoint_jobs import SPLITS
+from pml_hashing.cli import main as cli_main
+from pml_hashing.cli import make_parser
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="runs/<name>/checkpoint.safetensors")
-    parser.add_argument("--split", default="database", choices=SPLITS)
-    parser.add_argument("--out", required=True, help="the .npz file to write")
-    parser.add_argument("--dataset", help="another data set than the checkpoint's")
-    parser.add_argument("--root", help="its data folder")
-    parser.add_argument("--split-file", help="a saved splits.json to reuse")
-    parser.add_argument("--batch-size", type=int, default=512)
-    args = parser.parse_args(argv)
-    accelerator = Accelerator()
-    arrays = encode_checkpoint(
-        args.checkpoint,
-        split=args.split,
-        out=args.out if accelerator.is_main_process else None,
-        dataset=args.dataset,
-        root=args.root,
-        split_file=args.split_file,
-        batch_size=args.batch_size,
-        accelerator=accelerator,
-    )
-    if accelerator.is_main_process:
-        print(
-            f"wrote {len(arrays['codes'])} codes of {arrays['codes'].shape[1]} bits to {args.out}"
-        )
-    return arrays
+    """Run ``pml-hashing encode`` with ``argv``.
+
+    Returns:
+        on the main process, the arrays of the ``.npz`` written, or the shard folder's
+        manifest (``{}`` while other shards are still running); ``{}`` on the other
+        processes. A user error exits with status 2 (``SystemExit``) before any work.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    status = cli_main(["encode", *argv])
+    if status != 0:
+        raise SystemExit(status)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return {}
+    out = Path(make_parser().parse_args(["encode", *argv]).out)
+    if out.suffix == ".npz" and out.is_file():
+        with np.load(out, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    manifest = out / "_manifest.json"
+    return json.loads(manifest.read_text()) if manifest.is_file() else {}
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ API_PAGES = {  # subpackage -> page name under docs/api/
     "methods": "methods",
     "data": "data",
     "training": "training",
+    "engines": "engines",
 }
 
 

@@ -1,0 +1,186 @@
+"""Encode images with Ray Data: a pool of actors that each load the model once, batches
+streamed through ``map_batches``, Parquet shards in the schema of :mod:`pml_hashing.shards`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .._validation import check_integer, check_real
+from ..shards import MANIFEST_NAME, file_sha256, shard_name, write_manifest_if_complete
+
+__all__ = ["encode_with_ray"]
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            'encode_with_ray needs Ray Data: pip install "pml-hashing[ray]"'
+        ) from None
+    return ray
+
+
+class _Encoder:
+    """A Ray actor: the checkpoint's model, loaded once, over batches of image paths."""
+
+    def __init__(self, checkpoint: str, with_outputs: bool):
+        import torch
+
+        from ..sharded_encode import _ChannelsThen
+        from ..shards import schema
+        from ..training import load_checkpoint
+
+        torch.set_num_threads(1)  # actors share the machine's cores
+        self.model, self.method, config, _ = load_checkpoint(checkpoint)
+        self.encoder = self.method.retrieval_encoder(self.model).eval()
+        from ..export import _file_transform
+
+        self.transform = _ChannelsThen(
+            int(getattr(self.model, "in_chans", 3)),
+            _file_transform(self.model, getattr(config, "image_size", None)),
+        )
+        self.num_bits = int(config.bits)
+        self.with_outputs = with_outputs
+        self.schema = {multi: schema(self.num_bits, multi, with_outputs) for multi in (False, True)}
+
+    def __call__(self, batch: dict) -> object:
+        import torch
+        from PIL import Image
+
+        from ..codes import pack_bool
+        from ..shards import record_batch
+
+        images = []
+        for path in batch["path"]:
+            with Image.open(str(path)) as image:
+                images.append(self.transform(image))
+        with torch.no_grad():
+            outputs = self.method.retrieval_outputs(self.encoder(torch.stack(images)))
+        outputs = outputs.float().numpy()
+        if not np.isfinite(outputs).all():
+            raise ValueError(f"the model's outputs for {batch['path'][0]}... are not finite")
+        labels = np.stack(list(batch["label"])) if len(batch["label"]) else batch["label"]
+        multi = np.asarray(labels).ndim == 2
+        record = record_batch(
+            batch["id"],
+            labels,
+            pack_bool(outputs >= 0),
+            outputs if self.with_outputs else None,
+            self.schema[multi],
+        )
+        import pyarrow as pa
+
+        return pa.Table.from_batches([record])
+
+
+def encode_with_ray(
+    checkpoint,
+    dataset_or_paths,
+    out,
+    num_actors: int = 2,
+    batch_size: int = 256,
+    num_cpus: float = 0.5,
+    outputs: bool = False,
+    root=None,
+) -> dict:
+    """Encode images into a shard folder with a pool of Ray actors.
+
+    Each actor loads the model once; Ray Data streams the image paths through
+    ``map_batches`` and writes Parquet files, renamed here into
+    ``shard-XXXXX-of-N.parquet`` in item order with the usual ``_manifest.json``, so
+    :func:`pml_hashing.codes.read_codes` and ``pml-hashing index build --codes DIR`` read
+    the result like any shard folder. Ray is started in local mode if it is not running
+    (``ray.init()``; connect to a cluster first with ``ray.init(address=...)``).
+
+    Args:
+        checkpoint: ``runs/<name>/`` or its ``checkpoint.safetensors``.
+        dataset_or_paths: an image folder, an image-list file (as for
+            ``pml-hashing encode --images``), a list of image paths, or a Ray Dataset with
+            columns ``path`` and ``label`` (``id`` optional: the row number).
+        out: the shard folder to write (must not hold a manifest yet).
+        num_actors: encoding actors (model copies).
+        batch_size: images per actor call.
+        num_cpus: CPUs reserved per actor. Keep it fractional on small machines: actors
+            holding whole CPUs starve Ray's read step (no progress for minutes on 2 cores).
+        outputs: also write the real outputs.
+        root: the folder relative list paths start from.
+
+    Returns:
+        the manifest (a dict).
+    """
+    ray = _ray()
+    num_actors = check_integer(num_actors, "num_actors", minimum=1)
+    batch_size = check_integer(batch_size, "batch_size", minimum=1)
+    num_cpus = check_real(num_cpus, "num_cpus", minimum=0, strict=True)
+    from ..sharded_encode import check_output_folder, checkpoint_file, read_image_inputs
+
+    check_output_folder(out)
+    out = Path(out)
+    if (out / MANIFEST_NAME).exists() or (out.exists() and any(out.iterdir())):
+        raise ValueError(f"out {out}: already holds files; give a new folder")
+    checkpoint_path = checkpoint_file(checkpoint)
+    from ..training import load_checkpoint
+
+    _, _, config, _ = load_checkpoint(checkpoint_path)
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False)
+    if isinstance(dataset_or_paths, ray.data.Dataset):
+        dataset, source = dataset_or_paths, {"ray_dataset": True}
+        if "id" not in dataset.columns():
+            raise ValueError("a Ray Dataset must have columns id, path and label")
+    else:
+        if isinstance(dataset_or_paths, (str, os.PathLike)):
+            paths, labels = read_image_inputs(dataset_or_paths, root)
+            source = {"images": str(Path(dataset_or_paths).resolve())}
+        else:
+            paths = [str(p) for p in dataset_or_paths]
+            labels = np.full(len(paths), -1, dtype=np.int64)
+            source = {"images": f"{len(paths)} paths"}
+        dataset = ray.data.from_items(
+            [{"id": i, "path": p, "label": labels[i]} for i, p in enumerate(paths)]
+        )
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # files in item order
+    encoded = dataset.map_batches(
+        _Encoder,
+        fn_constructor_args=(str(checkpoint_path), outputs),
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=num_actors),
+        num_cpus=num_cpus,
+    )
+    staging = out / "_ray"
+    encoded.write_parquet(str(staging), ray_remote_args={"num_cpus": num_cpus})
+    files = sorted(staging.glob("*.parquet"))
+    info = {
+        "num_bits": int(config.bits),
+        "checkpoint_sha256": file_sha256(checkpoint_path),
+        "input": source,
+        "outputs": outputs,
+    }
+    import json
+
+    import pyarrow.parquet as pq
+
+    info["items"] = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    for shard, file in enumerate(files):
+        target = out / shard_name(shard, len(files))
+        os.replace(file, target)
+        record = {
+            "file": target.name,
+            "rows": pq.ParquetFile(target).metadata.num_rows,
+            "sha256": file_sha256(target),
+            "shard": shard,
+            "num_shards": len(files),
+            **info,
+        }
+        target.with_suffix(".json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    for leftover in staging.iterdir():
+        leftover.unlink()
+    staging.rmdir()
+    return write_manifest_if_complete(out, len(files), info)
