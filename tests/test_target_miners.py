@@ -766,3 +766,36 @@ def test_max_hamming_over_several_blocks_matches_loop_min_distance(num_classes, 
     assert miner.min_hamming_distance <= smallest
     random = RandomTargetMiner(num_classes, num_bits, seed=1).min_hamming_distance
     assert miner.min_hamming_distance > random
+
+
+# ---------------------------------------------------------------- HashCenter (CSQ)
+
+
+def test_hash_centers_are_hadamard_rows_then_their_negations_up_to_2k_classes():
+    from pml_hashing.miners import HashCenterTargetMiner
+
+    miner = HashCenterTargetMiner(24, 16)
+    assert miner.uses_hadamard
+    rows = miner.targets.tolist()
+    assert rows[16:] == [[-x for x in r] for r in rows[:8]]
+    distances = loop_pair_distances(miner.targets[:16])
+    assert set(distances) == {8}
+
+
+@pytest.mark.parametrize(("num_classes", "num_bits", "floor"), [(40, 16, 4), (300, 64, 20), (50, 24, None)])
+def test_hash_centers_beyond_hadamard_keep_the_minimum_distance(num_classes, num_bits, floor):
+    from pml_hashing.miners import HashCenterTargetMiner
+
+    miner = HashCenterTargetMiner(num_classes, num_bits, min_distance=floor, seed=4)
+    assert not miner.uses_hadamard
+    expected_floor = round(num_bits * 20 / 64) if floor is None else floor
+    assert min(loop_pair_distances(miner.targets)) >= expected_floor
+    for row in miner.targets.tolist():  # balanced, as the authors draw them
+        assert sum(1 for x in row if x == 1) in (num_bits // 2, (num_bits + 1) // 2)
+
+
+def test_hash_centers_refuse_a_floor_no_draw_reaches_with_the_way_out():
+    from pml_hashing.miners import HashCenterTargetMiner
+
+    with pytest.raises(ValueError, match="lower min_distance or use the max-hamming"):
+        HashCenterTargetMiner(200, 16, min_distance=8, max_draws_per_class=5)
