@@ -19,7 +19,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-from ..methods import create_method, method_config_arguments
+from ..methods import create_method, hash_batchnorm_of, method_config_arguments  # FAMILY
 from ..methods.base import HashingMethod
 from ..models import HashingModel
 from .config import ExperimentConfig
@@ -233,7 +233,11 @@ def load_checkpoint(path, map_location="cpu"):
     payload.pop("tree", None)
     config = ExperimentConfig.from_dict(payload["config"], source=f"checkpoint {path}")
     model = HashingModel(
-        config.backbone, config.bits, in_chans=payload["in_chans"], **config.backbone_kwargs
+        config.backbone,
+        config.bits,
+        in_chans=payload["in_chans"],
+        hash_batchnorm=hash_batchnorm_of(config),  # FAMILY: OrthoHash's batch norm option
+        **config.backbone_kwargs,
     )
     model.load_state_dict(payload["model"])
     model.eval()

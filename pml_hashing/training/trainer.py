@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from ..data import Protocol, load_protocol, protocol_info, resize_protocol
 from ..evaluation import select_ternary_threshold
 from ..evaluation.retrieval_report import retrieval_report
-from ..methods import EncodedTrainingSet, build_method
+from ..methods import EncodedTrainingSet, build_method, hash_batchnorm_of  # FAMILY
 from ..models import HashingModel
 from .checkpoint import (
     CHECKPOINT_NAME,
@@ -78,6 +78,7 @@ def build_model(config: ExperimentConfig, in_chans: int) -> HashingModel:
         config.bits,
         pretrained=config.pretrained or False,
         in_chans=in_chans,
+        hash_batchnorm=hash_batchnorm_of(config),  # FAMILY: OrthoHash's batch norm option
         **config.backbone_kwargs,
     )
     if config.freeze_backbone:
