@@ -36,7 +36,8 @@ from tqdm.auto import tqdm
 
 from ..data import Protocol, load_protocol, protocol_info, resize_protocol
 from ..evaluation import select_ternary_threshold
-from ..evaluation.retrieval_report import retrieval_report
+from ..data.protocol import seen_items_for_unseen_vs_all  # FAMILY
+from ..evaluation.retrieval_report import map_unseen_vs_all, retrieval_report  # FAMILY
 from ..methods import EncodedTrainingSet, build_method, hash_batchnorm_of  # FAMILY
 from ..models import HashingModel
 from .checkpoint import (
@@ -983,6 +984,16 @@ def _evaluate(model, method, protocol, config: ExperimentConfig, accelerator) ->
             "validation_map": {str(t): m for t, m in selection.validation_map.items()},
         }
     report["num_query"], report["num_database"] = len(query_out), len(db_out)
+    seen_items = seen_items_for_unseen_vs_all(protocol)  # FAMILY: unseen queries vs all
+    if seen_items is not None:  # FAMILY
+        seen_out, seen_labels = encode_for_retrieval(  # FAMILY
+            model, method, seen_items, config.eval_batch_size, accelerator, config.num_workers
+        )  # FAMILY
+        report["map_unseen_vs_all"] = map_unseen_vs_all(  # FAMILY
+            query_out, query_labels, db_out, db_labels, seen_out, seen_labels,
+            topk=topk, ties=config.ties, seed=config.seed,
+        )  # FAMILY  # fmt: skip
+        report["num_database_unseen_vs_all"] = len(db_out) + len(seen_out)  # FAMILY
     return report
 
 
