@@ -141,14 +141,14 @@ class MaxHammingDistanceTargetMiner(BaseTargetMiner):
                 score = _min_distance_to(packed, chosen_packed[:done]).astype(np.int64)
             else:
                 score = np.full(len(bits), num_bits + 1, dtype=np.int64)
-            among = _hammings(packed, packed)
             for j in range(block):
                 best = int(np.argmax(score))
                 chosen_bits[done + j] = bits[best]
                 chosen_packed[done + j] = packed[best]
                 if ids is not None:
                     used[ids[best]] = True
-                np.minimum(score, among[best], out=score)
+                # one row of distances per pick, never the (candidates x candidates) matrix
+                np.minimum(score, _hammings(packed[best : best + 1], packed)[0], out=score)
                 score[best] = -1  # never twice
             done += block
         targets = np.where(chosen_bits, 1.0, -1.0).astype(np.float32)
