@@ -21,9 +21,9 @@ validation split (last-epoch validation mAP, seen classes, 64 bits, seed 0), the
 every cell of that method and data set. mAP is the tie-aware mAP@all (``ties="expected"``)
 of the last epoch.
 
-Cells run in priority order: learning-rate selection on digits, digits seed 0, selection on
-mnist-5k, mnist-5k 64 bits (seen) for every seed, mnist-5k unseen at 32 and 64 bits, then
-the rest. ``report`` lists the cells that are missing.
+Cells run in priority order: learning-rate selection (digits, then mnist-5k), mnist-5k at
+64 bits (seen classes) for every seed, digits seed 0, mnist-5k unseen at 32 and 64 bits,
+then the rest. ``report`` lists the cells that are missing.
 
 Subcommands: ``grid`` (run cells; ``--worker i --workers n`` runs every n-th cell),
 ``report`` (table and plots from the results file); no subcommand: both.
@@ -116,13 +116,20 @@ def cells(datasets, bits_list, seeds) -> list[dict]:
             for lr in LRS:
                 add({"kind": "select", "dataset": dataset, "method": method, "lr": lr})
 
+    # the learning rates first (every later cell needs them), then the target cell
+    # (mnist-5k, 64 bits, seen classes), digits' first seed, mnist-5k's unseen classes at 32
+    # and 64 bits, then everything else
     for dataset in datasets:
         select(dataset)
-        if dataset == "digits":
-            grid_cells(dataset, seeds[:1], bits_list, list(METHODS), PROTOCOLS)
-        else:
+    for dataset in datasets:
+        if dataset != "digits":
             target = [b for b in bits_list if b == 64] or bits_list[-1:]
             grid_cells(dataset, seeds, target, list(METHODS), ["seen"])
+    for dataset in datasets:
+        if dataset == "digits":
+            grid_cells(dataset, seeds[:1], bits_list, list(METHODS), PROTOCOLS)
+    for dataset in datasets:
+        if dataset != "digits":
             grid_cells(dataset, seeds, [b for b in bits_list if b >= 32], list(METHODS), ["unseen"])
     for dataset in datasets:
         grid_cells(dataset, seeds, bits_list, list(METHODS), PROTOCOLS)
