@@ -799,3 +799,11 @@ def test_hash_centers_refuse_a_floor_no_draw_reaches_with_the_way_out():
 
     with pytest.raises(ValueError, match="lower min_distance or use the max-hamming"):
         HashCenterTargetMiner(200, 16, min_distance=8, max_draws_per_class=5)
+
+
+def test_hash_centers_default_floor_is_lowered_until_the_draws_reach_it():
+    from pml_hashing.miners import HashCenterTargetMiner
+
+    miner = HashCenterTargetMiner(100, 16, seed=0)  # the authors' 5 of 16 bits is out of reach
+    assert 1 <= miner.min_distance < 5
+    assert min(loop_pair_distances(miner.targets)) >= miner.min_distance

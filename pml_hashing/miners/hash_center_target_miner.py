@@ -35,8 +35,10 @@ class HashCenterTargetMiner(BaseTargetMiner):
     Args:
         num_classes, num_bits, seed: the codebook's size and seed (the seed orders the
             Bernoulli draws; Hadamard centers are the authors' fixed rows).
-        min_distance: the rejection floor of Bernoulli centers (default:
-            ``round(K * 20 / 64)``, the authors' 20 at 64 bits).
+        min_distance: the rejection floor of Bernoulli centers. Default: ``round(K * 20 /
+            64)``, the authors' 20 at 64 bits, lowered one bit at a time while the draws
+            cannot reach it (``miner.min_distance`` says the floor used); a given floor that
+            cannot be reached is an error.
         max_draws_per_class: the rejection's budget.
     """
 
@@ -50,6 +52,7 @@ class HashCenterTargetMiner(BaseTargetMiner):
         **kwargs,
     ):
         num_bits = check_integer(num_bits, "num_bits", minimum=1)
+        self.floor_given = min_distance is not None
         if min_distance is None:
             min_distance = round(num_bits * CSQ_MIN_DISTANCE_FRACTION)
         self.min_distance = check_integer(min_distance, "min_distance", minimum=0, maximum=num_bits)
@@ -69,10 +72,18 @@ class HashCenterTargetMiner(BaseTargetMiner):
         if self.uses_hadamard:
             rows = torch.from_numpy(hadamard(self.num_bits)).to(torch.float32)
             return torch.cat([rows, -rows])[: self.num_classes]
-        return self._bernoulli_centers(generator)
-
-    def _bernoulli_centers(self, generator: torch.Generator) -> torch.Tensor:
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        while True:
+            try:
+                return self._bernoulli_centers(rng)
+            except ValueError:
+                # the default floor is the authors' choice at 64 bits; lower it a bit at a
+                # time where it cannot be reached (100 classes at 16 bits, say)
+                if self.floor_given or self.min_distance <= 1:
+                    raise
+                self.min_distance -= 1
+
+    def _bernoulli_centers(self, rng: np.random.Generator) -> torch.Tensor:
         num_classes, num_bits = self.num_classes, self.num_bits
         num_bytes = 8 * math.ceil(num_bits / 64)
         accepted_bits = np.empty((num_classes, num_bits), dtype=bool)
