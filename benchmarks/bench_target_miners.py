@@ -85,7 +85,8 @@ def main(argv=None) -> list[dict]:
     MaxHammingDistanceTargetMiner(8, args.bits)  # import faiss outside the timings
     rows = []
     print(f"K = {args.bits} bits, 20 candidates per class, median of {args.repeats} (1 above 4000)")
-    print(f"{'classes':>8} {'old s':>9} {'new s':>9} {'old/new':>8} {'old min d':>10} {'new min d':>10}")
+    header = ("classes", "old s", "new s", "old/new", "old min d", "new min d")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (8, 9, 9, 8, 10, 10), strict=True)))
     for size in args.sizes:
         repeats = args.repeats if size <= 4000 else 1
         new_s, miner = timed(lambda s=size: MaxHammingDistanceTargetMiner(s, args.bits), repeats)

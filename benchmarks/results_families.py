@@ -269,7 +269,8 @@ def values(records, dataset, view, bits, label) -> list[float]:
         r[key]
         for r in records
         if r["kind"] == "grid"
-        and (r["dataset"], r["protocol"], r["bits"], r["method"]) == (dataset, protocol, bits, method)
+        and (r["dataset"], r["protocol"], r["bits"], r["method"])
+        == (dataset, protocol, bits, method)
         and r.get(key) is not None
     ]
 
@@ -383,14 +384,15 @@ def coverage(records, datasets, bits_list, seeds) -> list[str]:
         for protocol in PROTOCOLS:
             for b in bits_list:
                 counts = {
-                    m: sum(
-                        ("grid", dataset, s, b, m, protocol) in done for s in seeds
-                    )
+                    m: sum(("grid", dataset, s, b, m, protocol) in done for s in seeds)
                     for m in METHODS
                 }
                 full = [m for m, n in counts.items() if n == len(seeds)]
                 short = {m: n for m, n in counts.items() if n < len(seeds)}
-                text = f"{dataset} {protocol} {b} bits: {len(full)}/{len(METHODS)} methods with {len(seeds)} seeds"
+                text = (
+                    f"{dataset} {protocol} {b} bits: {len(full)}/{len(METHODS)} methods with "
+                    f"{len(seeds)} seeds"
+                )
                 if short:
                     text += "; fewer: " + ", ".join(f"{m} {n}" for m, n in short.items())
                 lines.append(text)
@@ -404,7 +406,9 @@ def report(args) -> None:
     body += f"{SELECTION_BITS} bits, seed 0):\n\n"
     body += "".join(f"- {line}\n" for line in lr_lines(records, args.datasets))
     body += "\nCoverage (grid runs per cell):\n\n"
-    body += "".join(f"- {line}\n" for line in coverage(records, args.datasets, args.bits, args.seeds))
+    body += "".join(
+        f"- {line}\n" for line in coverage(records, args.datasets, args.bits, args.seeds)
+    )
     args.table.parent.mkdir(parents=True, exist_ok=True)
     args.table.write_text(body)
     print(body)
@@ -443,8 +447,16 @@ def main(argv=None) -> None:
             env = dict(os.environ, OMP_NUM_THREADS="1")
             procs = [
                 subprocess.Popen(
-                    [sys.executable, __file__, "grid", *clean, "--worker", str(i),
-                     "--workers", str(args.jobs)],
+                    [
+                        sys.executable,
+                        __file__,
+                        "grid",
+                        *clean,
+                        "--worker",
+                        str(i),
+                        "--workers",
+                        str(args.jobs),
+                    ],
                     env=env,
                 )  # fmt: skip
                 for i in range(args.jobs)

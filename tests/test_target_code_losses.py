@@ -66,7 +66,9 @@ def authors_csq_loss(v, centers, lam):
     total_bce, total_q, count = 0.0, 0.0, 0
     for i in range(v.shape[0]):
         for k in range(v.shape[1]):
-            total_bce = total_bce - (t[i, k] * torch.log(p[i, k]) + (1 - t[i, k]) * torch.log(1 - p[i, k]))
+            total_bce = total_bce - (
+                t[i, k] * torch.log(p[i, k]) + (1 - t[i, k]) * torch.log(1 - p[i, k])
+            )
             total_q = total_q + (u[i, k].abs() - 1.0) ** 2
             count += 1
     return total_bce / count + lam * total_q / count
@@ -133,7 +135,9 @@ def authors_orthohash_loss(v, labels, codebook, s, m):
         vn = v[i] / torch.sqrt((v[i] ** 2).sum())
         logits = []
         y = labels[i].tolist()
-        positive = [y == c for c in range(num_classes)] if isinstance(y, int) else [bool(x) for x in y]
+        positive = (
+            [y == c for c in range(num_classes)] if isinstance(y, int) else [bool(x) for x in y]
+        )
         for c in range(num_classes):
             t = codebook[c].to(v.dtype)
             cosine = (vn * (t / math.sqrt(float((t**2).sum())))).sum()
@@ -142,7 +146,9 @@ def authors_orthohash_loss(v, labels, codebook, s, m):
         log_norm = torch.logsumexp(logits, dim=0)
         count = sum(positive)
         if count:  # the authors divide by zero for a sample with no label: 0 here
-            total = total - sum(logits[c] - log_norm for c in range(num_classes) if positive[c]) / count
+            total = (
+                total - sum(logits[c] - log_norm for c in range(num_classes) if positive[c]) / count
+            )
     return total / n
 
 
@@ -213,7 +219,10 @@ def test_outputs_of_the_wrong_width_are_refused(loss_class):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: CSQLoss(num_classes=4, num_bits=16, quantization_weight=-1), "quantization_weight"),
+        (
+            lambda: CSQLoss(num_classes=4, num_bits=16, quantization_weight=-1),
+            "quantization_weight",
+        ),
         (lambda: OrthoHashLoss(num_classes=4, num_bits=16, scale=0), "scale must be > 0"),
         (lambda: OrthoHashLoss(num_classes=4, num_bits=16, margin="0.2"), "margin must be"),
         (lambda: CSQLoss(target_miner="hadamard"), "target_miner must be a BaseTargetMiner"),

@@ -782,7 +782,9 @@ def test_hash_centers_are_hadamard_rows_then_their_negations_up_to_2k_classes():
     assert set(distances) == {8}
 
 
-@pytest.mark.parametrize(("num_classes", "num_bits", "floor"), [(40, 16, 4), (300, 64, 20), (50, 24, None)])
+@pytest.mark.parametrize(
+    ("num_classes", "num_bits", "floor"), [(40, 16, 4), (300, 64, 20), (50, 24, None)]
+)
 def test_hash_centers_beyond_hadamard_keep_the_minimum_distance(num_classes, num_bits, floor):
     from pml_hashing.miners import HashCenterTargetMiner
 

@@ -50,7 +50,9 @@ def test_map_unseen_vs_all_matches_a_loop_over_the_joined_database(dtype):
         torch.cat([unseen_labels, seen_labels]),
     )
     assert got == pytest.approx(expected, abs=1e-12)
-    alone = map_unseen_vs_all(query, query_labels, unseen_db, unseen_labels, seen_db[:0], seen_labels[:0])
+    alone = map_unseen_vs_all(
+        query, query_labels, unseen_db, unseen_labels, seen_db[:0], seen_labels[:0]
+    )
     assert got < alone  # seen items only ever push relevant ones down
 
 
@@ -107,6 +109,8 @@ def test_a_run_with_unseen_classes_reports_unseen_vs_all_beside_map(tmp_path):
     report = metrics["last_epoch"]
     assert 0 <= report["map_unseen_vs_all"] <= 1
     # the unseen database and every seen item of the split (here: the training items)
-    assert report["num_database_unseen_vs_all"] == report["num_database"] + metrics["sizes"]["train"]
+    assert (
+        report["num_database_unseen_vs_all"] == report["num_database"] + metrics["sizes"]["train"]
+    )
     usual = run_experiment({**config, "name": "s", "unseen_classes": None})["last_epoch"]
     assert "map_unseen_vs_all" not in usual

@@ -69,7 +69,9 @@ class OrthoHashLoss(TargetCodeLoss):
             losses = F.cross_entropy(self.scale * (cosine - margins), labels, reduction="none")
         else:
             positives = labels.to(cosine.dtype)
-            log_probabilities = F.log_softmax(self.scale * (cosine - self.margin * positives), dim=1)
+            log_probabilities = F.log_softmax(
+                self.scale * (cosine - self.margin * positives), dim=1
+            )
             share = positives / positives.sum(dim=1, keepdim=True).clamp(min=1)
             losses = -(share * log_probabilities).sum(dim=1)
         self.observe(embeddings, labels)

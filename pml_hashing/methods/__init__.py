@@ -53,7 +53,6 @@ def build_method(config, protocol) -> HashingMethod:
     return METHODS.get_or_raise(config.method).from_config(config, protocol)
 
 
-
 __all__ = [
     "CSQMethod",
     "ClassifierMethod",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pytorch_metric_learning import losses
 
 from ..regularizers import QuantizationRegularizer
-from .base import METHODS, ProtocolFacts, HashingMethod
+from .base import METHODS, HashingMethod, ProtocolFacts
 
 __all__ = ["PAIR_LOSSES", "PairwiseMethod"]
 

@@ -33,7 +33,9 @@ class TargetCodeMethod(HashingMethod):
 
     @staticmethod
     def make_target_miner(name, num_classes, num_bits, seed, target_miner_kwargs):
-        return create_target_miner(name, num_classes, num_bits, seed=seed, **(target_miner_kwargs or {}))
+        return create_target_miner(
+            name, num_classes, num_bits, seed=seed, **(target_miner_kwargs or {})
+        )
 
     @classmethod
     def config_arguments(cls, config, facts: ProtocolFacts) -> dict:

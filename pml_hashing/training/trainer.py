@@ -35,8 +35,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data import Protocol, load_protocol, protocol_info, resize_protocol
-from ..evaluation import select_ternary_threshold
 from ..data.protocol import seen_items_for_unseen_vs_all  # FAMILY
+from ..evaluation import select_ternary_threshold
 from ..evaluation.retrieval_report import map_unseen_vs_all, retrieval_report  # FAMILY
 from ..methods import EncodedTrainingSet, build_method, hash_batchnorm_of  # FAMILY
 from ..models import HashingModel
