@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from .._validation import check_integer
+from ..codes import pack_bool
 from .base_target_miner import TARGET_MINERS, BaseTargetMiner
 
 # Codes of at most this many bits are drawn from the enumerated code space (2**20 codes,
@@ -21,7 +22,7 @@ def _pack(bits: np.ndarray, num_bytes: int) -> np.ndarray:
 
     Padding bits are 0 in every code, so they never add to a distance.
     """
-    packed = np.packbits(bits, axis=1, bitorder="little")
+    packed = pack_bool(np.ascontiguousarray(bits, dtype=bool))
     out = np.zeros((bits.shape[0], num_bytes), dtype=np.uint8)
     out[:, : packed.shape[1]] = packed
     return out
