@@ -415,8 +415,18 @@ def coverage(records, datasets, bits_list, seeds) -> list[str]:
     return lines
 
 
+def first_per_cell(records) -> list[dict]:
+    """One record per cell (two workers may finish the same cell; the first one counts)."""
+    seen, out = set(), []
+    for r in records:
+        if cell_key(r) not in seen:
+            seen.add(cell_key(r))
+            out.append(r)
+    return out
+
+
 def report(args) -> None:
-    records = read_results(args.results)
+    records = first_per_cell(read_results(args.results))
     body = table(records, args.datasets, args.bits)
     body += "\nLearning rates (chosen on the validation split, seen classes, "
     body += f"{SELECTION_BITS} bits, seed 0):\n\n"
