@@ -261,7 +261,8 @@ def grid(args) -> None:
                 records = read_results(results)
             if lr is None:
                 continue
-        record = run_cell(cell, lr, args.output_dir)
+        reused = _selection_run(records, cell, lr)
+        record = reused if reused is not None else run_cell(cell, lr, args.output_dir)
         with results.open("a") as f:  # one line per cell: appends from workers interleave
             f.write(json.dumps(record) + "\n")
         print(
@@ -269,6 +270,22 @@ def grid(args) -> None:
             f"mAP {record['map']:.4f} ({record['seconds']:.0f} s)",
             flush=True,
         )
+
+
+def _selection_run(records, cell, lr) -> dict | None:
+    """The learning-rate trial that is this grid cell already (same data set, method, seed
+    0, seen classes, the selection's bits and the chosen rate), as the cell's record."""
+    if cell["kind"] != "grid" or (cell["seed"], cell["bits"], cell["protocol"]) != (
+        0,
+        SELECTION_BITS,
+        "seen",
+    ):
+        return None
+    for r in records:
+        if (r["kind"], r["dataset"], r["method"]) == ("select", cell["dataset"], cell["method"]):
+            if lr is not None and float(r["lr"]) == float(lr):
+                return {**r, **cell, "reused_from": "select"}
+    return None
 
 
 # ---------------------------------------------------------------------------- report
