@@ -19,7 +19,8 @@ Every run holds out ``validation_per_class`` = 5 items per class (the validation
 Learning rate: for each trained method and data set, chosen among ``--lrs`` on the
 validation split (last-epoch validation mAP, seen classes, 64 bits, seed 0), then used in
 every cell of that method and data set. On mnist-5k (``DATASET_LRS``, ``SELECTED``) only DPN,
-CSQ and OrthoHash are selected, between 4e-3 and 1.5e-2; the other methods take digits' rate. mAP is the tie-aware mAP@all (``ties="expected"``)
+CSQ and OrthoHash are selected, between 4e-3 and 1.5e-2; the other methods take digits' rate.
+mAP is the tie-aware mAP@all (``ties="expected"``)
 of the last epoch.
 
 Cells run in priority order: learning-rate selection (digits, then mnist-5k), mnist-5k at
