@@ -242,6 +242,8 @@ def grid(args) -> None:
     results = args.results
     results.parent.mkdir(parents=True, exist_ok=True)
     all_cells = cells(args.datasets, args.bits, args.seeds)
+    if args.protocol is not None:  # a worker of one protocol's grid cells
+        all_cells = [c for c in all_cells if c["kind"] == "grid" and c["protocol"] == args.protocol]
     mine = [c for i, c in enumerate(all_cells) if i % args.workers == args.worker]
     for i, cell in enumerate(mine):
         records = read_results(results)
@@ -472,6 +474,9 @@ def main(argv=None) -> None:
     parser.add_argument("--plots", type=Path, default=PLOTS)
     parser.add_argument("--output-dir", type=Path, default=ROOT / "runs" / "families")
     parser.add_argument("--wait-seconds", type=float, default=3600.0)
+    parser.add_argument(
+        "--protocol", choices=tuple(PROTOCOLS), default=None, help="grid cells of one protocol"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="worker processes for the grid")
     parser.add_argument("--worker", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
