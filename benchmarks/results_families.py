@@ -396,6 +396,7 @@ def plots(records, datasets, bits_list, plot_dir: Path) -> list[Path]:
                         linestyle="--" if label in FIT_ONLY else "-", label=label,
                     )  # fmt: skip
             ax.set_xscale("log", base=2)
+            ax.set_xlim(min(bits_list) / 1.25, max(bits_list) * 1.25)  # also with one point
             ax.set_xticks(bits_list, [str(b) for b in bits_list])
             ax.set_xlabel("code length (bits)")
             if j == 0:
