@@ -17,9 +17,12 @@ from pml_hashing.methods import (
     METHODS,
     TARGET_MINERS,
     ClassifierMethod,
+    CSQMethod,
     DPNMethod,
     ITQMethod,
     LSHMethod,
+    OrthoHashMethod,
+    PairwiseMethod,
     ProtocolFacts,
     SHBDNNMethod,
     UHBDNNMethod,
@@ -32,6 +35,7 @@ from pml_hashing.methods import (
 from pml_hashing.miners import (
     AdaptiveTargetMiner,
     HadamardTargetMiner,
+    HashCenterTargetMiner,
     MaxHammingDistanceTargetMiner,
     RandomTargetMiner,
 )
@@ -116,10 +120,14 @@ def test_every_component_registered_itself_in_its_own_file():
         "classifier": ClassifierMethod,
         "lsh": LSHMethod,
         "itq": ITQMethod,
+        "csq": CSQMethod,
+        "orthohash": OrthoHashMethod,
+        "pairwise": PairwiseMethod,
     }
     assert dict(TARGET_MINERS) == {
         "random": RandomTargetMiner,
         "hadamard": HadamardTargetMiner,
+        "hash-center": HashCenterTargetMiner,
         "max-hamming": MaxHammingDistanceTargetMiner,
         "adaptive": AdaptiveTargetMiner,
     }

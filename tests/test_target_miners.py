@@ -173,6 +173,36 @@ def test_random_mean_pairwise_distance_close_to_claim(p):
     assert abs(mean - expected) < 0.2
 
 
+@pytest.mark.parametrize("kind", [RandomTargetMiner, AdaptiveTargetMiner])
+@pytest.mark.parametrize("p", [0, 1, 0.0, 1.0])
+def test_p_of_zero_or_one_is_refused_because_every_class_would_share_one_target(kind, p):
+    with pytest.raises(ValueError, match="p must be strictly between 0 and 1.*share one target"):
+        kind(4, 8, p=p)
+    assert kind(1, 8, p=p).targets.shape == (1, 8)  # one class: nothing to share
+
+
+@pytest.mark.parametrize("kind", [RandomTargetMiner, AdaptiveTargetMiner])
+@pytest.mark.parametrize("p", ["0.5", None, [0.5]])
+def test_p_of_the_wrong_type_is_refused_naming_p(kind, p):
+    with pytest.raises(ValueError, match="^p must be a finite real number"):
+        kind(4, 8, p=p)
+
+
+def test_adaptive_end_epoch_without_votes_reports_no_change():
+    miner = AdaptiveTargetMiner(5, 16, seed=0, **ALGORITHM_1)
+    before = miner.targets.clone()
+    assert miner.end_epoch() is False
+    assert torch.equal(miner.targets, before) and miner.num_changed_bits == 0
+
+
+def test_adaptive_end_epoch_with_votes_confirming_every_bit_reports_no_change():
+    miner = AdaptiveTargetMiner(4, 16, seed=1, **ALGORITHM_1)
+    labels = torch.tensor([0, 1, 2, 3])
+    miner.observe(miner.targets[labels].clone(), labels)  # every sample exactly on its target
+    assert miner.voters.sum() == 4
+    assert miner.end_epoch() is False
+
+
 @pytest.mark.parametrize("p", [-0.1, 1.5])
 def test_random_rejects_p_outside_unit_interval(p):
     with pytest.raises(ValueError, match=rf"p must be a probability in \[0, 1\]; got {p}"):
@@ -264,7 +294,7 @@ def test_max_hamming_codes_are_distinct_when_space_allows():
 
 
 def test_max_hamming_rejects_no_candidates():
-    with pytest.raises(ValueError, match="candidates_per_class must be >= 1; got 0"):
+    with pytest.raises(ValueError, match="candidates_per_class must be a positive integer; got 0"):
         MaxHammingDistanceTargetMiner(4, 8, candidates_per_class=0)
 
 
@@ -341,8 +371,10 @@ def test_adaptive_update_matches_loop_reference(dtype):
     assert voters[5] == 0
     assert miner.voters.tolist() == voters
     assert miner.votes.tolist() == votes
-    assert miner.end_epoch() is True
-    assert miner.targets.tolist() == loop_update(before, votes)
+    expected = loop_update(before, votes)
+    # end_epoch reports a change exactly when a bit flipped
+    assert miner.end_epoch() is (expected != before.tolist())
+    assert miner.targets.tolist() == expected
     assert miner.targets[5].tolist() == before[5].tolist()
     assert miner.num_voters == sum(voters)
     assert miner.num_changed_bits == int((miner.targets != before).sum())
@@ -455,10 +487,12 @@ def test_adaptive_state_dict_round_trip_mid_epoch():
         6, 16, update_every=2, warmup_epochs=0, min_distance_floor=None, seed=99
     )
     restored.load_state_dict(miner.state_dict())
+    changes = []
     for m in (miner, restored):
         m.observe(*batches[2])
-        assert m.end_epoch() is True
+        changes.append(m.end_epoch())
         m.observe(*batches[3])
+    assert changes[0] == changes[1]
     assert torch.equal(restored.targets, miner.targets)
     assert torch.equal(restored.votes, miner.votes)
     assert int(restored.epochs_seen) == int(miner.epochs_seen) == 2
@@ -692,3 +726,86 @@ def test_adaptive_rejects_bad_warmup_epochs(bad):
 def test_adaptive_rejects_bad_min_distance_floor(bad):
     with pytest.raises(ValueError, match="min_distance_floor must be"):
         AdaptiveTargetMiner(3, 8, min_distance_floor=bad)
+
+
+# ---------------------------------------------------------------- MaxHamming: duplicates, scale
+
+
+def test_max_hamming_codes_stay_distinct_when_balanced_codes_run_out():
+    # C(8, 4) = 70 balanced 8-bit codes for 100 classes: the rest must come from all codes
+    miner = MaxHammingDistanceTargetMiner(100, 8, seed=0)
+    rows = [tuple(r) for r in miner.targets.tolist()]
+    assert len(set(rows)) == 100
+    assert min(loop_pair_distances(miner.targets)) == miner.min_hamming_distance >= 1
+
+
+def test_max_hamming_fills_the_whole_code_space():
+    miner = MaxHammingDistanceTargetMiner(16, 4, seed=2)
+    assert len({tuple(r) for r in miner.targets.tolist()}) == 16
+
+
+def test_max_hamming_refuses_more_classes_than_distinct_codes():
+    with pytest.raises(ValueError, match=r"num_classes must be <= 2\*\*num_bits = 256.*got 300"):
+        MaxHammingDistanceTargetMiner(300, 8)
+
+
+@pytest.mark.parametrize(("num_classes", "num_bits"), [(600, 16), (1200, 64), (700, 13)])
+def test_max_hamming_over_several_blocks_matches_loop_min_distance(num_classes, num_bits):
+    # more than one block of classes: the codes picked in later blocks are compared with
+    # all earlier ones
+    miner = MaxHammingDistanceTargetMiner(num_classes, num_bits, candidates_per_class=3, seed=1)
+    codes = miner.targets.tolist()
+    assert len({tuple(r) for r in codes}) == num_classes
+    # a plain loop over pairs for the smallest distance (on a sample of rows against all)
+    smallest = min(
+        loop_hamming(codes[i], codes[j])
+        for i in range(0, num_classes, 7)
+        for j in range(num_classes)
+        if i != j
+    )
+    assert miner.min_hamming_distance <= smallest
+    random = RandomTargetMiner(num_classes, num_bits, seed=1).min_hamming_distance
+    assert miner.min_hamming_distance > random
+
+
+# ---------------------------------------------------------------- HashCenter (CSQ)
+
+
+def test_hash_centers_are_hadamard_rows_then_their_negations_up_to_2k_classes():
+    from pml_hashing.miners import HashCenterTargetMiner
+
+    miner = HashCenterTargetMiner(24, 16)
+    assert miner.uses_hadamard
+    rows = miner.targets.tolist()
+    assert rows[16:] == [[-x for x in r] for r in rows[:8]]
+    distances = loop_pair_distances(miner.targets[:16])
+    assert set(distances) == {8}
+
+
+@pytest.mark.parametrize(
+    ("num_classes", "num_bits", "floor"), [(40, 16, 4), (300, 64, 20), (50, 24, None)]
+)
+def test_hash_centers_beyond_hadamard_keep_the_minimum_distance(num_classes, num_bits, floor):
+    from pml_hashing.miners import HashCenterTargetMiner
+
+    miner = HashCenterTargetMiner(num_classes, num_bits, min_distance=floor, seed=4)
+    assert not miner.uses_hadamard
+    expected_floor = round(num_bits * 20 / 64) if floor is None else floor
+    assert min(loop_pair_distances(miner.targets)) >= expected_floor
+    for row in miner.targets.tolist():  # balanced, as the authors draw them
+        assert sum(1 for x in row if x == 1) in (num_bits // 2, (num_bits + 1) // 2)
+
+
+def test_hash_centers_refuse_a_floor_no_draw_reaches_with_the_way_out():
+    from pml_hashing.miners import HashCenterTargetMiner
+
+    with pytest.raises(ValueError, match="lower min_distance or use the max-hamming"):
+        HashCenterTargetMiner(200, 16, min_distance=8, max_draws_per_class=5)
+
+
+def test_hash_centers_default_floor_is_lowered_until_the_draws_reach_it():
+    from pml_hashing.miners import HashCenterTargetMiner
+
+    miner = HashCenterTargetMiner(100, 16, seed=0)  # the authors' 5 of 16 bits is out of reach
+    assert 1 <= miner.min_distance < 5
+    assert min(loop_pair_distances(miner.targets)) >= miner.min_distance

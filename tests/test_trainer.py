@@ -365,7 +365,7 @@ def recipe_main():
         (["--topk", "0"], "topk must be >= 1"),
         (["--radius", "-1"], "radius must be >= 0"),
         (["--epochs", "two"], "argument --epochs: must be an integer"),
-        (["--method", "dpm"], "argument --method: must be one of classifier, dpn"),
+        (["--method", "dpm"], "argument --method: must be one of classifier, csq, dpn"),
         (["--target-miner", "adaptiv"], "argument --target-miner: must be one of"),
         (["--margin", "inf"], "margin must be a finite number"),
         (["--method", "sh-bdnn", "--target-miner", "adaptive"], "target_miner applies to"),
@@ -403,7 +403,8 @@ def test_help_gives_each_flag_a_help_text_default_and_choices(capsys):
         recipe_main()(["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "code length K (a positive multiple of 8) (default: 64)" in out
-    assert "choices: classifier, dpn, itq, lsh, sh-bdnn, uh-bdnn (default: dpn)" in out
+    methods = "classifier, csq, dpn, itq, lsh, orthohash, pairwise, sh-bdnn, uh-bdnn"
+    assert f"choices: {methods} (default: dpn)" in out
     assert "choices: adaptive, hadamard," in out
     assert "method dpn only" in out
     import dataclasses

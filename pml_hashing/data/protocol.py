@@ -422,3 +422,44 @@ def unseen_info(seen: list[int], unseen: list[int] | None) -> dict:
     if unseen is None:
         return {}
     return {"seen_classes": list(seen), "unseen_classes": list(unseen)}
+
+
+class _OriginalClassLabels(Dataset):
+    """Items of a seen-class split with their labels mapped back to the source class ids."""
+
+    def __init__(self, dataset: Dataset, seen: list[int], num_classes: int):
+        self.dataset = dataset
+        self.seen = torch.as_tensor(seen, dtype=torch.long)
+        self.num_classes = num_classes
+        self.indices = getattr(dataset, "indices", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        image, label = self.dataset[i]
+        label = torch.as_tensor(label)
+        if label.ndim == 0:
+            return image, self.seen[label]
+        full = torch.zeros(self.num_classes, dtype=label.dtype)
+        full[self.seen] = label
+        return image, full
+
+
+def seen_items_for_unseen_vs_all(protocol: Protocol) -> Dataset | None:
+    """The seen-class items that join the unseen database for "unseen vs all" retrieval.
+
+    Under the unseen-class protocol the database holds unseen classes only; the recent
+    comparative studies also search unseen-class queries in a database of seen *and*
+    unseen items ("unseen@all"). The seen items are the training items, and the
+    validation items if any (every seen item the split holds), with their labels mapped
+    back to the source class ids (training re-indexes them to the seen classes), so that
+    they share no label with an unseen query. ``None`` for the usual (seen-class) protocol.
+    """
+    seen = protocol.info.get("seen_classes")
+    unseen = protocol.info.get("unseen_classes")
+    if seen is None or unseen is None:
+        return None
+    parts = [protocol.train] + ([protocol.validation] if protocol.validation is not None else [])
+    total = len(seen) + len(unseen)
+    return torch.utils.data.ConcatDataset([_OriginalClassLabels(d, seen, total) for d in parts])

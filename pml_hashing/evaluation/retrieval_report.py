@@ -21,7 +21,12 @@ from ..codes import binarize, ternarize
 from .average_precision import mean_average_precision
 from .hamming_ball_statistics import hamming_ball_statistics
 
-__all__ = ["DegenerateTernaryCodesWarning", "format_retrieval_report", "retrieval_report"]
+__all__ = [
+    "DegenerateTernaryCodesWarning",
+    "format_retrieval_report",
+    "map_unseen_vs_all",
+    "retrieval_report",
+]
 
 
 class DegenerateTernaryCodesWarning(UserWarning):
@@ -109,6 +114,57 @@ def retrieval_report(
         report["ternary_threshold"] = float(ternary_threshold)
     report.update({"topk": "all" if topk is None else topk, "ties": ties, "radius": radius})
     return report
+
+
+def map_unseen_vs_all(
+    query_outputs,
+    query_labels,
+    unseen_db_outputs,
+    unseen_db_labels,
+    seen_outputs,
+    seen_labels,
+    topk: int | None = None,
+    ties: str = "index",
+    seed: int = 0,
+) -> float:
+    """mAP@R of unseen-class queries against a database of unseen *and* seen items.
+
+    The report's ``map_unseen_vs_all`` ("unseen@all" in the comparative studies): the
+    database is the unseen-class database followed by the seen items
+    (:func:`~pml_hashing.data.protocol.seen_items_for_unseen_vs_all`, labels in the source
+    class ids). A seen item is never relevant to an unseen query, so every seen item ranked
+    among the unseen ones costs precision: fixed-code methods, which map seen classes onto
+    their targets, and any codes that send unseen items onto seen targets, lose here.
+    Outputs or codes are binarized (``v >= 0 -> +1``); labels integer or multi-hot.
+    """
+    topk = check_integer(topk, "topk", minimum=1, allow_none=True)
+    query_outputs, unseen_db_outputs = report_outputs(query_outputs, unseen_db_outputs)
+    _, seen_outputs = report_outputs(query_outputs, seen_outputs, ("query_outputs", "seen_outputs"))
+    query_labels = torch.from_numpy(
+        label_array(query_labels, "query_labels", len(query_outputs), "query_outputs")
+    )
+    db_labels = [
+        torch.from_numpy(label_array(labels, name, len(outputs), name.replace("labels", "outputs")))
+        for labels, outputs, name in (
+            (unseen_db_labels, unseen_db_outputs, "unseen_db_labels"),
+            (seen_labels, seen_outputs, "seen_labels"),
+        )
+    ]
+    if db_labels[0].ndim != db_labels[1].ndim or db_labels[0].shape[1:] != db_labels[1].shape[1:]:
+        raise ValueError(
+            "seen_labels must be of the same kind as unseen_db_labels "
+            f"{tuple(db_labels[0].shape)}; got shape {tuple(db_labels[1].shape)}"
+        )
+    db_codes = torch.cat([binarize(unseen_db_outputs), binarize(seen_outputs)])
+    return mean_average_precision(
+        binarize(query_outputs),
+        query_labels,
+        db_codes,
+        torch.cat(db_labels),
+        topk=topk,
+        ties=ties,
+        seed=seed,
+    )
 
 
 def _ternary_report(query_outputs, query_labels, db_outputs, db_labels, margin, topk, ties, seed):

@@ -4,11 +4,11 @@ import torch
 from pytorch_metric_learning.utils import common_functions as c_f
 
 from .._validation import check_real
-from ..miners import BaseTargetMiner, RandomTargetMiner
-from .multi_label_loss import MultiLabelLoss
+from ..miners import BaseTargetMiner
+from .target_code_loss import TargetCodeLoss
 
 
-class PolarizationLoss(MultiLabelLoss):
+class PolarizationLoss(TargetCodeLoss):
     """Polarization loss of the Deep Polarized Network (Fan et al., IJCAI 2020, eq. 3).
 
     ``L_P(v, t) = sum_k max(m - v_k t_k, 0)``: per sample, the sum over the K bits of a hinge
@@ -49,56 +49,12 @@ class PolarizationLoss(MultiLabelLoss):
         seed: int = 0,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        margin = check_real(margin, "margin", minimum=0, strict=True)
-        if target_miner is None:
-            if num_classes is None or num_bits is None:
-                raise ValueError(
-                    "target_miner is required (or give num_classes and num_bits for random targets)"
-                )
-            target_miner = RandomTargetMiner(num_classes, num_bits, seed=seed)
-        elif not isinstance(target_miner, BaseTargetMiner):
-            raise ValueError(
-                f"target_miner must be a BaseTargetMiner; got {type(target_miner).__name__}"
-            )
-        self.margin = margin
-        self.target_miner = target_miner
+        super().__init__(
+            target_miner=target_miner, num_classes=num_classes, num_bits=num_bits, seed=seed,
+            **kwargs,
+        )  # fmt: skip
+        self.margin = check_real(margin, "margin", minimum=0, strict=True)
         self.add_to_recordable_attributes(name="margin")
-
-    @property
-    def targets(self) -> torch.Tensor:
-        """The ``(num_classes, num_bits)`` codebook of the target miner."""
-        return self.target_miner.targets
-
-    @property
-    def num_classes(self) -> int:
-        """Labels are class ids in ``[0, target_miner.num_classes)``."""
-        return self.target_miner.num_classes
-
-    def check_embeddings(self, embeddings: torch.Tensor) -> None:
-        if embeddings.shape[1] != self.target_miner.num_bits:
-            raise ValueError(
-                f"embeddings have {embeddings.shape[1]} bits (embeddings.shape[1]) but "
-                f"target_miner.num_bits is {self.target_miner.num_bits}"
-            )
-
-    def _targets_like(self, embeddings: torch.Tensor) -> torch.Tensor:
-        # A copy on the outputs' device, made once per codebook version: copying a CPU
-        # codebook to the GPU on every step would block the host like a sync.
-        # The key holds the source tensor itself (not its id, which a new codebook could reuse)
-        # and its version counter, which in-place updates bump.
-        targets = self.target_miner.targets
-        cached = getattr(self, "_targets_cache", None)
-        if (
-            cached is None
-            or cached[0] is not targets
-            or cached[1] != targets._version
-            or cached[2].device != embeddings.device
-            or cached[2].dtype != embeddings.dtype
-        ):
-            copy = targets.to(device=embeddings.device, dtype=embeddings.dtype)
-            cached = self._targets_cache = (targets, targets._version, copy)
-        return cached[2]
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         targets = self._targets_like(embeddings)
@@ -112,8 +68,7 @@ class PolarizationLoss(MultiLabelLoss):
             losses = embeddings.new_zeros(embeddings.shape[0]).index_add(
                 0, sample_idx, hinge.sum(dim=1)
             )
-        if embeddings.requires_grad:
-            self.target_miner.observe(embeddings.detach(), labels)
+        self.observe(embeddings, labels)
         return {
             "loss": {
                 "losses": losses,
@@ -121,12 +76,3 @@ class PolarizationLoss(MultiLabelLoss):
                 "reduction_type": "element",
             }
         }
-
-    def end_epoch(self) -> bool:
-        """Tell the target miner an epoch ended (DPN-A updates here). Returns if it updated.
-
-        Also reads the input checks deferred on an accelerator (see below), so a NaN output
-        raises here at the latest.
-        """
-        self.flush_checks()
-        return self.target_miner.end_epoch()

@@ -12,8 +12,12 @@ from ..miners import TARGET_MINERS
 from .base import METHODS, EncodedTrainingSet, HashingMethod, ProtocolFacts
 from .bdnn import SHBDNNMethod, UHBDNNMethod
 from .classifier import ClassifierMethod
-from .dpn import DPNMethod, create_target_miner
+from .csq import CSQMethod
+from .dpn import DPNMethod
 from .fit_only import FitOnlyMethod, ITQMethod, LSHMethod
+from .orthohash import OrthoHashMethod
+from .pairwise import PAIR_LOSSES, PairwiseMethod
+from .target_code import TargetCodeMethod, create_target_miner
 
 
 def register_method(name: str, cls: type[HashingMethod], overwrite: bool | None = None):
@@ -23,7 +27,8 @@ def register_method(name: str, cls: type[HashingMethod], overwrite: bool | None 
 
 
 def create_method(name: str, num_classes: int, num_bits: int, **kwargs) -> HashingMethod:
-    """Build a hashing method by name (``dpn``, ``sh-bdnn``, ``uh-bdnn``)."""
+    """Build a hashing method by name (``dpn``, ``csq``, ``orthohash``, ``pairwise``,
+    ``sh-bdnn``, ``uh-bdnn``, ...: the names in :data:`METHODS`)."""
     return METHODS.create(name, num_classes, num_bits, **kwargs)
 
 
@@ -34,16 +39,28 @@ def method_config_arguments(config, protocol) -> dict:
     return cls.config_arguments(config, ProtocolFacts.of(protocol, cls.needs_input_dim))
 
 
+def hash_batchnorm_of(config) -> bool:
+    """Whether the config's model ends in a batch norm (``hash_batchnorm``; none: the
+    method's ``default_hash_batchnorm``, true for OrthoHash as in its authors' code)."""
+    if config.hash_batchnorm is not None:
+        return bool(config.hash_batchnorm)
+    return bool(getattr(METHODS.get_or_raise(config.method), "default_hash_batchnorm", False))
+
+
 def build_method(config, protocol) -> HashingMethod:
     """The hashing method of an ``ExperimentConfig``, built by its class's ``from_config``
     for a :class:`~pml_hashing.data.Protocol` (or its :class:`ProtocolFacts`)."""
     return METHODS.get_or_raise(config.method).from_config(config, protocol)
 
 
-
 __all__ = [
+    "CSQMethod",
     "ClassifierMethod",
     "DPNMethod",
+    "OrthoHashMethod",
+    "PAIR_LOSSES",
+    "PairwiseMethod",
+    "TargetCodeMethod",
     "FitOnlyMethod",
     "ITQMethod",
     "LSHMethod",
@@ -57,6 +74,7 @@ __all__ = [
     "build_method",
     "create_method",
     "create_target_miner",
+    "hash_batchnorm_of",
     "method_config_arguments",
     "register_method",
 ]

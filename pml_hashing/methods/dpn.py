@@ -1,20 +1,14 @@
 from __future__ import annotations
 
-import torch
-
 from ..losses import PolarizationLoss
-from ..miners import TARGET_MINERS
-from .base import METHODS, HashingMethod, ProtocolFacts
+from .base import METHODS, ProtocolFacts
+from .target_code import TargetCodeMethod, create_target_miner
 
-
-def create_target_miner(name: str, num_classes: int, num_bits: int, seed: int = 0, **kwargs):
-    """A target miner by recipe name: ``random``, ``hadamard``, ``max-hamming``, ``adaptive``
-    (any name in :data:`~pml_hashing.miners.TARGET_MINERS`)."""
-    return TARGET_MINERS.create(name, num_classes, num_bits, seed=seed, **kwargs)
+__all__ = ["DPNMethod", "create_target_miner"]
 
 
 @METHODS.register("dpn")
-class DPNMethod(HashingMethod):
+class DPNMethod(TargetCodeMethod):
     """Deep Polarized Network: the polarization loss against per-class target codes.
 
     ``regularizers`` (optional) are added to the loss as PML ``embedding_regularizer``s would
@@ -33,13 +27,11 @@ class DPNMethod(HashingMethod):
         target_miner_kwargs: dict | None = None,
         regularizers: list | None = None,
     ):
-        super().__init__(num_classes, num_bits)
-        miner = create_target_miner(
-            target_miner, num_classes, num_bits, seed=seed, **(target_miner_kwargs or {})
+        super().__init__(num_classes, num_bits, regularizers)
+        miner = self.make_target_miner(
+            target_miner, num_classes, num_bits, seed, target_miner_kwargs
         )
         self.loss = PolarizationLoss(margin=margin, target_miner=miner)
-        self.regularizers = torch.nn.ModuleList([r for r, _ in regularizers or []])
-        self.regularizer_weights = [float(w) for _, w in regularizers or []]
 
     @classmethod
     def config_arguments(cls, config, facts: ProtocolFacts) -> dict:
@@ -47,35 +39,7 @@ class DPNMethod(HashingMethod):
         ``update_every``: those its registry entry lists as ``config_keys``)."""
         kwargs = super().config_arguments(config, facts)
         kwargs.setdefault("margin", config.margin)
-        kwargs.setdefault("target_miner", config.target_miner)
-        miner_kwargs = dict(kwargs.pop("target_miner_kwargs", None) or {})
-        for key in TARGET_MINERS.info(kwargs["target_miner"]).get("config_keys", ()):
-            miner_kwargs.setdefault(key, getattr(config, key))
-        kwargs["target_miner_kwargs"] = miner_kwargs
         return kwargs
-
-    @property
-    def target_miner(self):
-        return self.loss.target_miner
-
-    def compute_loss(self, outputs, labels, inputs, indices):
-        loss = self.loss(outputs, labels)
-        for regularizer, weight in zip(self.regularizers, self.regularizer_weights, strict=True):
-            loss = loss + weight * regularizer(outputs)
-        return loss
-
-    def on_epoch_end(self, epoch: int) -> dict:
-        updated = self.loss.end_epoch()
-        miner = self.target_miner
-        stats = {
-            "targets/min_hamming_distance": miner.min_hamming_distance,
-            "targets/mean_hamming_distance": miner.mean_hamming_distance,
-        }
-        if updated:
-            stats["targets/changed_bits"] = getattr(miner, "num_changed_bits", 0)
-        if hasattr(miner, "num_refused_updates"):  # DPN-A's guard (AdaptiveTargetMiner)
-            stats["targets/refused_updates"] = miner.num_refused_updates
-        return stats
 
     def retrieval_margin(self) -> float:
         return self.loss.margin

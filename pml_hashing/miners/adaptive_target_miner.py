@@ -5,6 +5,7 @@ import torch.distributed as dist
 
 from .._validation import check_integer
 from .base_target_miner import TARGET_MINERS, BaseTargetMiner, min_pairwise_hamming_distance
+from .random_target_miner import check_bit_probability
 
 # Chosen from measurements on digits (docs/results.md, "DPN-A: schedule and guard").
 DEFAULT_WARMUP_EPOCHS = 2
@@ -81,8 +82,7 @@ class AdaptiveTargetMiner(BaseTargetMiner):
         min_distance_floor: str | float | None = "initial",
         **kwargs,
     ):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be a probability in [0, 1]; got {p}")
+        p = check_bit_probability(p, num_classes)
         update_every = check_integer(update_every, "update_every", minimum=1)
         warmup_epochs = check_integer(warmup_epochs, "warmup_epochs", minimum=0)
         if min_distance_floor is not None and min_distance_floor != "initial":
@@ -153,7 +153,8 @@ class AdaptiveTargetMiner(BaseTargetMiner):
     def end_epoch(self) -> bool:
         """Count an epoch; on the schedule, apply the votes unless the guard refuses them.
 
-        Returns whether the codebook changed (False for a refused update).
+        Returns whether the codebook changed: False for a refused update, and for an update
+        that flips no bit (no correctly coded sample voted, or the votes confirm every bit).
         """
         self.epochs_seen += 1
         self._epochs_seen += 1
@@ -181,8 +182,10 @@ class AdaptiveTargetMiner(BaseTargetMiner):
             self.num_refused_updates += 1
             self.num_changed_bits = 0
             return False
+        self.num_changed_bits = int((new != old).sum())
+        if not self.num_changed_bits:  # no votes, or votes that confirm every bit
+            return False
         self.targets.copy_(new)
-        self.num_changed_bits = int((self.targets != old).sum())
         self.update_stats()
         return True
 

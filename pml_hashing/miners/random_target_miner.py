@@ -2,7 +2,22 @@ from __future__ import annotations
 
 import torch
 
+from .._validation import check_integer, check_real
 from .base_target_miner import TARGET_MINERS, BaseTargetMiner
+
+
+def check_bit_probability(p, num_classes) -> float:
+    """``p`` as a float in ``[0, 1]``; 0 and 1 refused when there are two classes or more."""
+    p = check_real(p, "p")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a probability in [0, 1]; got {p}")
+    if p in (0.0, 1.0) and check_integer(num_classes, "num_classes", minimum=1) > 1:
+        value = "+1" if p == 1.0 else "-1"
+        raise ValueError(
+            f"p must be strictly between 0 and 1 with num_classes={num_classes}; got {p}: every "
+            f"bit of every target would be {value}, so all classes would share one target code"
+        )
+    return p
 
 
 @TARGET_MINERS.register("random", config_keys=("p",))
@@ -14,9 +29,7 @@ class RandomTargetMiner(BaseTargetMiner):
     """
 
     def __init__(self, num_classes: int, num_bits: int, p: float = 0.5, seed: int = 0, **kwargs):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be a probability in [0, 1]; got {p}")
-        self.p = float(p)
+        self.p = check_bit_probability(p, num_classes)
         super().__init__(num_classes, num_bits, seed=seed, **kwargs)
         self.add_to_recordable_attributes(name="p")
 

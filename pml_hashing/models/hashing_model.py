@@ -122,7 +122,7 @@ def _load_weights_file(backbone: nn.Module, path: Path, name: str) -> None:
 
 
 class HashingModel(nn.Module):
-    """A timm backbone followed by a linear K-bit hash layer (no tanh, no batch norm).
+    """A timm backbone followed by a linear K-bit hash layer (no tanh; batch norm optional).
 
     ``forward(x)`` returns the real outputs ``v`` (N, K) that the polarization loss pushes
     away from zero; ``encode(x)`` returns binary codes (``v >= 0 -> +1``), and
@@ -141,6 +141,11 @@ class HashingModel(nn.Module):
             an error that names the local-file option.
         in_chans: input channels (1 for MNIST-like data; timm adapts the first layer of
             pretrained weights).
+        hash_batchnorm: end the hash layer in ``BatchNorm1d(K)`` after a bias-free linear
+            layer, as OrthoHash's authors do (``nn.Linear(d, K, bias=False)``,
+            ``nn.BatchNorm1d(K, momentum=0.1)``): the outputs are centred and scaled per
+            bit, which balances the bits. Off by default (DPN's outputs are an unbounded
+            linear layer). ``hash_layer`` is then an ``nn.Sequential`` of the two.
         **timm_kwargs: passed to ``timm.create_model`` (``drop_rate``, ``img_size``, ...).
     """
 
@@ -150,9 +155,12 @@ class HashingModel(nn.Module):
         num_bits: int,
         pretrained: bool | str | Path = False,
         in_chans: int = 3,
+        hash_batchnorm: bool = False,
         **timm_kwargs,
     ):
         super().__init__()
+        if not isinstance(hash_batchnorm, bool):
+            raise TypeError(f"hash_batchnorm must be True or False; got {hash_batchnorm!r}")
         num_bits = check_integer(num_bits, "num_bits", minimum=1, maximum=MAX_NUM_BITS)
         if not backbone.startswith(HUB_PREFIXES) and not timm.is_model(backbone):
             close = timm.list_models(f"*{backbone.split('_')[0]}*")[:5]
@@ -182,7 +190,14 @@ class HashingModel(nn.Module):
         )
         if weights is not None:
             _load_weights_file(self.backbone, weights, backbone)
-        self.hash_layer = nn.Linear(self.backbone.num_features, num_bits)
+        self.hash_batchnorm = hash_batchnorm
+        if hash_batchnorm:
+            self.hash_layer = nn.Sequential(
+                nn.Linear(self.backbone.num_features, num_bits, bias=False),
+                nn.BatchNorm1d(num_bits, momentum=0.1),
+            )
+        else:
+            self.hash_layer = nn.Linear(self.backbone.num_features, num_bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.hash_layer(self.backbone(x))

@@ -14,7 +14,7 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
 from torch.utils.data import DataLoader
 
 from ..data import Protocol, load_protocol, protocol_info, resize_protocol
-from ..methods import build_method
+from ..methods import build_method, hash_batchnorm_of
 from ..models import HashingModel
 from .config import ExperimentConfig
 from .encoding import indexed_for_loader
@@ -41,6 +41,7 @@ def build_model(config: ExperimentConfig, in_chans: int) -> HashingModel:
         config.bits,
         pretrained=config.pretrained or False,
         in_chans=in_chans,
+        hash_batchnorm=hash_batchnorm_of(config),  # OrthoHash's batch norm option
         **config.backbone_kwargs,
     )
     if config.freeze_backbone:

@@ -17,7 +17,7 @@ import safetensors.torch
 import torch
 
 from .._files import write_atomic
-from ..methods import create_method
+from ..methods import create_method, hash_batchnorm_of
 from ..methods.base import HashingMethod
 from ..models import HashingModel
 from .config import ExperimentConfig
@@ -196,7 +196,11 @@ def load_checkpoint(path, map_location="cpu"):
     payload.pop("tree", None)
     config = ExperimentConfig.from_dict(payload["config"], source=f"checkpoint {path}")
     model = HashingModel(
-        config.backbone, config.bits, in_chans=payload["in_chans"], **config.backbone_kwargs
+        config.backbone,
+        config.bits,
+        in_chans=payload["in_chans"],
+        hash_batchnorm=hash_batchnorm_of(config),  # OrthoHash's batch norm option
+        **config.backbone_kwargs,
     )
     model.load_state_dict(payload["model"])
     model.eval()

@@ -34,6 +34,10 @@ PRETRAINED_WORDS = {"true": True, "yes": True, "false": False, "no": False}
 
 _NO_DEFAULT = object()
 
+# The methods whose loss pulls outputs to a target miner's class codes: the target-miner
+# keys apply to them.
+TARGET_CODE_METHODS = ("dpn", "csq", "orthohash")
+
 
 def as_flags(message: str) -> str:
     """A library message for the command line: the config keys it names in backticks
@@ -181,26 +185,29 @@ class ExperimentConfig:
         methods=("dpn",),
     )
     target_miner: str = key(
-        "random", "DPN's target codes", choices=_target_miner_names, methods=("dpn",)
+        "random",
+        "target codes of the target-code methods (CSQ's own: hash-center)",
+        choices=_target_miner_names,
+        methods=TARGET_CODE_METHODS,
     )
     p: float = key(
         0.5,
         "ratio of +1 bits in random (and adaptive initial) targets",
         minimum=0.0,
         maximum=1.0,
-        methods=("dpn",),
+        methods=TARGET_CODE_METHODS,
     )
     update_every: int = key(
         3,
         "epochs between adaptive (DPN-A) target updates, after the warm-up",
         minimum=1,
-        methods=("dpn",),
+        methods=TARGET_CODE_METHODS,
     )
     warmup_epochs: int = key(
         2,
         "adaptive (DPN-A): epochs before the first epoch whose votes count",
         minimum=0,
-        methods=("dpn",),
+        methods=TARGET_CODE_METHODS,
     )
     min_distance_floor: str | float | None = key(
         "initial",
@@ -208,7 +215,7 @@ class ExperimentConfig:
         "distance below this floor is refused; 'initial' (the initial codebook's minimum), "
         "a number of bits, or 0 / none (no guard). Algorithm 1 as written: --warmup-epochs 0 "
         "--update-every 1 --min-distance-floor 0",
-        methods=("dpn",),
+        methods=TARGET_CODE_METHODS,
     )
     ternary_threshold: str | float | None = key(
         None,
@@ -216,6 +223,28 @@ class ExperimentConfig:
         ">= 0 (0: binary codes), or 'auto' (chosen on the validation split from a small grid "
         "that includes binary; needs validation_per_class)",
         methods=("dpn",),
+    )
+    quantization_weight: float | None = key(
+        None,
+        "weight of the quantization term: CSQ's lambda (none: 1e-4, DeepHash-pytorch's) or "
+        "the pairwise method's quantization regularizer (none: 0.01)",
+        minimum=0.0,
+        methods=("csq", "pairwise"),
+    )
+    scale: float = key(8.0, "OrthoHash's scale s", greater_than=0.0, methods=("orthohash",))
+    cosine_margin: float = key(
+        0.2, "OrthoHash's additive cosine margin m", minimum=0.0, methods=("orthohash",)
+    )
+    pair_loss: str = key(
+        "contrastive",
+        "the PML pair loss of the pairwise method",
+        choices=("contrastive", "multi-similarity"),
+        methods=("pairwise",),
+    )
+    hash_batchnorm: bool | None = key(
+        None,
+        "a BatchNorm1d after a bias-free hash layer (OrthoHash's authors' model); none: the "
+        "method's default (true for orthohash, false otherwise)",
     )
     method_kwargs: dict = key(
         default_factory=dict, help="more arguments of the method as a YAML mapping"
@@ -302,7 +331,7 @@ class ExperimentConfig:
         if self.name:
             return self.name
         method = self.method
-        if self.method == "dpn":  # the codebook is part of what is trained
+        if self.method in TARGET_CODE_METHODS:  # the codebook is part of what is trained
             method = f"{self.method}-{self.target_miner}"
         return f"{self.dataset}-{method}-{self.bits}b-seed{self.seed}"
 

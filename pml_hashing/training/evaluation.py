@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from ..codes import binarize
+from ..data.protocol import seen_items_for_unseen_vs_all
 from ..evaluation import mean_average_precision, select_ternary_threshold
-from ..evaluation.retrieval_report import retrieval_report
+from ..evaluation.retrieval_report import map_unseen_vs_all, retrieval_report
 from .encoding import encode_for_retrieval
 
 __all__ = ["EvaluationSettings", "evaluate_retrieval", "validation_map"]
@@ -89,6 +90,14 @@ def evaluate_retrieval(
             "validation_map": {str(t): m for t, m in selection.validation_map.items()},
         }
     report["num_query"], report["num_database"] = len(query_out), len(db_out)
+    seen_items = seen_items_for_unseen_vs_all(protocol)
+    if seen_items is not None:  # unseen-class queries against seen + unseen items
+        seen_out, seen_labels = _encode(model, method, seen_items, settings, accelerator)
+        report["map_unseen_vs_all"] = map_unseen_vs_all(
+            query_out, query_labels, db_out, db_labels, seen_out, seen_labels,
+            topk=topk, ties=settings.ties, seed=settings.seed,
+        )  # fmt: skip
+        report["num_database_unseen_vs_all"] = len(db_out) + len(seen_out)
     return report
 
 
