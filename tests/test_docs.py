@@ -271,6 +271,9 @@ def _argv(command: str) -> tuple[str, list[str]] | None:
         return None
     if "..." in tokens or any(t.startswith("<") and t.endswith(">") for t in tokens[:2]):
         return None
+    # a shell variable ("$SLURM_ARRAY_TASK_ID") is a value the shell fills in at run time:
+    # parse the command with a small integer in its place
+    tokens = ["0" if re.fullmatch(r"\$\{?[A-Za-z_]\w*\}?", t) else t for t in tokens]
     if tokens[0] == "pml-hashing":
         return "pml-hashing", tokens[1:]
     if tokens[:3] == ["python", "-m", "pml_hashing.cli"]:

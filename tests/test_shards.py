@@ -377,7 +377,7 @@ def test_encode_into_a_lance_table_gives_the_shard_codes(checkpoint, one_process
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_ray_actors_write_the_shard_codes_of_an_image_folder(checkpoint, tmp_path):
+def test_ray_actors_write_the_shard_codes_of_an_image_folder(checkpoint, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray", reason="ray is not installed (pml-hashing[ray])")
     pytest.importorskip("ray.data")
     from PIL import Image
@@ -391,8 +391,12 @@ def test_ray_actors_write_the_shard_codes_of_an_image_folder(checkpoint, tmp_pat
         folder = root / str(digits.target[i])
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray((digits.images[i] * 16).astype(np.uint8)).save(folder / f"{i:02d}.png")
+    # the same batch size and one thread on both sides, as each actor runs: a convolution's
+    # float sums follow the thread count and batch shape, and an output at 0 +- 1e-7 would
+    # then flip its bit
+    monkeypatch.setenv("PML_HASHING_NUM_THREADS", "1")
     assert main(["encode", "--checkpoint", str(checkpoint), "--images", str(root),
-                 "--out", str(tmp_path / "one")]) == 0  # fmt: skip
+                 "--out", str(tmp_path / "one"), "--batch-size", "5"]) == 0  # fmt: skip
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         # 2 actors at half a CPU each: whole CPUs starve the read step on 2 cores
