@@ -193,10 +193,12 @@ def _write_json_atomic(path: Path, value: dict) -> None:
 
 
 def _read_json(path: Path) -> dict | None:
+    """The JSON object in ``path``; None when it is missing, unreadable or not an object."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return value if isinstance(value, dict) else None
 
 
 def finished_record(folder, shard: int, num_shards: int) -> dict | None:
@@ -290,7 +292,8 @@ def check_shard_folder(path, name: str = "shard folder") -> ShardFolder:
         )
     if manifest.get("format") != _FORMAT:
         raise ValueError(f"{name} {folder}: {MANIFEST_NAME} is not a {_FORMAT} manifest")
-    num_bits = manifest.get("num_bits")
+    _check_manifest_fields(manifest, f"{name} {folder}: {MANIFEST_NAME}")
+    num_bits = manifest["num_bits"]
     files = []
     for entry in manifest["shards"]:
         file = folder / entry["file"]
@@ -307,6 +310,11 @@ def check_shard_folder(path, name: str = "shard folder") -> ShardFolder:
                 f"{name} {folder}: shard {entry['file']} holds {bits}-bit codes; the "
                 f"manifest says {num_bits} bits (mixed bit widths)"
             )
+        if pq.ParquetFile(file).metadata.num_rows != entry["rows"]:
+            raise ValueError(
+                f"{name} {folder}: shard {entry['file']} does not hold the {entry['rows']} "
+                f"rows {MANIFEST_NAME} records"
+            )
         files.append(file)
     return ShardFolder(
         path=folder,
@@ -316,6 +324,39 @@ def check_shard_folder(path, name: str = "shard folder") -> ShardFolder:
         rows=int(manifest["rows"]),
         with_outputs=bool(manifest.get("outputs", False)),
     )
+
+
+def _is_count(value) -> bool:
+    return type(value) is int and value >= 0  # JSON true/false are not counts
+
+
+def _check_manifest_fields(manifest: dict, where: str) -> None:
+    """The manifest's fields have the types the encode writes, before any is used (a
+    hand-edited or damaged manifest is refused by name, not met as a KeyError later)."""
+    num_bits = manifest.get("num_bits")
+    if not _is_count(num_bits) or num_bits == 0 or num_bits % 8:
+        raise ValueError(f"{where}: num_bits must be a positive multiple of 8; got {num_bits!r}")
+    shards = manifest.get("shards")
+    if not isinstance(shards, list) or not shards:
+        raise ValueError(f"{where}: shards must be a non-empty list; got {shards!r}")
+    for entry in shards:
+        file = entry.get("file") if isinstance(entry, dict) else None
+        if (
+            not isinstance(file, str)
+            or file != Path(file).name
+            or file in ("", ".", "..")
+            or not isinstance(entry.get("sha256"), str)
+            or not _is_count(entry.get("rows"))
+        ):
+            raise ValueError(
+                f"{where}: each shard entry must hold file (a name in the folder), rows and "
+                f"sha256; got {entry!r}"
+            )
+    rows = manifest.get("rows")
+    if not _is_count(rows) or rows != sum(entry["rows"] for entry in shards):
+        raise ValueError(f"{where}: rows {rows!r} is not the sum of the shards' rows")
+    if not isinstance(manifest.get("outputs", False), bool):
+        raise ValueError(f"{where}: outputs must be true or false; got {manifest['outputs']!r}")
 
 
 def _file_num_bits(schema_) -> int:

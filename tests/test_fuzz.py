@@ -878,3 +878,70 @@ def test_fuzz_recipe_arguments(program, data):
             keys = {flag.lstrip("-").replace("-", "_") for flag, _ in pairs}
             keys |= {flag for flag, _ in pairs}
             assert any(key in str(error) for key in keys), (argv, str(error))
+
+
+# ------------------------------------------------------------------ shard folders (engines)
+SHARD_FILES = ("shard-00000-of-00002.parquet", "shard-00001-of-00002.parquet", "_manifest.json")
+# JSON values a hand-edited or half-written manifest may hold where the encode wrote others
+JSON_JUNK = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-3, 70), st.text(max_size=8)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _shard_folder(folder: Path) -> dict:
+    """A 2-shard folder of 16-bit codes as ``pml-hashing encode --num-shards 2`` writes it."""
+    from pml_hashing.codes import pack_bits as pack
+    from pml_hashing.shards import ShardWriter, write_manifest_if_complete
+
+    rng = np.random.default_rng(0)
+    codes = rng.choice((-1, 1), size=(7, 16)).astype(np.int8)
+    labels = rng.integers(0, 3, size=7)
+    info = {"num_bits": 16, "checkpoint_sha256": "0" * 64}
+    for shard, rows in enumerate((range(0, 4), range(4, 7))):
+        writer = ShardWriter(folder, shard, 2, 16, multi_label=False, with_outputs=False, info=info)
+        rows = np.asarray(rows)
+        writer.write(rows, labels[rows], pack(codes[rows]))
+        writer.close()
+    assert write_manifest_if_complete(folder, 2, info) is not None
+    return {"codes": codes, "labels": labels, "ids": np.arange(7)}
+
+
+@FUZZ
+@given(
+    target=st.sampled_from(SHARD_FILES),
+    damage=st.sampled_from(["truncate", "flip", "delete", "manifest-key"]),
+    where=st.floats(0, 1, exclude_max=True),
+    key=st.sampled_from(["shards", "num_bits", "rows", "format", "outputs"]),
+    junk=JSON_JUNK,
+)
+def test_fuzz_shard_folder(target, damage, where, key, junk):
+    from pml_hashing.codes import read_codes
+
+    COUNTS["read_codes(shards)"] += 1
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "codes"
+        expected = _shard_folder(folder)
+        path = folder / target
+        data = bytearray(path.read_bytes())
+        if damage == "truncate":
+            path.write_bytes(bytes(data[: int(where * len(data))]))
+        elif damage == "flip":
+            bit = int(where * 8 * len(data))
+            data[bit // 8] ^= 1 << (bit % 8)
+            path.write_bytes(bytes(data))
+        elif damage == "delete":
+            path.unlink()
+        else:
+            manifest = json.loads((folder / "_manifest.json").read_text())
+            manifest[key] = junk
+            (folder / "_manifest.json").write_text(json.dumps(manifest))
+        ok, read = expect_value_error(lambda: read_codes(str(folder)), str(folder))
+    if ok:
+        # what reads must be the codes that were written (a flip the digests cannot see is
+        # one inside the manifest's free text, which changes nothing read)
+        for name in ("codes", "labels", "ids"):
+            np.testing.assert_array_equal(read[name], expected[name])

@@ -396,14 +396,16 @@ class ExperimentConfig:
                 "name", f"name must be a plain folder name (no '/'); got {self.name!r}"
             )
         self._validate_kwargs()
-        from .threads import available_cores
+        from .threads import max_loader_workers
 
-        if self.num_workers > available_cores():
-            # every worker is a process: an unbounded count forks until memory runs out
+        if self.num_workers > max_loader_workers():
+            # every worker is a process: an unbounded count forks until memory runs out. The
+            # bound is generous (a config written for a larger machine still loads here);
+            # past the CPUs, workers only share them
             raise ConfigValueError(
                 "num_workers",
-                f"num_workers must be at most the {available_cores()} CPUs this process may "
-                f"use; got {self.num_workers}",
+                f"num_workers must be at most {max_loader_workers()} (4 per CPU this process "
+                f"may use, at least 8); got {self.num_workers}",
             )
         for f in dataclasses.fields(self):
             methods = f.metadata.get("methods")

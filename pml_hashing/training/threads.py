@@ -50,6 +50,12 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
+def max_loader_workers() -> int:
+    """The most data-loader worker processes a run may ask for: 4 per available CPU, at
+    least 8."""
+    return max(8, 4 * available_cores())
+
+
 def resolve_num_threads(
     num_threads: int | None = None, environ: dict[str, str] | None = None
 ) -> tuple[int, str]:
