@@ -6,7 +6,7 @@ import numpy as np
 
 from .._validation import check_integer
 from ..codes import check_num_bits
-from ..index.id_map import check_ids
+from ._engine_index import EngineIndex
 from ._results import (
     check_k,
     check_radius,
@@ -67,7 +67,7 @@ def table_num_bits(table) -> int | None:
     return field.type.list_size * 8
 
 
-class LanceIndex:
+class LanceIndex(EngineIndex):
     """Hamming search of binary codes in a LanceDB table, with the methods of
     :class:`~pml_hashing.engines.MilvusIndex` (``add``, ``search``, ``range_search``,
     ``count``, ``drop``).
@@ -160,14 +160,6 @@ class LanceIndex:
 
     # ------------------------------------------------------------------ properties
     @property
-    def num_bits(self) -> int:
-        return self._num_bits
-
-    @property
-    def kind(self) -> str:
-        return self._kind
-
-    @property
     def table(self):
         """The ``lancedb`` table."""
         return self._table
@@ -176,13 +168,6 @@ class LanceIndex:
     def count(self) -> int:
         self._table.checkout_latest()
         return int(self._table.count_rows())
-
-    @property
-    def ntotal(self) -> int:
-        return self.count
-
-    def __len__(self) -> int:
-        return self.count
 
     def __repr__(self) -> str:
         return (
@@ -204,16 +189,14 @@ class LanceIndex:
                 f"table {self._name!r} was written by pml-hashing encode (no pos column): "
                 "add codes by encoding into it, or use another table"
             )
-        packed = packed_queries(codes, self._num_bits)
-        new_ids = check_ids(ids, len(packed))
-        if len(packed) == 0:
+        added = self._rows_to_add(codes, ids)
+        if added is None:
             return
-        start = self.count
-        positions = np.arange(start, start + len(packed), dtype=np.int64)
+        packed, new_ids, positions = added
         table = pa.table(
             {
                 "pos": positions,
-                "id": positions if new_ids is None else new_ids,
+                "id": new_ids,
                 "code": pa.FixedSizeListArray.from_arrays(
                     pa.array(packed.reshape(-1)), packed.shape[1]
                 ),

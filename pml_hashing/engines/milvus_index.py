@@ -6,7 +6,7 @@ import numpy as np
 
 from .._validation import check_integer
 from ..codes import check_num_bits
-from ..index.id_map import check_ids
+from ._engine_index import EngineIndex
 from ._results import (
     check_k,
     check_radius,
@@ -30,7 +30,7 @@ def _pymilvus():
     return pymilvus
 
 
-class MilvusIndex:
+class MilvusIndex(EngineIndex):
     """Hamming search of binary codes in a Milvus collection, with :class:`BinaryIndex`'s
     methods that make sense remotely (``add``, ``search``, ``range_search``, ``count``) and
     ``drop``.
@@ -159,14 +159,6 @@ class MilvusIndex:
 
     # ------------------------------------------------------------------ properties
     @property
-    def num_bits(self) -> int:
-        return self._num_bits
-
-    @property
-    def kind(self) -> str:
-        return self._kind
-
-    @property
     def count(self) -> int:
         """Number of codes in the collection (strongly consistent)."""
         rows = self._client.query(
@@ -176,13 +168,6 @@ class MilvusIndex:
             consistency_level="Strong",
         )
         return int(rows[0]["count(*)"])
-
-    @property
-    def ntotal(self) -> int:
-        return self.count
-
-    def __len__(self) -> int:
-        return self.count
 
     def __repr__(self) -> str:
         return (
@@ -198,14 +183,10 @@ class MilvusIndex:
         :meth:`add`), as in ``BinaryIndex``. One writer at a time: positions are counted
         from the collection's size when the call starts.
         """
-        packed = packed_queries(codes, self._num_bits)
-        new_ids = check_ids(ids, len(packed))
-        if len(packed) == 0:
+        added = self._rows_to_add(codes, ids)
+        if added is None:
             return
-        start = self.count
-        positions = np.arange(start, start + len(packed), dtype=np.int64)
-        if new_ids is None:
-            new_ids = positions
+        packed, new_ids, positions = added
         for s in range(0, len(packed), _INSERT_BATCH):
             rows = [
                 {"pos": int(p), "id": int(i), "code": c.tobytes()}
