@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.recipe_arguments import parse_recipe_main
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 # mkdocs turns a page named index.md into its folder's landing page, so the page of
@@ -287,8 +289,6 @@ def _argv(command: str) -> tuple[str, list[str]] | None:
 def _parse(program: str, argv: list[str]):
     """Parse ``argv`` with the program's real argument parser; returns the namespace or
     config, raises SystemExit on a flag the parser does not know."""
-    import importlib.util
-
     if program == "pml-hashing":
         from pml_hashing.cli import make_parser
 
@@ -298,27 +298,7 @@ def _parse(program: str, argv: list[str]):
 
         return build_parser().parse_args(argv)
     # evaluate.py and encode.py build their parser inside main(): stop right after parsing
-    spec = importlib.util.spec_from_file_location("recipe", REPO / program)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    import argparse
-
-    class Parsed(Exception):
-        pass
-
-    original = argparse.ArgumentParser.parse_args
-
-    def parse_and_stop(self, args=None, namespace=None):
-        raise Parsed(original(self, args, namespace))
-
-    argparse.ArgumentParser.parse_args = parse_and_stop
-    try:
-        module.main(argv)
-    except Parsed as parsed:
-        return parsed.args[0]
-    finally:
-        argparse.ArgumentParser.parse_args = original
-    raise AssertionError(f"{program} did not parse its arguments")
+    return parse_recipe_main(program, argv)
 
 
 def test_documented_commands_are_found():

@@ -45,6 +45,7 @@ from pml_hashing.miners import (
     HadamardTargetMiner,
     RandomTargetMiner,
 )
+from tests.recipe_arguments import parse_recipe_main
 
 COUNTS: Counter = Counter()
 _EXAMPLES = os.environ.get("PML_HASHING_FUZZ_EXAMPLES")
@@ -821,36 +822,13 @@ RECIPE_VALUES = st.sampled_from(
 def _parse_recipe(program: str, argv: list[str]):
     """The recipe's own parsing, stopped before any work: train.py's parse_config (flags,
     then the config's checks); evaluate.py and encode.py's parser, built in their main()."""
-    import argparse
-    import importlib.util
-
     if program == "recipes/train.py":
         from pml_hashing.training import parse_config
 
         return parse_config(argv)
-    spec = importlib.util.spec_from_file_location("recipe", REPO / program)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-
-    class Parsed(Exception):
-        pass
-
-    original = argparse.ArgumentParser.parse_args
-
-    def parse_and_stop(self, args=None, namespace=None):
-        raise Parsed(original(self, args, namespace))
-
-    argparse.ArgumentParser.parse_args = parse_and_stop
-    try:
-        module.main(argv)
-    except Parsed as parsed:
-        return parsed.args[0]
-    finally:
-        argparse.ArgumentParser.parse_args = original
-    raise AssertionError(f"{program} did not parse its arguments")
+    return parse_recipe_main(program, argv)
 
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @FUZZ
