@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_integer
+from ..codes import check_num_bits
 from ..index.id_map import check_ids
 from ._results import packed_queries
 
@@ -13,8 +15,19 @@ class EngineIndex:
     """Base of the engine indexes; a subclass sets ``_num_bits`` and ``_kind`` and fills
     :attr:`count` (the engine's row count, read so that a search right after an add sees it)."""
 
+    KINDS: tuple = ()
     _num_bits: int
     _kind: str
+
+    def _check_layout(self, num_bits, kind, nlist, nprobe) -> None:
+        """Check and keep the code length, the kind (one of :attr:`KINDS`, or None: the
+        stored one) and the IVF parameters, before any connection is made."""
+        self._num_bits = check_num_bits(num_bits)
+        if kind is not None and (not isinstance(kind, str) or kind not in self.KINDS):
+            raise ValueError(f"kind must be one of {list(self.KINDS)} or None; got {kind!r}")
+        self._kind = kind
+        self._nlist = check_integer(nlist, "nlist", minimum=1)
+        self._nprobe = check_integer(nprobe, "nprobe", minimum=1)
 
     @property
     def num_bits(self) -> int:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_integer
-from ..codes import check_num_bits
 from ._engine_index import EngineIndex
 from ._results import (
     check_k,
@@ -112,14 +110,10 @@ class LanceIndex(EngineIndex):
         storage_options: dict | None = None,
         create: bool = True,
     ):
-        self._num_bits = check_num_bits(num_bits)
-        if kind is not None and (not isinstance(kind, str) or kind not in _KINDS):
-            raise ValueError(f"kind must be one of {list(_KINDS)} or None; got {kind!r}")
+        self._check_layout(num_bits, kind, nlist, nprobe)
         if not isinstance(table, str) or not table:
             raise ValueError(f"table must be a non-empty name; got {table!r}")
-        self._kind, self._uri, self._name = kind, path_or_uri, table
-        self._nlist = check_integer(nlist, "nlist", minimum=1)
-        self._nprobe = check_integer(nprobe, "nprobe", minimum=1)
+        self._uri, self._name = path_or_uri, table
         self._db = connect(path_or_uri, storage_options)
         if table in table_names(self._db):
             self._table = self._db.open_table(table)

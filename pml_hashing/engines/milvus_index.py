@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_integer
-from ..codes import check_num_bits
 from ._engine_index import EngineIndex
 from ._results import (
     check_k,
@@ -76,16 +74,12 @@ class MilvusIndex(EngineIndex):
         token: str = "",
         create: bool = True,
     ):
-        self._num_bits = check_num_bits(num_bits)
-        if kind is not None and (not isinstance(kind, str) or kind not in _INDEX_TYPES):
-            raise ValueError(f"kind must be one of {list(self.KINDS)} or None; got {kind!r}")
+        self._check_layout(num_bits, kind, nlist, nprobe)
         if not isinstance(uri, str) or not uri:
             raise ValueError(f"uri must be a server address such as http://HOST:19530; got {uri!r}")
         if not isinstance(collection, str) or not collection:
             raise ValueError(f"collection must be a non-empty name; got {collection!r}")
-        self._kind, self._uri, self._collection = kind, uri, collection
-        self._nlist = check_integer(nlist, "nlist", minimum=1)
-        self._nprobe = check_integer(nprobe, "nprobe", minimum=1)
+        self._uri, self._collection = uri, collection
         pymilvus = _pymilvus()
         self._error = pymilvus.MilvusException
         try:
