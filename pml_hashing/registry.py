@@ -104,6 +104,13 @@ class Registry(Mapping, Generic[T]):
         self.get_or_raise(name)
         return self._info[name]
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return its entry (a plugin's test cleans up after itself);
+        an unknown name raises."""
+        entry = self.get_or_raise(name)
+        del self._entries[name], self._info[name]
+        return entry
+
     def names(self) -> list[str]:
         """The registered names, sorted."""
         return sorted(self._entries)
@@ -115,6 +122,9 @@ class Registry(Mapping, Generic[T]):
 
     def __getitem__(self, name: str) -> T:
         return self._entries[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

@@ -311,8 +311,9 @@ def test_coordinate_descent_reaches_a_single_flip_minimum_above_the_brute_force_
         for k in range(num_bits):
             flipped = codes[i].tolist()
             flipped[k] = -flipped[k]
-            neighbour = loop_code_objective(flipped, x[i].tolist(), h[i].tolist(),
-                                            weight.tolist(), bias.tolist(), 0.5)
+            neighbour = loop_code_objective(
+                flipped, x[i].tolist(), h[i].tolist(), weight.tolist(), bias.tolist(), 0.5
+            )
             assert neighbour >= found[i] - 1e-9
     assert exact_hits >= 1  # the searched minimum is not unreachable in practice
 
@@ -322,8 +323,14 @@ def test_coordinate_descent_keeps_the_global_minimum():
     w, c = weight.tolist(), bias.tolist()
     best_codes = []
     for i in range(len(x)):
-        best_codes.append(min(all_codes(4), key=lambda code, i=i: loop_code_objective(
-            code, x[i].tolist(), h[i].tolist(), w, c, 0.2)))
+        best_codes.append(
+            min(
+                all_codes(4),
+                key=lambda code, i=i: loop_code_objective(
+                    code, x[i].tolist(), h[i].tolist(), w, c, 0.2
+                ),
+            )
+        )
     best_codes = torch.tensor(best_codes, dtype=torch.float64)
     codes, sweeps = coordinate_descent_codes(best_codes, x, h, weight, bias, l2=0.2)
     assert torch.equal(codes, best_codes)
@@ -331,8 +338,12 @@ def test_coordinate_descent_keeps_the_global_minimum():
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), num_bits=st.integers(1, 6), l2=st.floats(0.0, 5.0),
-       sweeps=st.integers(1, 4))
+@given(
+    seed=st.integers(0, 10_000),
+    num_bits=st.integers(1, 6),
+    l2=st.floats(0.0, 5.0),
+    sweeps=st.integers(1, 4),
+)
 def test_coordinate_descent_never_increases_the_objective(seed, num_bits, l2, sweeps):
     start, x, h, weight, bias = random_code_problem(seed, 10, 5, num_bits)
     codes, _ = coordinate_descent_codes(start, x, h, weight, bias, l2=l2, num_sweeps=sweeps)
@@ -355,8 +366,15 @@ def encoder_for(outputs, inputs, labels, indices):
 def test_sh_bdnn_loss_matches_loop_objective_with_stored_codes(dtype, full_data_scale):
     generator = torch.Generator().manual_seed(14)
     num_train, num_bits = 20, 8
-    method = SHBDNNMethod(num_classes=3, num_bits=num_bits, l2=0.3, l3=0.2, l4=0.1, l5=0.4,
-                          full_data_scale=full_data_scale)
+    method = SHBDNNMethod(
+        num_classes=3,
+        num_bits=num_bits,
+        l2=0.3,
+        l3=0.2,
+        l4=0.1,
+        l5=0.4,
+        full_data_scale=full_data_scale,
+    )
     # Similarity and balance sum over the batch's partners: M / m estimates the full data.
     factor = num_train / 5 if full_data_scale else 1.0
     train_outputs = torch.randn(num_train, num_bits, generator=generator, dtype=dtype)
@@ -384,8 +402,9 @@ def test_sh_bdnn_loss_matches_loop_objective_with_stored_codes(dtype, full_data_
 def test_uh_bdnn_loss_matches_loop_objective(dtype, full_data_scale):
     generator = torch.Generator().manual_seed(15)
     num_train, num_bits, d = 16, 4, 6
-    method = UHBDNNMethod(3, num_bits, input_dim=d, l1=0.01, l2=0.3, l3=0.2, l4=0.1,
-                          full_data_scale=full_data_scale).to(dtype)
+    method = UHBDNNMethod(
+        3, num_bits, input_dim=d, l1=0.01, l2=0.3, l3=0.2, l4=0.1, full_data_scale=full_data_scale
+    ).to(dtype)
     factor = num_train / 4 if full_data_scale else 1.0
     x = torch.randn(num_train, 2, 3, generator=generator, dtype=dtype)
     train_outputs = torch.randn(num_train, num_bits, generator=generator, dtype=dtype)
@@ -396,8 +415,15 @@ def test_uh_bdnn_loss_matches_loop_objective(dtype, full_data_scale):
     codes = method.codes[indices].to(dtype)
     decoder = method.reconstruction_loss.decoder
     expected = 0.5 * (
-        float(loop_reconstruction(codes, x[indices].reshape(4, d), decoder.weight.detach(),
-                                  decoder.bias.detach(), 0.01))
+        float(
+            loop_reconstruction(
+                codes,
+                x[indices].reshape(4, d),
+                decoder.weight.detach(),
+                decoder.bias.detach(),
+                0.01,
+            )
+        )
         + 0.3 * loop_quantization_against(h, codes)
         + 0.2 * loop_independence(h)
         + 0.1 * factor * loop_balance(h)
@@ -447,8 +473,10 @@ def test_methods_fit_a_batch_of_one_without_the_batch_statistics():
     method = SHBDNNMethod(3, 8, l2=0.3, l5=0.4, full_data_scale=False)
     h = torch.randn(1, 8, dtype=torch.float64)
     value = method.compute_loss(h, torch.tensor([1]), None, torch.tensor([0]))
-    expected = 0.5 * (0.4 * float(loop_similarity_loss(h, torch.tensor([1])))
-                      + 0.3 * loop_quantization_against(h, torch.where(h >= 0, 1.0, -1.0)))
+    expected = 0.5 * (
+        0.4 * float(loop_similarity_loss(h, torch.tensor([1])))
+        + 0.3 * loop_quantization_against(h, torch.where(h >= 0, 1.0, -1.0))
+    )
     assert float(value) == pytest.approx(expected)
 
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from pml_hashing.methods import create_method, hash_batchnorm_of, method_config_arguments
-from pml_hashing.methods.base import ProtocolFacts
+from pml_hashing.methods.base import ProtocolInfo
 from pml_hashing.training import ExperimentConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +37,9 @@ def test_every_published_family_cell_has_a_config_with_its_number(method, datase
     assert (config.method, config.dataset, config.bits) == (method, dataset, bits)
     # the method builds from the config (a GPU is needed for the data and the training only)
     num_classes = {"imagenet-100": 100, "nuswide-21": 21}[dataset]
-    kwargs = method_config_arguments(config, ProtocolFacts(num_classes, 10))
+    kwargs = method_config_arguments(
+        config, ProtocolInfo(dataset, 3, num_classes=num_classes, num_train=10)
+    )
     built = create_method(method, num_classes, bits, **kwargs)
     assert built.target_miner.targets.shape == (num_classes, bits)
     assert hash_batchnorm_of(config) is (method == "orthohash")

@@ -13,13 +13,13 @@ from pml_hashing.methods import (
     build_method,
     hash_batchnorm_of,
 )
-from pml_hashing.methods.base import ProtocolFacts
+from pml_hashing.methods.base import ProtocolInfo
 from pml_hashing.miners import HashCenterTargetMiner, MaxHammingDistanceTargetMiner
 from pml_hashing.models import HashingModel
 from pml_hashing.training import ExperimentConfig, load_checkpoint, run_experiment
 from pml_hashing.training.config import build_parser
 
-FACTS = ProtocolFacts(num_classes=10, num_train=100)
+FACTS = ProtocolInfo("toy", 1, num_classes=10, num_train=100)
 
 
 def config(**values):

@@ -829,8 +829,6 @@ def _parse_recipe(program: str, argv: list[str]):
     return parse_recipe_main(program, argv)
 
 
-
-
 @FUZZ
 @given(
     program=st.sampled_from(sorted(RECIPE_FLAGS)),

@@ -1,5 +1,6 @@
 """One registry idiom: methods, target miners and protocols register themselves by name."""
 
+import dataclasses
 import warnings
 
 import pytest
@@ -23,7 +24,7 @@ from pml_hashing.methods import (
     LSHMethod,
     OrthoHashMethod,
     PairwiseMethod,
-    ProtocolFacts,
+    ProtocolInfo,
     SHBDNNMethod,
     UHBDNNMethod,
     build_method,
@@ -186,8 +187,10 @@ def test_a_new_method_registers_without_editing_any_central_file():
         with pytest.raises(ValueError, match="already registered"):
             register_method("tiny-test-method", DPNMethod, overwrite=False)
     finally:
-        METHODS._entries.pop("tiny-test-method", None)
-        METHODS._info.pop("tiny-test-method", None)
+        METHODS.unregister("tiny-test-method")
+    assert "tiny-test-method" not in METHODS
+    with pytest.raises(ValueError, match="tiny-test-method"):
+        create_method("tiny-test-method", 3, 8)
 
 
 def test_a_new_protocol_dispatches_with_its_facts():
@@ -203,45 +206,58 @@ def test_a_new_protocol_dispatches_with_its_facts():
         assert calls == [("/data", 3, None, {"query_size": 4})]
         assert protocol_info("tiny-test-protocol").in_chans == 2
     finally:
-        PROTOCOLS._entries.pop("tiny-test-protocol", None)
-        PROTOCOLS._info.pop("tiny-test-protocol", None)
+        PROTOCOLS.unregister("tiny-test-protocol")
+    assert "tiny-test-protocol" not in PROTOCOLS
 
 
 # ----------------------------------------------------------------------------- from_config
 
 
-def arguments_by_hand(config, protocol) -> dict:
-    """The keyword arguments run_experiment built before methods built themselves (the
-    if/elif of training/checkpoint.py:method_arguments in version 0.1), written out."""
-    kwargs = dict(config.method_kwargs)
-    if config.method == "dpn":
-        miner_kwargs = dict(kwargs.pop("target_miner_kwargs", {}))
-        if config.target_miner in ("random", "adaptive"):
-            miner_kwargs.setdefault("p", config.p)
-        if config.target_miner == "adaptive":
-            miner_kwargs.setdefault("update_every", config.update_every)
-            miner_kwargs.setdefault("warmup_epochs", config.warmup_epochs)
-            miner_kwargs.setdefault("min_distance_floor", config.min_distance_floor)
-        kwargs.setdefault("margin", config.margin)
-        kwargs.setdefault("target_miner", config.target_miner)
-        kwargs["target_miner_kwargs"] = miner_kwargs
-    kwargs.setdefault("seed", config.seed)
-    if config.method in ("sh-bdnn", "uh-bdnn"):
-        kwargs.setdefault("num_train", len(protocol.train))
-    if config.method == "uh-bdnn":
-        kwargs.setdefault("input_dim", int(protocol.train[0][0].numel()))
-    return kwargs
-
-
+# A config and the arguments its method is built with: the config's fields reach the
+# method (margin, seed) and its target miner (p, the adaptive schedule) unless
+# method_kwargs says otherwise; what only the data knows (the training-set size, the input
+# features of UH-BDNN's decoder) comes from the protocol (digits: 797 training items, 64
+# features).
 CONFIGS = [
-    dict(method="dpn"),
-    dict(method="dpn", target_miner="adaptive", p=0.3, update_every=2, margin=0.5, seed=4),
-    dict(method="dpn", target_miner="hadamard"),
-    dict(method="dpn", target_miner="max-hamming", p=0.2),
-    dict(method="dpn", target_miner="random", method_kwargs={"target_miner_kwargs": {"p": 0.1}}),
-    dict(method="sh-bdnn", seed=2, method_kwargs={"l3": 0.0}),
-    dict(method="sh-bdnn", method_kwargs={"num_train": 50}),
-    dict(method="uh-bdnn", method_kwargs={"num_sweeps": 2}),
+    (
+        dict(method="dpn"),
+        dict(seed=0, target_miner="random", target_miner_kwargs={"p": 0.5}, margin=1.0),
+    ),
+    (
+        dict(method="dpn", target_miner="adaptive", p=0.3, update_every=2, margin=0.5, seed=4),
+        dict(
+            seed=4,
+            target_miner="adaptive",
+            target_miner_kwargs={
+                "p": 0.3,
+                "update_every": 2,
+                "warmup_epochs": 2,
+                "min_distance_floor": "initial",
+            },
+            margin=0.5,
+        ),
+    ),
+    (
+        dict(method="dpn", target_miner="hadamard"),
+        dict(seed=0, target_miner="hadamard", target_miner_kwargs={}, margin=1.0),
+    ),
+    (
+        dict(method="dpn", target_miner="max-hamming", p=0.2),  # p is not the miner's
+        dict(seed=0, target_miner="max-hamming", target_miner_kwargs={}, margin=1.0),
+    ),
+    (
+        dict(method="dpn", method_kwargs={"target_miner_kwargs": {"p": 0.1}}),
+        dict(seed=0, target_miner="random", target_miner_kwargs={"p": 0.1}, margin=1.0),
+    ),
+    (
+        dict(method="sh-bdnn", seed=2, method_kwargs={"l3": 0.0}),
+        dict(l3=0.0, seed=2, num_train=797),
+    ),
+    (dict(method="sh-bdnn", method_kwargs={"num_train": 50}), dict(num_train=50, seed=0)),
+    (
+        dict(method="uh-bdnn", method_kwargs={"num_sweeps": 2}),
+        dict(num_sweeps=2, seed=0, num_train=797, input_dim=64),
+    ),
 ]
 
 
@@ -250,10 +266,12 @@ def digits():
     return load_protocol("digits", seed=0)
 
 
-@pytest.mark.parametrize("values", CONFIGS, ids=[str(c) for c in CONFIGS])
-def test_from_config_builds_what_the_old_arguments_built(values, digits):
+@pytest.mark.parametrize("values,expected", CONFIGS, ids=[str(c) for c, _ in CONFIGS])
+def test_a_method_builds_from_its_config_with_the_config_and_data_arguments(
+    values, expected, digits
+):
+    assert len(digits.train) == 797 and digits.train[0][0].numel() == 64
     config = ExperimentConfig.from_dict(dict(bits=16, **values))
-    expected = arguments_by_hand(config, digits)
     assert method_config_arguments(config, digits) == expected
     method = build_method(config, digits)
     assert type(method) is METHODS[config.method] and method.config_kwargs == expected
@@ -264,14 +282,16 @@ def test_from_config_builds_what_the_old_arguments_built(values, digits):
         assert torch.equal(state[key], reference_state[key]), key
 
 
-def test_from_config_takes_protocol_facts_instead_of_a_protocol(digits):
+def test_from_config_takes_protocol_info_instead_of_a_protocol(digits):
     config = ExperimentConfig.from_dict(dict(method="uh-bdnn", bits=8))
-    facts = ProtocolFacts(num_classes=10, num_train=len(digits.train), input_dim=64)
-    assert ProtocolFacts.of(digits) == facts
+    facts = ProtocolInfo(
+        "digits", 1, False, False, num_classes=10, num_train=len(digits.train), input_dim=64
+    )
+    assert ProtocolInfo.of(digits) == facts
     method = UHBDNNMethod.from_config(config, facts)
     assert method.codes.shape == (len(digits.train), 8)
     with pytest.raises(ValueError, match="input_dim"):
-        UHBDNNMethod.from_config(config, facts._replace(input_dim=None))
+        UHBDNNMethod.from_config(config, dataclasses.replace(facts, input_dim=None))
 
 
 def test_from_config_refuses_an_unknown_target_miner_before_building(digits):

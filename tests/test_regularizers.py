@@ -148,8 +148,10 @@ def test_hadamard_codes_have_zero_balance_and_independence_penalties(data):
     )
     row_order = data.draw(st.permutations(range(n)), label="row order")
     column_signs = np.array(
-        data.draw(st.lists(st.sampled_from([-1.0, 1.0]), min_size=len(columns),
-                           max_size=len(columns)), label="column signs")
+        data.draw(
+            st.lists(st.sampled_from([-1.0, 1.0]), min_size=len(columns), max_size=len(columns)),
+            label="column signs",
+        )
     )
     repeats = data.draw(st.integers(1, 3), label="copies of the code set")
     codes = balanced_orthogonal_codes(order_log2, columns, list(row_order), column_signs)
@@ -183,8 +185,11 @@ def test_penalties_are_non_negative(h, as_codes):
     h = torch.from_numpy(h)
     if as_codes:
         h = torch.where(h >= 0, 1.0, -1.0).to(torch.float64)
-    for regularizer_cls in (QuantizationRegularizer, BitBalanceRegularizer,
-                            BitIndependenceRegularizer):
+    for regularizer_cls in (
+        QuantizationRegularizer,
+        BitBalanceRegularizer,
+        BitIndependenceRegularizer,
+    ):
         assert float(regularizer_cls()(h)) >= 0.0
 
 
@@ -199,8 +204,9 @@ def test_quantization_of_one_sample_is_defined():
     assert float(QuantizationRegularizer()(h)) == pytest.approx(0.25 + 0.5625)
 
 
-@pytest.mark.parametrize("regularizer_cls", [QuantizationRegularizer, BitBalanceRegularizer,
-                                             BitIndependenceRegularizer])
+@pytest.mark.parametrize(
+    "regularizer_cls", [QuantizationRegularizer, BitBalanceRegularizer, BitIndependenceRegularizer]
+)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_embeddings_raise(regularizer_cls, bad):
     h = torch.randn(4, 8)
@@ -209,8 +215,9 @@ def test_non_finite_embeddings_raise(regularizer_cls, bad):
         regularizer_cls()(h)
 
 
-@pytest.mark.parametrize("regularizer_cls", [QuantizationRegularizer, BitBalanceRegularizer,
-                                             BitIndependenceRegularizer])
+@pytest.mark.parametrize(
+    "regularizer_cls", [QuantizationRegularizer, BitBalanceRegularizer, BitIndependenceRegularizer]
+)
 def test_embeddings_of_wrong_shape_or_dtype_raise(regularizer_cls):
     with pytest.raises(ValueError, match=r"embeddings must have shape \(N, num_bits\)"):
         regularizer_cls()(torch.randn(8))

@@ -14,7 +14,9 @@ PROTOCOLS: Registry = Registry("protocol", "dataset")
 
 @dataclass(frozen=True)
 class ProtocolInfo:
-    """What a protocol says about its data before any of it is read.
+    """The facts about a protocol's data: what its registration says before any of it is
+    read (``protocol_info(name)``), and, once it is loaded, what a hashing method needs to be
+    built (``ProtocolInfo.of(protocol)``).
 
     Attributes:
         name: the registered name.
@@ -24,12 +26,39 @@ class ProtocolInfo:
         takes_transform: whether it takes ``transform=`` per image, so that a training job
             hands it the backbone's timm transform (resize, ImageNet normalization); the
             others standardize their tensors themselves.
+        num_classes: classes of the training labels (None before loading).
+        num_train: items of the training split (None before loading).
+        input_dim: input features of one training item (``C * H * W``), read from the
+            first item only when asked for (UH-BDNN reconstructs its inputs); else None.
+
+    A loaded :class:`~pml_hashing.data.Protocol` keeps the loader's free-form extras (class
+    names, the class split) in its ``info`` dict.
     """
 
     name: str
     in_chans: int
-    needs_root: bool
-    takes_transform: bool
+    needs_root: bool = False
+    takes_transform: bool = False
+    num_classes: int | None = None
+    num_train: int | None = None
+    input_dim: int | None = None
+
+    @classmethod
+    def of(cls, protocol, with_input_dim: bool = True) -> ProtocolInfo:
+        """The facts of a loaded :class:`~pml_hashing.data.Protocol` (its ``train`` split);
+        a :class:`ProtocolInfo` is returned as it is."""
+        if isinstance(protocol, ProtocolInfo):
+            return protocol
+        registered = PROTOCOLS.info(protocol.name) if protocol.name in PROTOCOLS else {}
+        return cls(
+            name=protocol.name,
+            in_chans=int(protocol.in_chans),
+            needs_root=bool(registered.get("needs_root", False)),
+            takes_transform=bool(registered.get("takes_transform", False)),
+            num_classes=int(protocol.num_classes),
+            num_train=len(protocol.train),
+            input_dim=int(protocol.train[0][0].numel()) if with_input_dim else None,
+        )
 
 
 def register_protocol(

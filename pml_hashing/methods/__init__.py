@@ -9,7 +9,7 @@ with the arguments it and the data imply (:meth:`HashingMethod.from_config`).
 from __future__ import annotations
 
 from ..miners import TARGET_MINERS
-from .base import METHODS, EncodedTrainingSet, HashingMethod, ProtocolFacts
+from .base import METHODS, EncodedTrainingSet, HashingMethod, ProtocolInfo
 from .bdnn import SHBDNNMethod, UHBDNNMethod
 from .classifier import ClassifierMethod
 from .csq import CSQMethod
@@ -34,9 +34,9 @@ def create_method(name: str, num_classes: int, num_bits: int, **kwargs) -> Hashi
 
 def method_config_arguments(config, protocol) -> dict:
     """The keyword arguments of ``create_method(config.method, ...)`` for a config and its
-    data (a :class:`~pml_hashing.data.Protocol` or :class:`ProtocolFacts`)."""
+    data (a :class:`~pml_hashing.data.Protocol` or :class:`ProtocolInfo`)."""
     cls = METHODS.get_or_raise(config.method)
-    return cls.config_arguments(config, ProtocolFacts.of(protocol, cls.needs_input_dim))
+    return cls.config_arguments(config, ProtocolInfo.of(protocol, cls.needs_input_dim))
 
 
 def hash_batchnorm_of(config) -> bool:
@@ -49,7 +49,7 @@ def hash_batchnorm_of(config) -> bool:
 
 def build_method(config, protocol) -> HashingMethod:
     """The hashing method of an ``ExperimentConfig``, built by its class's ``from_config``
-    for a :class:`~pml_hashing.data.Protocol` (or its :class:`ProtocolFacts`)."""
+    for a :class:`~pml_hashing.data.Protocol` (or its :class:`ProtocolInfo`)."""
     return METHODS.get_or_raise(config.method).from_config(config, protocol)
 
 
@@ -69,7 +69,7 @@ __all__ = [
     "EncodedTrainingSet",
     "HashingMethod",
     "METHODS",
-    "ProtocolFacts",
+    "ProtocolInfo",
     "TARGET_MINERS",
     "build_method",
     "create_method",

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from ..data.protocol_registry import ProtocolInfo
 from ..registry import Registry
 
 # Hashing methods by the name a config gives (``method:``); each method's file registers it.
@@ -20,26 +21,6 @@ class EncodedTrainingSet(NamedTuple):
     inputs: torch.Tensor  # (M, D) flattened inputs X (for reconstruction methods)
     labels: torch.Tensor  # (M,) or (M, C)
     indices: torch.Tensor  # (M,) dataset indices
-
-
-class ProtocolFacts(NamedTuple):
-    """What a method may need to know about its training data to be built.
-
-    ``input_dim`` is the number of input features of one training item (``C * H * W``),
-    read from the first item only when asked for (UH-BDNN reconstructs the inputs).
-    """
-
-    num_classes: int
-    num_train: int
-    input_dim: int | None = None
-
-    @classmethod
-    def of(cls, protocol, with_input_dim: bool = True) -> ProtocolFacts:
-        """The facts of a :class:`~pml_hashing.data.Protocol` (its ``train`` split)."""
-        if isinstance(protocol, ProtocolFacts):
-            return protocol
-        input_dim = int(protocol.train[0][0].numel()) if with_input_dim else None
-        return cls(int(protocol.num_classes), len(protocol.train), input_dim)
 
 
 class HashingMethod(torch.nn.Module):
@@ -65,7 +46,7 @@ class HashingMethod(torch.nn.Module):
         self.num_bits = num_bits
 
     @classmethod
-    def config_arguments(cls, config, facts: ProtocolFacts) -> dict[str, Any]:
+    def config_arguments(cls, config, facts: ProtocolInfo) -> dict[str, Any]:
         """The constructor's keyword arguments for an ``ExperimentConfig`` and its data.
 
         ``config.method_kwargs`` come first; config keys the method reads (``seed`` here,
@@ -79,14 +60,14 @@ class HashingMethod(torch.nn.Module):
     @classmethod
     def from_config(cls, config, protocol) -> HashingMethod:
         """Build the method of an ``ExperimentConfig`` for a protocol (or its
-        :class:`ProtocolFacts`); ``method.config_kwargs`` keeps the arguments used."""
-        facts = ProtocolFacts.of(protocol, with_input_dim=cls.needs_input_dim)
+        :class:`ProtocolInfo`); ``method.config_kwargs`` keeps the arguments used."""
+        facts = ProtocolInfo.of(protocol, with_input_dim=cls.needs_input_dim)
         kwargs = cls.config_arguments(config, facts)
         method = cls(facts.num_classes, config.bits, **kwargs)
         method.config_kwargs = kwargs
         return method
 
-    # Whether config_arguments reads ProtocolFacts.input_dim (reading it loads an item).
+    # Whether config_arguments reads ProtocolInfo.input_dim (reading it loads an item).
     needs_input_dim = False
 
     def compute_loss(

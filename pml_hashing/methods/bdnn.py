@@ -18,7 +18,7 @@ from .._validation import check_hash_outputs, check_integer, label_tensor
 from ..codes import binarize
 from ..losses import BDNNReconstructionLoss, BDNNSimilarityLoss
 from ..regularizers import BitBalanceRegularizer, BitIndependenceRegularizer
-from .base import METHODS, EncodedTrainingSet, HashingMethod, ProtocolFacts
+from .base import METHODS, EncodedTrainingSet, HashingMethod, ProtocolInfo
 
 UH_INITS = ("sign", "itq")
 
@@ -130,7 +130,7 @@ class _BDNNMethod(HashingMethod):
         return True
 
     @classmethod
-    def config_arguments(cls, config, facts: ProtocolFacts) -> dict:
+    def config_arguments(cls, config, facts: ProtocolInfo) -> dict:
         """Also ``num_train``: ``B`` holds one code per training sample."""
         kwargs = super().config_arguments(config, facts)
         kwargs.setdefault("num_train", facts.num_train)
@@ -396,7 +396,7 @@ class UHBDNNMethod(_BDNNMethod):
     needs_input_dim = True
 
     @classmethod
-    def config_arguments(cls, config, facts: ProtocolFacts) -> dict:
+    def config_arguments(cls, config, facts: ProtocolInfo) -> dict:
         """Also ``input_dim``: the decoder reconstructs the flattened inputs."""
         kwargs = super().config_arguments(config, facts)
         if "input_dim" not in kwargs:
@@ -505,5 +505,3 @@ class UHBDNNMethod(_BDNNMethod):
             "code_objective_after": 0.5 * float(after),
             "code_sweeps": float(sweeps),
         }
-
-

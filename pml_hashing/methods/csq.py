@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..losses import CSQLoss
-from .base import METHODS, ProtocolFacts
+from .base import METHODS, ProtocolInfo
 from .target_code import TargetCodeMethod
 
 __all__ = ["CSQMethod"]
@@ -42,7 +42,7 @@ class CSQMethod(TargetCodeMethod):
         self.loss = CSQLoss(miner, quantization_weight=quantization_weight, seed=seed)
 
     @classmethod
-    def config_arguments(cls, config, facts: ProtocolFacts) -> dict:
+    def config_arguments(cls, config, facts: ProtocolInfo) -> dict:
         """Also ``quantization_weight`` (the config key; none: 1e-4)."""
         kwargs = super().config_arguments(config, facts)
         weight = config.quantization_weight

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from ..losses import PolarizationLoss
-from .base import METHODS, ProtocolFacts
+from .base import METHODS, ProtocolInfo
 from .target_code import TargetCodeMethod, create_target_miner
 
 __all__ = ["DPNMethod", "create_target_miner"]
@@ -34,7 +34,7 @@ class DPNMethod(TargetCodeMethod):
         self.loss = PolarizationLoss(margin=margin, target_miner=miner)
 
     @classmethod
-    def config_arguments(cls, config, facts: ProtocolFacts) -> dict:
+    def config_arguments(cls, config, facts: ProtocolInfo) -> dict:
         """``margin``, ``target_miner`` and the miner's own config keys (``p``,
         ``update_every``: those its registry entry lists as ``config_keys``)."""
         kwargs = super().config_arguments(config, facts)

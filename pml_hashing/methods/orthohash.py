@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..losses import OrthoHashLoss
-from .base import METHODS, ProtocolFacts
+from .base import METHODS, ProtocolInfo
 from .target_code import TargetCodeMethod
 
 __all__ = ["OrthoHashMethod"]
@@ -43,7 +43,7 @@ class OrthoHashMethod(TargetCodeMethod):
         self.loss = OrthoHashLoss(miner, scale=scale, margin=margin)
 
     @classmethod
-    def config_arguments(cls, config, facts: ProtocolFacts) -> dict:
+    def config_arguments(cls, config, facts: ProtocolInfo) -> dict:
         """Also ``scale`` and ``margin`` (config keys ``scale`` and ``cosine_margin``)."""
         kwargs = super().config_arguments(config, facts)
         kwargs.setdefault("scale", config.scale)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pytorch_metric_learning import losses
 
 from ..regularizers import QuantizationRegularizer
-from .base import METHODS, HashingMethod, ProtocolFacts
+from .base import METHODS, HashingMethod, ProtocolInfo
 
 __all__ = ["PAIR_LOSSES", "PairwiseMethod"]
 
@@ -62,7 +62,7 @@ class PairwiseMethod(HashingMethod):
         )
 
     @classmethod
-    def config_arguments(cls, config, facts: ProtocolFacts) -> dict:
+    def config_arguments(cls, config, facts: ProtocolInfo) -> dict:
         """Also ``pair_loss`` and ``quantization_weight`` (config keys; none: 0.01)."""
         kwargs = super().config_arguments(config, facts)
         kwargs.setdefault("pair_loss", config.pair_loss)

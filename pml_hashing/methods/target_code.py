@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..miners import TARGET_MINERS
-from .base import HashingMethod, ProtocolFacts
+from .base import HashingMethod, ProtocolInfo
 
 
 def create_target_miner(name: str, num_classes: int, num_bits: int, seed: int = 0, **kwargs):
@@ -38,7 +38,7 @@ class TargetCodeMethod(HashingMethod):
         )
 
     @classmethod
-    def config_arguments(cls, config, facts: ProtocolFacts) -> dict:
+    def config_arguments(cls, config, facts: ProtocolInfo) -> dict:
         """``target_miner`` and the miner's own config keys (``p``, ``update_every``: those
         its registry entry lists as ``config_keys``)."""
         kwargs = super().config_arguments(config, facts)
