@@ -296,7 +296,14 @@ def _grid_run(records, cell) -> dict | None:
     if cell["kind"] != "select":
         return None
     for r in records:
-        if (r["kind"], r["dataset"], r["method"], r["seed"], r["bits"], r["protocol"]) == (
+        if (
+            r["kind"],
+            r["dataset"],
+            r["method"],
+            r.get("seed"),
+            r.get("bits"),
+            r.get("protocol"),
+        ) == (
             "grid",
             cell["dataset"],
             cell["method"],

@@ -89,3 +89,66 @@ def test_two_processes_match_one_process(tmp_path):
     torch.testing.assert_close(
         torch.tensor(two_losses), torch.tensor(one_losses), rtol=1e-4, atol=1e-4
     )
+
+
+ON_MAIN_WORKER = """
+import json, sys
+from pathlib import Path
+
+from pml_hashing.training.distributed import on_main, process_state
+
+
+class LockTaken(TimeoutError):
+    pass
+
+
+def fail(error):
+    def action():
+        raise error
+    return action
+
+
+rank = process_state().process_index
+outcomes = {"value": on_main(lambda: {"answer": 42, "rank": rank})}
+for error in (LockTaken("the run folder is locked"), KeyError("seed"), ValueError("bits")):
+    try:
+        on_main(fail(error))
+        outcomes[type(error).__name__] = None
+    except Exception as caught:
+        outcomes[type(error).__name__] = [type(caught).__name__, str(caught)]
+Path(sys.argv[1], f"rank{rank}.json").write_text(json.dumps(outcomes))
+"""
+
+
+def test_an_error_of_any_type_on_the_main_process_is_raised_on_every_process(tmp_path):
+    script = tmp_path / "on_main_worker.py"
+    script.write_text(ON_MAIN_WORKER)
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(script),
+        str(tmp_path),
+    ]
+    env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
+    # a rank left waiting for the main process would hang here: the timeout fails the test
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0 = json.loads((tmp_path / "rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "rank1.json").read_text())
+    # the main process's result reaches the other process
+    assert rank0["value"] == rank1["value"] == {"answer": 42, "rank": 0}
+    # the main process raises the error itself; the other one its nearest built-in type
+    assert rank0["LockTaken"] == ["LockTaken", "the run folder is locked"]
+    assert rank1["LockTaken"] == ["TimeoutError", "the run folder is locked"]
+    assert rank0["KeyError"] == rank1["KeyError"] == ["KeyError", "'seed'"]
+    assert rank0["ValueError"] == rank1["ValueError"] == ["ValueError", "bits"]

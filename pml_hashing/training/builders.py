@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
 from torch.utils.data import DataLoader
@@ -28,8 +28,10 @@ __all__ = [
     "build_protocol",
     "build_scheduler",
     "build_train_loader",
-    "process_state",
+    "check_process_count",
+    "user_data_facts",
     "protocol_from_datasets",
+    "user_protocol",
 ]
 
 
@@ -100,6 +102,31 @@ def _dense_class_count(labels: list[int]) -> int:
     return num_classes
 
 
+def user_protocol(protocol, train=None, query=None, database=None, validation=None):
+    """The data a user gave from Python: a :class:`~pml_hashing.data.Protocol`, or data
+    sets of ``(image, label)`` made into one; None when the config's data set is meant."""
+    datasets = (train, query, database)
+    if protocol is not None and any(d is not None for d in datasets):
+        raise ValueError("give either protocol or train/query/database data sets, not both")
+    if protocol is None and any(d is not None for d in (*datasets, validation)):
+        protocol = protocol_from_datasets(train, query, database, validation)
+    if protocol is not None and not isinstance(protocol, Protocol):
+        raise TypeError(f"protocol must be a pml_hashing.data.Protocol; got {type(protocol)}")
+    return protocol
+
+
+def user_data_facts(protocol: Protocol | None) -> dict:
+    """What identifies data given from Python, kept with the run (empty for a registered
+    data set): a resume or a rerun over other data is refused."""
+    if protocol is None:
+        return {}
+    return {
+        "protocol": protocol.name,
+        "sizes": [len(protocol.train), len(protocol.query), len(protocol.database)],
+        "num_classes": protocol.num_classes,
+    }
+
+
 def protocol_from_datasets(train, query, database, validation=None) -> Protocol:
     """A :class:`Protocol` around the user's own ``(image, label)`` data sets."""
     for split, data in (("train", train), ("query", query), ("database", database)):
@@ -132,10 +159,14 @@ def protocol_from_datasets(train, query, database, validation=None) -> Protocol:
     )
 
 
-def process_state() -> PartialState:
-    """This process's place in the process group, set up the way :func:`build_accelerator`
-    sets it up (a CPU group where there is no GPU), so the two always agree."""
-    return PartialState(cpu=not torch.cuda.is_available())
+def check_process_count(config: ExperimentConfig, processes: int) -> int:
+    """The number of processes, checked against the global batch that they split."""
+    if config.batch_size % processes:
+        raise ValueError(
+            f"batch_size ({config.batch_size}) must be divisible by the number of processes "
+            f"({processes}): it is the global batch, split across processes"
+        )
+    return processes
 
 
 def build_accelerator(config: ExperimentConfig, run_name: str, run_dir: Path) -> Accelerator:
@@ -153,7 +184,7 @@ def build_accelerator(config: ExperimentConfig, run_name: str, run_dir: Path) ->
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True),
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir)),
-        log_with=build_trackers(config.log_with, run_name, run_dir / "logs") or None,
+        log_with=build_trackers(config.tracker_names, run_name, run_dir / "logs") or None,
         **kwargs,
     )
 

@@ -385,8 +385,8 @@ class ExperimentConfig:
             raise ConfigValueError("unseen_classes", str(error)) from None
         from .trackers import parse_log_with
 
-        try:
-            parse_log_with(self.log_with)  # names only: a missing package fails at build
+        try:  # names only: a missing package fails at build
+            self.tracker_names = parse_log_with(self.log_with)
         except ValueError as error:
             raise ConfigValueError("log_with", str(error)) from None
         if self.name is not None and (

@@ -74,6 +74,33 @@ def indexed_for_loader(dataset: Dataset):
     return IndexedDataset(dataset), None
 
 
+def _encoding_loader(dataset, batch_size: int, num_workers: int, accelerator) -> DataLoader:
+    """In order, unshuffled; sharded across processes with an accelerator."""
+    if _in_memory(dataset):
+        dataset, collate_fn = _InMemoryBatches(dataset), collate
+    else:
+        collate_fn = None
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+    )
+    return loader if accelerator is None else accelerator.prepare_data_loader(loader)
+
+
+def encode_training_set(model, train, batch_size: int, accelerator):
+    """Outputs, flattened inputs and labels of the whole training set, for methods that
+    alternate with a discrete step over it (BDNN's update of B)."""
+    from ..methods import EncodedTrainingSet
+
+    outputs, labels, inputs = encode_dataset(
+        model, train, batch_size, accelerator, with_inputs=True
+    )
+    return EncodedTrainingSet(outputs, inputs, labels, torch.arange(len(outputs)))
+
+
 @torch.no_grad()
 def encode_dataset(
     model: torch.nn.Module,
@@ -100,19 +127,7 @@ def encode_dataset(
     """
     was_training = model.training
     model.eval()
-    if _in_memory(dataset):
-        dataset, collate_fn = _InMemoryBatches(dataset), collate
-    else:
-        collate_fn = None
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=collate_fn,
-    )
-    if accelerator is not None:
-        loader = accelerator.prepare_data_loader(loader)
+    loader = _encoding_loader(dataset, batch_size, num_workers, accelerator)
     # a module without weights (flattened pixels for LSH / ITQ) runs on the CPU
     weight = next(itertools.chain(model.parameters(), model.buffers()), None)
     device = torch.device("cpu") if weight is None else weight.device
@@ -120,12 +135,10 @@ def encode_dataset(
     for images, targets in loader:
         if accelerator is None:
             images = images.to(device)
-            out = model(images)
+            out = model(images).float()
         else:
             with accelerator.autocast():
-                out = model(images)
-        out = out.float()
-        if accelerator is not None:
+                out = model(images).float()
             out, targets = accelerator.gather_for_metrics((out, targets))
             if with_inputs:
                 images = accelerator.gather_for_metrics(images)

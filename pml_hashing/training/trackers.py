@@ -77,11 +77,14 @@ def check_trackers_available(names) -> None:
             )
 
 
-def build_trackers(log_with: str | None, run_name: str, logging_dir: str | Path) -> list:
+def build_trackers(
+    log_with: str | tuple[str, ...] | None, run_name: str, logging_dir: str | Path
+) -> list:
     """The ``log_with`` list of an ``Accelerator`` for a run, checked before training.
 
     Args:
-        log_with: tracker names, comma-separated (:data:`TRACKER_NAMES`).
+        log_with: tracker names, comma-separated (:data:`TRACKER_NAMES`), or the tuple
+            that :func:`parse_log_with` gave (a config's ``tracker_names``).
         run_name: the run's name (the CSV tracker's and Accelerate's project name).
         logging_dir: where ``csv`` writes ``metrics.csv`` and ``hparams.json``
             (``runs/<name>/logs``); Accelerate's trackers write under the accelerator's
@@ -94,6 +97,6 @@ def build_trackers(log_with: str | None, run_name: str, logging_dir: str | Path)
         ValueError: an unknown name, or a tracker whose package is missing (the message
             names the package and ``pip install`` command).
     """
-    names = parse_log_with(log_with)
+    names = log_with if isinstance(log_with, tuple) else parse_log_with(log_with)
     check_trackers_available(names)
     return [CSVTracker(run_name, logging_dir) if n == "csv" else n for n in names]

@@ -7,21 +7,20 @@ exactly the batches of a one-process run with the same ``batch_size``.
 The parts live beside it: :mod:`.builders` (model, data, method, optimizer, accelerator),
 :mod:`.callbacks` (validation, tracking, checkpoints), :mod:`.state` (resume, the state
 folders, RNG, the CSV log), :mod:`.evaluation` (the one evaluation path), :mod:`.run_folder`
-(the lock, and a fresh run written aside until it has finished).
+(the lock, and a fresh run written aside until it has finished), :mod:`.outputs` (what a
+finished run writes), :mod:`.distributed` (what the processes share).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from .._files import write_text_atomic
 from ..data import Protocol, protocol_info
 from ..methods import EncodedTrainingSet
 from .builders import (
@@ -32,14 +31,16 @@ from .builders import (
     build_protocol,
     build_scheduler,
     build_train_loader,
-    process_state,
-    protocol_from_datasets,
+    check_process_count,
+    user_data_facts,
+    user_protocol,
 )
 from .callbacks import CheckpointCallback, TrackingCallback, ValidationCallback, as_callbacks
-from .checkpoint import CHECKPOINT_NAME, save_checkpoint
 from .config import ExperimentConfig
-from .encoding import encode_dataset
+from .distributed import on_main, process_state, shared_token
+from .encoding import encode_dataset, encode_training_set
 from .evaluation import EvaluationSettings, evaluate_retrieval
+from .outputs import metrics_head, write_outputs
 from .run_folder import RunFolder
 from .state import find_resume_point, load_trainer_state, save_trainer_state, truncate_csv_log
 from .threads import configure_threads
@@ -83,14 +84,9 @@ class Trainer:
             config = ExperimentConfig.from_dict(config)
         elif not isinstance(config, ExperimentConfig):
             raise TypeError(f"config must be an ExperimentConfig or a dict; got {type(config)}")
-        if protocol is not None and any(d is not None for d in (train, query, database)):
-            raise ValueError("give either protocol or train/query/database data sets, not both")
-        if protocol is None and any(d is not None for d in (train, query, database, validation)):
-            protocol = protocol_from_datasets(train, query, database, validation)
-        if protocol is not None and not isinstance(protocol, Protocol):
-            raise TypeError(f"protocol must be a pml_hashing.data.Protocol; got {type(protocol)}")
         self.config = config
-        self.user_protocol = protocol
+        self.user_protocol = user_protocol(protocol, train, query, database, validation)
+        self.data_facts = user_data_facts(self.user_protocol)
         self.callbacks = [ValidationCallback(), *as_callbacks(callbacks), TrackingCallback()]
         self.callbacks.append(CheckpointCallback())
         names = [c.name for c in self.callbacks]
@@ -120,42 +116,10 @@ class Trainer:
         return self.config.run_dir(self.run_name)
 
     @property
-    def data_facts(self) -> dict:
-        """What identifies data given from Python (empty for a registered data set)."""
-        if self.user_protocol is None:
-            return {}
-        p = self.user_protocol
-        return {
-            "protocol": p.name,
-            "sizes": [len(p.train), len(p.query), len(p.database)],
-            "num_classes": p.num_classes,
-        }
-
-    @property
     def stop_requested(self) -> bool:
         """``max_train_steps`` is reached: the run stops after this step or epoch."""
         limit = self.config.max_train_steps
         return limit is not None and self.global_step >= limit
-
-    def _on_main(self, action):
-        """Run ``action`` on the main process; an error there, of any type, is raised on
-        every process (the others would otherwise wait for the main one forever)."""
-        state = process_state()
-        error, result = None, None
-        if state.is_main_process:
-            try:
-                result = action()
-            except Exception as caught:
-                error = caught
-        shared = [None if error is None else (type(error).__name__, str(error)), result]
-        if state.num_processes > 1:
-            broadcast_object_list(shared)
-        if error is not None:
-            raise error
-        if shared[0] is not None:
-            kind, message = shared[0]
-            raise (ValueError if kind.endswith("ValueError") else RuntimeError)(message)
-        return shared[1]
 
     # ------------------------------------------------------------------ build
     def build(self) -> Trainer:
@@ -164,22 +128,17 @@ class Trainer:
         self.start_time = time.perf_counter()
         if config.num_threads is not None:  # else the recipe's (or the caller's) setting
             configure_threads(config.num_threads)
-        processes = process_state().num_processes
-        if config.batch_size % processes:
-            raise ValueError(
-                f"batch_size ({config.batch_size}) must be divisible by the number of processes "
-                f"({processes}): it is the global batch, split across processes"
-            )
-        resume = self._on_main(
+        processes = check_process_count(config, process_state().num_processes)
+        resume = on_main(
             lambda: find_resume_point(config, self.run_dir, self.data_facts, processes)
         )
         self.run_folder = RunFolder(self.run_dir, config, self.data_facts)
-        self.work_dir = Path(self._on_main(lambda: self.run_folder.acquire(bool(resume))))
+        self.work_dir = Path(on_main(lambda: self.run_folder.acquire(bool(resume))))
         self.run_folder.work_dir = self.work_dir
         try:
             if resume is not None:  # before the CSV tracker opens the log it appends to
                 log = self.work_dir / "logs" / "metrics.csv"
-                self._on_main(lambda: truncate_csv_log(log, resume[1].get("log_rows")))
+                on_main(lambda: truncate_csv_log(log, resume[1].get("log_rows")))
             self.accelerator = build_accelerator(config, self.run_name, self.work_dir)
             set_seed(config.seed)
             self._build_parts()
@@ -205,7 +164,7 @@ class Trainer:
         self.method = build_method(config, protocol)
         self.method.to(accelerator.device)
         # what the config can get wrong is built: only now is run.json written
-        self._on_main(self.run_folder.claim)
+        on_main(self.run_folder.claim)
         if accelerator.is_main_process:
             protocol.save_splits(self.work_dir / "splits.json")
         train_loader = build_train_loader(config, protocol.train)
@@ -217,11 +176,7 @@ class Trainer:
         self.unwrapped = accelerator.unwrap_model(self.model)
         scalars = {k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str))}
         accelerator.init_trackers(self.run_name, config=scalars)
-        # a token shared by the processes: temporary folders are unique per run
-        token = [f"{time.time_ns():x}"]
-        if accelerator.num_processes > 1:
-            broadcast_object_list(token)
-        self.run_token = token[0]
+        self.run_token = shared_token()  # temporary folders are unique per run
 
     # ------------------------------------------------------------------ checkpoints
     def save_state(self) -> Path:
@@ -230,14 +185,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ fit
     def _encode_training_set(self) -> EncodedTrainingSet:
-        outputs, labels, inputs = encode_dataset(
-            self.unwrapped,
-            self.protocol.train,
-            self.config.eval_batch_size,
-            self.accelerator,
-            with_inputs=True,
-        )
-        return EncodedTrainingSet(outputs, inputs, labels, torch.arange(len(outputs)))
+        size = self.config.eval_batch_size
+        return encode_training_set(self.unwrapped, self.protocol.train, size, self.accelerator)
 
     def fit(self) -> Trainer:
         """Train until ``epochs`` (or ``max_train_steps``), from wherever the state is."""
@@ -246,15 +195,12 @@ class Trainer:
         self.stopped_mid_epoch = False
         if getattr(self.method, "fit_only", False):
             # LSH / ITQ: fitted once on the flattened training inputs, no epochs
-            config = self.config
-            train_inputs, _ = encode_dataset(
-                self.method.retrieval_encoder(self.unwrapped),
-                self.protocol.train,
-                config.eval_batch_size,
-                self.accelerator,
-                config.num_workers,
+            encoder, config = self.method.retrieval_encoder(self.unwrapped), self.config
+            size, workers = config.eval_batch_size, config.num_workers
+            inputs, _ = encode_dataset(
+                encoder, self.protocol.train, size, self.accelerator, workers
             )
-            self.method.fit(train_inputs)
+            self.method.fit(inputs)
             return self
         while self.epoch < self.config.epochs and not self.stop_requested:
             if self.batch_in_epoch == 0:
@@ -277,14 +223,7 @@ class Trainer:
             accelerator.skip_first_batches(self.train_loader, skip) if skip else self.train_loader
         )
         num_batches = len(self.train_loader)
-        bar = tqdm(
-            total=num_batches,
-            initial=skip,
-            desc=f"epoch {self.epoch + 1}/{config.epochs}",
-            disable=not (config.progress and accelerator.is_local_main_process)
-            or not sys.stderr.isatty(),  # tqdm redraws written to a log file are noise
-            leave=False,
-        )
+        bar = self._progress_bar(num_batches, skip)
         start = time.perf_counter()
         model.train()
         for images, labels, indices in loader:
@@ -324,6 +263,16 @@ class Trainer:
             return False
         return True
 
+    def _progress_bar(self, total: int, initial: int) -> tqdm:
+        shown = self.config.progress and self.accelerator.is_local_main_process
+        return tqdm(
+            total=total,
+            initial=initial,
+            desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
+            disable=not shown or not sys.stderr.isatty(),  # redraws in a log file are noise
+            leave=False,
+        )
+
     def _end_epoch(self) -> None:
         losses = [float(loss) for loss in self.epoch_losses]
         logs = {"train/loss": sum(losses) / max(len(losses), 1), "epoch": self.epoch + 1}
@@ -361,42 +310,9 @@ class Trainer:
         if self._built and self.accelerator.is_main_process:
             self.run_folder.release()
 
-    def _metrics_head(self) -> dict:
-        config, protocol = self.config, self.protocol
-        last = self.history[-1]["losses"] if self.history else None
-        return {
-            "run": self.run_name,
-            "dataset": protocol.name if self.user_protocol is not None else config.dataset,
-            "method": config.method,
-            "bits": config.bits,
-            "backbone": config.backbone,
-            "seed": config.seed,
-            "num_processes": self.accelerator.num_processes,
-            "epochs_trained": len(self.history),  # finished epochs
-            "epoch_seconds": [h["seconds"] for h in self.history],
-            "torch_threads": torch.get_num_threads(),
-            "batch_size": config.batch_size,
-            "steps_trained": self.global_step,  # optimizer steps, a mid-epoch stop included
-            "train_seconds": time.perf_counter() - self.start_time,
-            # the epoch mean that the epoch's line printed
-            "final_train_loss": sum(last) / len(last) if last else None,
-            "sizes": {
-                "train": len(protocol.train),
-                "query": len(protocol.query),
-                "database": len(protocol.database),
-                "validation": 0 if protocol.validation is None else len(protocol.validation),
-            },
-        }
-
     def _report(self) -> dict:
         accelerator = self.accelerator
-        metrics = self._metrics_head()
-        if self.stopped_mid_epoch:
-            metrics["stopped_mid_epoch"] = {
-                "epoch": self.epoch + 1,
-                "batches": self.batch_in_epoch,
-                "global_step": self.global_step,
-            }
+        metrics = metrics_head(self)
         metrics["last_epoch"] = self.evaluate()
         for callback in self.callbacks:
             callback.on_report(self, metrics)
@@ -406,18 +322,7 @@ class Trainer:
             step=self.global_step,
         )
         if accelerator.is_main_process:
-            save_checkpoint(
-                self.work_dir / CHECKPOINT_NAME,
-                self.unwrapped,
-                self.method,
-                self.config,
-                self.protocol.num_classes,
-                self.in_chans,
-                self.method.config_kwargs,
-                extra={"metrics": metrics, "data": self.data_facts},
-            )
-            write_text_atomic(self.work_dir / "metrics.json", json.dumps(metrics, indent=2))
-            self.run_folder.publish()  # the log moves with its folder, still open
+            write_outputs(self, metrics)
         accelerator.wait_for_everyone()
         accelerator.end_training()  # closes the trackers and the process group
         metrics["history"] = self.history
