@@ -65,15 +65,22 @@ def test_import_of_the_package_loads_not_even_torch():
     assert heavy_modules_after("import pml_hashing", heavy=("torch", *HEAVY)) == []
 
 
+# The methods' files import pytorch-metric-learning, which imports scipy.stats (about a
+# second): the recipe's --help and a bad value of a built-in key need neither. A name that
+# is not built in reads the registry itself (it may be a plugin's).
+NAMES_ONLY = ("pytorch_metric_learning", "scipy")
+
+
 @pytest.mark.parametrize(
-    "argv, status",
+    "argv, status, heavy",
     [
-        (["--help"], 0),
-        (["--bits", "7"], 2),  # a bad value: a usage error before anything is built
-        (["--method", "no-such-method"], 2),
+        (["--help"], 0, HEAVY + NAMES_ONLY),
+        (["--bits", "7"], 2, HEAVY + NAMES_ONLY),  # a usage error before anything is built
+        (["--method", "dpn", "--bits", "7"], 2, HEAVY + NAMES_ONLY),
+        (["--method", "no-such-method"], 2, HEAVY),
     ],
 )
-def test_recipe_help_and_usage_errors_load_no_heavy_module(argv, status):
+def test_recipe_help_and_usage_errors_load_no_heavy_module(argv, status, heavy):
     code = f"""
 import runpy, sys
 sys.argv = ["recipes/train.py", *{argv!r}]
@@ -84,7 +91,37 @@ except SystemExit as stop:
 else:
     raise AssertionError("the recipe did not exit")
 """
-    assert heavy_modules_after(code) == []
+    assert heavy_modules_after(code, heavy) == []
+
+
+def test_the_names_listed_for_help_are_the_registries_built_in_names():
+    code = """
+import json
+from pml_hashing.training.config import _method_names, _target_miner_names
+listed = [list(_method_names.builtin), list(_target_miner_names.builtin)]
+from pml_hashing.methods import METHODS, TARGET_MINERS
+print("NAMES=" + json.dumps([listed, [sorted(METHODS), sorted(TARGET_MINERS)]]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("NAMES="))
+    listed, registered = json.loads(line.removeprefix("NAMES="))
+    assert listed == registered
+
+
+def test_a_method_registered_before_parsing_is_accepted_by_the_recipe_flags():
+    from pml_hashing.methods import METHODS, DPNMethod, register_method
+    from pml_hashing.training.config import build_parser
+
+    register_method("dpnplugintest", DPNMethod)
+    try:
+        args = build_parser().parse_args(["--method", "dpnplugintest"])
+        assert args.method == "dpnplugintest"
+        assert "dpnplugintest" in build_parser().format_help()
+    finally:
+        METHODS.unregister("dpnplugintest")
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import math
 import numbers
 import re
+import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,20 +99,42 @@ def key(
     return field(default=default, metadata=metadata)
 
 
-# The names are read from the registries at check time, so a method, target miner or
-# protocol registered by the user is accepted too.
-def _method_names() -> tuple[str, ...]:
-    from ..methods import METHODS
+class RegisteredNames:
+    """The names of a registry, for a key's choices, without importing the registry for
+    ``--help``.
 
-    return tuple(sorted(METHODS))
+    The built-in names are listed here: importing the methods loads pytorch-metric-learning
+    and, through it, ``scipy.stats``, a second of every ``--help`` and usage error. A
+    registry that is already imported (a plugin registered its own names) is read itself,
+    and so is one needed to check a name that is not built in. A test checks that the
+    listed names are the registry's built-in ones.
+    """
+
+    def __init__(self, module: str, registry: str, builtin: tuple[str, ...]):
+        self.module, self.registry, self.builtin = module, registry, tuple(sorted(builtin))
+
+    def __call__(self, value=None) -> tuple[str, ...]:
+        loaded = sys.modules.get(self.module)
+        if loaded is None and value is not None and value not in self.builtin:
+            loaded = importlib.import_module(self.module)
+        if loaded is None:
+            return self.builtin
+        return tuple(sorted(getattr(loaded, self.registry)))
 
 
-def _target_miner_names() -> tuple[str, ...]:
-    from ..methods import TARGET_MINERS
+_method_names = RegisteredNames(
+    "pml_hashing.methods",
+    "METHODS",
+    ("classifier", "csq", "dpn", "itq", "lsh", "orthohash", "pairwise", "sh-bdnn", "uh-bdnn"),
+)
+_target_miner_names = RegisteredNames(
+    "pml_hashing.methods",
+    "TARGET_MINERS",
+    ("adaptive", "hadamard", "hash-center", "max-hamming", "random"),
+)
 
-    return tuple(sorted(TARGET_MINERS))
 
-
+# A protocol registered by the user is accepted too: the names are read at check time.
 def _dataset_names() -> tuple[str, ...]:
     from ..data import PROTOCOL_NAMES
 
@@ -540,8 +564,12 @@ def _default(f: dataclasses.Field):
     return f.default_factory()
 
 
-def _choices(metadata) -> tuple | None:
+def _choices(metadata, value=None) -> tuple | None:
+    """A key's choices; for a registry's names, those that can tell whether ``value`` is
+    one (:class:`RegisteredNames`)."""
     choices = metadata.get("choices")
+    if isinstance(choices, RegisteredNames):
+        return choices(value)
     return tuple(choices()) if callable(choices) else choices
 
 
@@ -597,7 +625,7 @@ def _check_value(name: str, value, hint, metadata):
             raise ConfigValueError(
                 name, f"{name} must be a mapping with string keys; got {_describe(value)}"
             )
-    choices = _choices(metadata)
+    choices = _choices(metadata, value)
     if choices is not None and value not in choices:
         raise ConfigValueError(name, f"{name} must be one of {list(choices)}; got {value!r}")
     low, high, above = (
@@ -667,7 +695,7 @@ def _yaml_mapping(text: str) -> dict:
     return value
 
 
-def _scalar_parser(name: str, base, nullable: bool, choices):
+def _scalar_parser(name: str, base, nullable: bool, metadata):
     def parse(text: str):
         if nullable and text.lower() in ("none", "null"):
             return None
@@ -676,6 +704,7 @@ def _scalar_parser(name: str, base, nullable: bool, choices):
         except ValueError:
             kind = {int: "an integer", float: "a number"}.get(base, base.__name__)
             raise argparse.ArgumentTypeError(f"must be {kind}; got {text!r}") from None
+        choices = _choices(metadata, value)
         if choices is not None and value not in choices:
             raise argparse.ArgumentTypeError(
                 f"must be one of {', '.join(map(str, choices))}; got {text!r}"
@@ -728,7 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(
                 flag,
                 dest=f.name,
-                type=_scalar_parser(f.name, base, nullable, choices),
+                type=_scalar_parser(f.name, base, nullable, f.metadata),
                 metavar=metavar,
                 help=help_text,
             )
