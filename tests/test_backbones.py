@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 
 from pml_hashing.models import HashingModel
@@ -238,3 +239,19 @@ def test_check_input_size_names_a_channel_mismatch():
     model.train()
     model.check_input_size((8, 12))
     assert model.training  # the check restores the mode it found
+
+
+def test_the_package_backbone_built_directly_is_the_one_timm_builds():
+    # HashingModel builds hashing_cnn_small without importing timm: the same network and,
+    # from the same seed, the same weights as timm.create_model gives
+    torch.manual_seed(3)
+    direct = HashingModel("hashing_cnn_small", 16, in_chans=1, widths=(8, 16), drop_rate=None)
+    torch.manual_seed(3)
+    through_timm = timm.create_model(
+        "hashing_cnn_small", num_classes=0, in_chans=1, widths=(8, 16), drop_rate=None
+    )
+    assert type(direct.backbone) is type(through_timm)
+    expected = through_timm.state_dict()
+    assert direct.backbone.state_dict().keys() == expected.keys()
+    for key, value in direct.backbone.state_dict().items():
+        assert torch.equal(value, expected[key]), key

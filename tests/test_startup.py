@@ -150,9 +150,33 @@ def test_heavy_modules_still_load_where_they_are_used():
 from pml_hashing.index import BinaryIndex
 BinaryIndex(16)
 from pml_hashing.training import Trainer
+from pml_hashing.models import HashingModel
+HashingModel("resnet18", 16)
 """
     found = heavy_modules_after(code)
     assert {"faiss", "timm", "accelerate"} <= set(found)
+
+
+def test_the_package_backbone_trains_without_timm_and_is_registered_when_timm_loads():
+    # The main job's backbone is the package's own: a run never pays timm's import (it
+    # loads torchvision); timm, imported later, still creates it by name.
+    code = """
+import tempfile
+from pml_hashing.training import run_experiment
+config = dict(dataset="digits", bits=16, epochs=1, max_train_steps=2, log_with="none",
+              progress=False, backbone_kwargs={"widths": [8, 16]},
+              output_dir=tempfile.mkdtemp())
+run_experiment(config)
+"""
+    assert heavy_modules_after(code, ("timm", "torchvision")) == []
+    code = """
+import torch
+import pml_hashing.models
+import timm
+model = timm.create_model("hashing_cnn_small", num_classes=0, in_chans=1, widths=(8, 16))
+assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 16)
+"""
+    assert heavy_modules_after(code, ("timm",)) == ["timm"]
 
 
 def test_evaluate_recipe_help_loads_no_heavy_module():

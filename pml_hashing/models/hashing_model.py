@@ -3,13 +3,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
 from .._validation import MAX_NUM_BITS, check_integer
 from ..codes import binarize, ternarize
-from . import small_cnn  # noqa: F401  (registers hashing_cnn_small with timm)
+from .small_cnn import OWN_BACKBONES  # (and registers them with timm once it is imported)
+
+# Arguments that timm.create_model consumes itself rather than passing to the model: a
+# backbone of the package's own is built through timm when one is given.
+TIMM_FACTORY_ARGUMENTS = {
+    "pretrained_cfg",
+    "pretrained_cfg_overlay",
+    "checkpoint_path",
+    "cache_dir",
+    "scriptable",
+    "exportable",
+    "no_jit",
+}
 
 # Backbone names timm resolves itself (a model config and weights on the Hugging Face Hub,
 # or in a local folder) rather than through its registry.
@@ -55,12 +66,24 @@ def _hub_unreachable(timeout: float = 3.0) -> bool:
     return False
 
 
+def _timm():
+    import timm  # the import registers the package's own backbones (small_cnn)
+
+    return timm
+
+
 def _create_backbone(backbone: str, downloads: bool, **kwargs) -> nn.Module:
     """``timm.create_model``; when it must reach the Hub (``pretrained=True``, an ``hf-hub:``
     name) and cannot, a ValueError that names the local-file option.
 
+    A backbone of the package's own (``hashing_cnn_small``) is built as timm would build it
+    (its entry point with the arguments that are not None), without importing timm.
+
     Offline (``HF_HUB_OFFLINE=1``, or the Hub's host unreachable) files come from the
     Hugging Face cache only, and a file missing there fails at once."""
+    if backbone in OWN_BACKBONES and not TIMM_FACTORY_ARGUMENTS & set(kwargs):
+        return OWN_BACKBONES[backbone](**{k: v for k, v in kwargs.items() if v is not None})
+    timm = _timm()
     if not downloads:
         return timm.create_model(backbone, **kwargs)
     from huggingface_hub import constants
@@ -162,8 +185,12 @@ class HashingModel(nn.Module):
         if not isinstance(hash_batchnorm, bool):
             raise TypeError(f"hash_batchnorm must be True or False; got {hash_batchnorm!r}")
         num_bits = check_integer(num_bits, "num_bits", minimum=1, maximum=MAX_NUM_BITS)
-        if not backbone.startswith(HUB_PREFIXES) and not timm.is_model(backbone):
-            close = timm.list_models(f"*{backbone.split('_')[0]}*")[:5]
+        if (
+            backbone not in OWN_BACKBONES
+            and not backbone.startswith(HUB_PREFIXES)
+            and not _timm().is_model(backbone)
+        ):
+            close = _timm().list_models(f"*{backbone.split('_')[0]}*")[:5]
             raise ValueError(
                 f"backbone {backbone!r} is not a timm model name"
                 + (f" (similar names: {close})" if close else "")
@@ -230,7 +257,7 @@ class HashingModel(nn.Module):
         ``resolve_data_config`` reads only the latter), and for one input channel the mean
         and standard deviation are those of the channels averaged.
         """
-        config = timm.data.resolve_data_config({}, model=self.backbone)
+        config = _timm().data.resolve_data_config({}, model=self.backbone)
         height, width = config["input_size"][-2:]
         if self.timm_kwargs.get("img_size") is not None:
             size = self.timm_kwargs["img_size"]

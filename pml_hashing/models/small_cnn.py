@@ -3,6 +3,10 @@
 timm's families are built for ImageNet-sized inputs; on MNIST-sized images a few conv
 layers train in seconds on a CPU and are what the hashing literature uses there. Being
 registered, it is created like any timm model: ``timm.create_model("hashing_cnn_small")``.
+
+It is registered when timm is imported (at once if it already is), not by importing timm
+here: timm loads torchvision and ``torch._dynamo`` (about two seconds), which a run of
+this backbone never uses (:class:`~pml_hashing.models.HashingModel` builds it directly).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import inspect
 
 import torch
-from timm.models import register_model
+import wrapt
 from torch import nn
 
 
@@ -97,8 +101,20 @@ def _create(pretrained: bool = False, **kwargs) -> SmallCNN:
     return model
 
 
-@register_model
 def hashing_cnn_small(pretrained: bool = False, **kwargs) -> SmallCNN:
     """Three conv blocks (32, 64, 128 channels): ~0.1 M parameters."""
     kwargs.setdefault("widths", (32, 64, 128))
     return _create(pretrained, **kwargs)
+
+
+# The package's own backbones by name: built without timm, registered with it.
+OWN_BACKBONES = {"hashing_cnn_small": hashing_cnn_small}
+
+
+def _register_with_timm(timm) -> None:
+    for name, entrypoint in OWN_BACKBONES.items():
+        if not timm.models.is_model(name):
+            timm.models.register_model(entrypoint)
+
+
+wrapt.register_post_import_hook(_register_with_timm, "timm")
