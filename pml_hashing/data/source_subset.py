@@ -24,6 +24,7 @@ class SourceSubset(Dataset):
         return len(self.indices)
 
     def load_image(self, i: int):
+        """The PIL image of item ``i`` of this subset, before the transform."""
         raise NotImplementedError
 
     def __getitem__(self, i):

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import torch
-from pytorch_metric_learning.utils import common_functions as c_f
 
 from ..miners import BaseTargetMiner, RandomTargetMiner
+from ._loss_dict import element_loss
 from .multi_label_loss import MultiLabelLoss
 
 
@@ -90,13 +90,7 @@ class TargetCodeLoss(MultiLabelLoss):
     ) -> dict:
         """``compute_loss``'s return value for per-sample ``losses``, after :meth:`observe`."""
         self.observe(embeddings, labels)
-        return {
-            "loss": {
-                "losses": losses,
-                "indices": c_f.torch_arange_from_size(embeddings),
-                "reduction_type": "element",
-            }
-        }
+        return {"loss": element_loss(losses, embeddings)}
 
     def end_epoch(self) -> bool:
         """Tell the target miner an epoch ended (DPN-A updates here). Returns if it updated.
