@@ -10,10 +10,7 @@ import numpy as np
 
 from .array_image_dataset import ArrayImageDataset
 from .image_protocol import LoadOptions, finish_image_protocol
-from .protocol import (
-    Protocol,
-    split_per_class,
-)
+from .protocol import Protocol, check_train_per_class, split_per_class
 from .protocol_registry import register_protocol
 
 CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -182,21 +179,8 @@ def _split_cifar10(
     )
     if not pooled:
         fresh["query"] = np.arange(num_train, len(labels), dtype=np.int64)
-    _check_train_size(fresh["train"], labels, train_per_class)
+    check_train_per_class(labels[fresh["train"]], train_per_class, np.unique(labels))
     return fresh
-
-
-def _check_train_size(train: np.ndarray, labels: np.ndarray, train_per_class: int | None):
-    """Refuse a training set smaller than asked for (a class ran out of items)."""
-    if train_per_class is None:
-        return
-    for c in np.unique(labels):
-        got = int((labels[train] == c).sum())
-        if got != train_per_class:
-            raise ValueError(
-                f"train_per_class={train_per_class} but class {c} has only {got} items left "
-                "for training after the queries and validation"
-            )
 
 
 for _protocol in (1, 2):
