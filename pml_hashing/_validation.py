@@ -282,56 +282,80 @@ def label_tensor(
     :class:`DeferredChecks`); out-of-range class ids are then clamped so that indexing with
     them cannot trigger a device-side assert before the deferred error is raised.
     """
+    labels = _as_torch_labels(labels, name)
+    kind = _torch_label_kind(labels)
+    _label_rules(tuple(labels.shape), kind, name, num_rows, "embedding", None)
+    # on an accelerator the values are checked there, without a sync
+    deferred = deferred if deferred is not None and labels.device.type != "cpu" else None
+    if labels.ndim == 1:
+        if kind != "int":
+            raise ValueError(
+                f"integer {name} of shape (N,) must have an integer dtype; got {labels.dtype}"
+            )
+        labels = _checked_class_ids(labels.long(), name, num_classes, deferred)
+    else:
+        _check_multi_hot(labels, name, num_classes, deferred)
+    return labels if device is None else labels.to(device)
+
+
+def _as_torch_labels(labels, name: str) -> torch.Tensor:
+    """``labels`` as a tensor: numpy arrays, lists and tuples are converted, not copied."""
     if labels is None:
         raise ValueError(f"{name} are required")
     if isinstance(labels, (np.ndarray, list, tuple)):
         arr = np.asarray(labels)
         if _kind_numpy(arr) == "":
             raise ValueError(f"{name} must be numeric; got dtype {arr.dtype}")
-        labels = torch.from_numpy(np.ascontiguousarray(arr))
-    elif not isinstance(labels, torch.Tensor):
+        return torch.from_numpy(np.ascontiguousarray(arr))
+    if not isinstance(labels, torch.Tensor):
         raise ValueError(
             f"{name} must be a torch tensor or numpy array of labels; got {type(labels).__name__}"
         )
-    shape = tuple(labels.shape)
+    return labels
+
+
+def _torch_label_kind(labels: torch.Tensor) -> str:
+    """``"bool"``, ``"float"``, ``"int"``, or ``""`` (complex), as :func:`_label_rules` reads."""
     if labels.dtype == torch.bool:
-        kind = "bool"
-    elif labels.is_floating_point():
-        kind = "float"
-    elif labels.is_complex():
-        kind = ""
-    else:
-        kind = "int"
-    _label_rules(shape, kind, name, num_rows, "embedding", None)
-    on_device = deferred is not None and labels.device.type != "cpu"
-    if labels.ndim == 1:
-        if kind != "int":
-            raise ValueError(
-                f"integer {name} of shape (N,) must have an integer dtype; got {labels.dtype}"
-            )
-        labels = labels.long()
-        if num_classes is not None and labels.numel() > 0:
-            if on_device:
-                deferred.add(
-                    ((labels < 0) | (labels >= num_classes)).any(),
-                    f"{name} must be in [0, num_classes) = [0, {num_classes})",
-                )
-                labels = labels.clamp(0, num_classes - 1)
-            else:
-                _check_class_range(int(labels.min()), int(labels.max()), name, num_classes)
-    else:
-        if num_classes is not None and labels.shape[1] != num_classes:
-            raise ValueError(
-                f"multi-hot {name} must have shape (N, num_classes) = (N, {num_classes}); "
-                f"got {shape}"
-            )
-        not_binary = ~((labels == 0) | (labels == 1)).all()
-        message = f"multi-hot {name} must contain only 0 and 1"
-        if on_device:
-            deferred.add(not_binary, message)
-        elif bool(not_binary):
-            raise ValueError(message)
-    return labels if device is None else labels.to(device)
+        return "bool"
+    if labels.is_floating_point():
+        return "float"
+    if labels.is_complex():
+        return ""
+    return "int"
+
+
+def _checked_class_ids(
+    labels: torch.Tensor, name: str, num_classes: int | None, deferred: DeferredChecks | None
+) -> torch.Tensor:
+    """int64 ``labels`` checked to lie in ``[0, num_classes)``; with ``deferred``, checked on
+    the device and clamped, so that indexing cannot assert before the deferred error."""
+    if num_classes is None or labels.numel() == 0:
+        return labels
+    if deferred is None:
+        _check_class_range(int(labels.min()), int(labels.max()), name, num_classes)
+        return labels
+    deferred.add(
+        ((labels < 0) | (labels >= num_classes)).any(),
+        f"{name} must be in [0, num_classes) = [0, {num_classes})",
+    )
+    return labels.clamp(0, num_classes - 1)
+
+
+def _check_multi_hot(
+    labels: torch.Tensor, name: str, num_classes: int | None, deferred: DeferredChecks | None
+) -> None:
+    if num_classes is not None and labels.shape[1] != num_classes:
+        raise ValueError(
+            f"multi-hot {name} must have shape (N, num_classes) = (N, {num_classes}); "
+            f"got {tuple(labels.shape)}"
+        )
+    not_binary = ~((labels == 0) | (labels == 1)).all()
+    message = f"multi-hot {name} must contain only 0 and 1"
+    if deferred is not None:
+        deferred.add(not_binary, message)
+    elif bool(not_binary):
+        raise ValueError(message)
 
 
 # ---------------------------------------------------------------------------- codes

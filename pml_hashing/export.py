@@ -223,11 +223,26 @@ def encode(
         of a ``HashingModel`` returns the same values in the outputs' float dtype, to
         multiply with them; these int8 codes are what indexes and files store.)
     """
+    batch_size = _check_encode_arguments(checkpoint, model, method, batch_size)
+    model, method, image_size = _encoding_model(checkpoint, model, method, device)
+    head = CodeHead(_exported_network(model, method), "codes", ternary_margin)
+    codes = _run_eval(head, model, _batches(data, model, image_size, batch_size))
+    if not codes:
+        return torch.empty(0, getattr(model, "num_bits", 0), dtype=torch.int8)
+    return torch.cat(codes)
+
+
+def _check_encode_arguments(checkpoint, model, method, batch_size) -> int:
     if (checkpoint is None) == (model is None):
         raise ValueError("give exactly one of checkpoint= and model=")
     if checkpoint is not None and method is not None:
         raise ValueError("method= goes with model=; a checkpoint brings its own method")
-    batch_size = check_integer(batch_size, "batch_size", minimum=1)
+    return check_integer(batch_size, "batch_size", minimum=1)
+
+
+def _encoding_model(checkpoint, model, method, device) -> tuple[nn.Module, object, int | None]:
+    """``(model, method, image_size)``: the checkpoint's (or the given model and method), on
+    ``device``; ``image_size`` is the checkpoint config's (None for a bare model)."""
     image_size = None
     if checkpoint is not None:
         from .training import load_checkpoint
@@ -238,8 +253,11 @@ def encode(
         model = model.to(device)
     if method is not None and hasattr(method, "to"):
         method = method.to(next(model.parameters()).device)
-    head = CodeHead(_exported_network(model, method), "codes", ternary_margin)
-    batches = _batches(data, model, image_size, batch_size)
+    return model, method, image_size
+
+
+def _run_eval(head: nn.Module, model: nn.Module, batches) -> list[torch.Tensor]:
+    """``head``'s CPU outputs for each batch, with ``model`` in eval mode (its mode restored)."""
     parameter = next(model.parameters())
     device, dtype = parameter.device, parameter.dtype
     was_training = model.training
@@ -247,12 +265,9 @@ def encode(
     try:
         with torch.no_grad():
             # images in the model's dtype: a float64 batch for a float32 model is still images
-            codes = [head(images.to(device=device, dtype=dtype)).cpu() for images in batches]
+            return [head(images.to(device=device, dtype=dtype)).cpu() for images in batches]
     finally:
         model.train(was_training)
-    if not codes:
-        return torch.empty(0, getattr(model, "num_bits", 0), dtype=torch.int8)
-    return torch.cat(codes)
 
 
 def _batches(data, model, image_size, batch_size):

@@ -1,4 +1,4 @@
-"""What LSH and ITQ share: input checks and the sign of a projection as +-1 int8 codes."""
+"""What LSH and ITQ share: input checks, and codes as the sign of a fitted linear projection."""
 
 from __future__ import annotations
 
@@ -35,3 +35,24 @@ def check_num_bits(num_bits) -> int:
 def sign_codes(projections: np.ndarray) -> np.ndarray:
     """``+1`` where a projection is ``>= 0``, else ``-1`` (the package's binarize rule), int8."""
     return np.where(projections >= 0, 1, -1).astype(np.int8)
+
+
+class LinearProjectionHash:
+    """The encoder LSH and ITQ share once fitted: ``b = sign((x - mean) @ projection)``.
+
+    Subclasses set ``mean`` ``(D,)`` and ``projection`` ``(D, K)`` (float32) in ``fit``.
+    """
+
+    mean: np.ndarray | None = None
+    projection: np.ndarray | None = None
+
+    def project(self, x) -> np.ndarray:
+        """The real projections ``(x - mean) @ projection`` ``(N, K)`` float32, before the sign."""
+        if self.projection is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(x) first")
+        x = as_feature_matrix(x, num_features=self.projection.shape[0])
+        return (x - self.mean) @ self.projection
+
+    def encode(self, x) -> np.ndarray:
+        """``+-1`` int8 codes ``(N, K)``; a projection of exactly 0 gives ``+1``."""
+        return sign_codes(self.project(x))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_integer
-from ._common import as_feature_matrix, check_num_bits, sign_codes
+from ._common import LinearProjectionHash, as_feature_matrix, check_num_bits, sign_codes
 
 
-class ITQ:
+class ITQ(LinearProjectionHash):
     """Iterative quantization (Gong and Lazebnik, CVPR 2011 / TPAMI 2013).
 
     ``b = sign((x - mean) @ P @ R)``: ``P`` ``(D, K)`` holds the top ``K`` principal
@@ -82,17 +82,6 @@ class ITQ:
         self.rotation = self.rotation.astype(np.float32)
         self.projection = np.ascontiguousarray(self.pca @ self.rotation, dtype=np.float32)
         return self
-
-    def project(self, x) -> np.ndarray:
-        """The real projections ``(x - mean) @ P @ R`` ``(N, K)`` float32, before the sign."""
-        if self.projection is None:
-            raise RuntimeError("ITQ is not fitted: call fit(x) first")
-        x = as_feature_matrix(x, num_features=self.projection.shape[0])
-        return (x - self.mean) @ self.projection
-
-    def encode(self, x) -> np.ndarray:
-        """``+-1`` int8 codes ``(N, K)``; a projection of exactly 0 gives ``+1``."""
-        return sign_codes(self.project(x))
 
     def quantization_loss(self, x) -> float:
         """``||B - V R||_F^2 / N`` on ``x`` with ``V = (x - mean) P`` and ``B = sign(V R)``."""

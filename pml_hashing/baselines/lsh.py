@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_integer
-from ._common import as_feature_matrix, check_num_bits, sign_codes
+from ._common import LinearProjectionHash, as_feature_matrix, check_num_bits
 
 
-class LSH:
+class LSH(LinearProjectionHash):
     """Sign-random-projection LSH: ``b = sign((x - mean) @ W)``, ``W`` random and orthonormal.
 
     ``W`` ``(D, K)`` is faiss's :class:`faiss.RandomRotationMatrix` (the projection
@@ -50,14 +50,3 @@ class LSH:
         matrix = faiss.vector_to_array(rotation.A).reshape(self.num_bits, dim)
         self.projection = np.ascontiguousarray(matrix.T, dtype=np.float32)
         return self
-
-    def project(self, x) -> np.ndarray:
-        """The real projections ``(x - mean) @ W`` ``(N, K)`` float32, before the sign."""
-        if self.projection is None:
-            raise RuntimeError("LSH is not fitted: call fit(x) first")
-        x = as_feature_matrix(x, num_features=self.projection.shape[0])
-        return (x - self.mean) @ self.projection
-
-    def encode(self, x) -> np.ndarray:
-        """``+-1`` int8 codes ``(N, K)``; a projection of exactly 0 gives ``+1``."""
-        return sign_codes(self.project(x))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+
+from .source_subset import SourceSubset
 
 
-class ArrayImageDataset(Dataset):
+class ArrayImageDataset(SourceSubset):
     """A subset of uint8 images ``(M, H, W, 3)`` (e.g. CIFAR-10) with their labels.
 
     The images array is shared, not copied, between the train / query / database subsets of
@@ -27,18 +28,10 @@ class ArrayImageDataset(Dataset):
     """
 
     def __init__(self, images: np.ndarray, labels: torch.Tensor, indices, transform=None):
+        super().__init__(labels, indices, transform)
         self.images = images
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.labels = labels[torch.from_numpy(self.indices)]
-        self.transform = transform
 
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i):
+    def load_image(self, i: int):
         from PIL import Image
 
-        image = Image.fromarray(self.images[self.indices[i]])
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, self.labels[i]
+        return Image.fromarray(self.images[self.indices[i]])

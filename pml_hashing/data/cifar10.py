@@ -10,10 +10,7 @@ import numpy as np
 
 from .array_image_dataset import ArrayImageDataset
 from .image_protocol import LoadOptions, finish_image_protocol
-from .protocol import (
-    Protocol,
-    split_per_class,
-)
+from .protocol import Protocol, check_train_per_class, split_per_class
 from .protocol_registry import register_protocol
 
 CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -136,38 +133,13 @@ def load_cifar10(
     Returns:
         A :class:`Protocol` whose datasets yield ``(image, label)`` with integer labels.
     """
-    if protocol not in (1, 2):
-        raise ValueError(f"protocol must be 1 or 2; got {protocol!r}")
-    if protocol == 2 and query_per_class is not None:
-        raise ValueError(
-            "query_per_class applies to cifar10-1 only; cifar10-2 uses the 10,000 test "
-            f"images as queries; got query_per_class={query_per_class}"
-        )
-    name = f"cifar10-{protocol}"
-    if protocol == 1:
-        query_per_class = 100 if query_per_class is None else query_per_class
-        train_per_class = 500 if train_per_class is None else train_per_class
+    _check_protocol(protocol, query_per_class)
     images, labels, num_train = load_cifar10_arrays(root)
-    if protocol == 1:
-        fresh = split_per_class(
-            labels,
-            query_per_class=query_per_class,
-            seed=seed,
-            train_per_class=train_per_class,
-            validation_per_class=validation_per_class,
-        )
-    else:
-        fresh = split_per_class(
-            labels[:num_train],
-            query_per_class=0,
-            seed=seed,
-            train_per_class=train_per_class,
-            validation_per_class=validation_per_class,
-        )
-        fresh["query"] = np.arange(num_train, len(labels), dtype=np.int64)
-    _check_train_size(fresh["train"], labels, train_per_class)
+    fresh = _split_cifar10(
+        protocol, labels, num_train, seed, query_per_class, train_per_class, validation_per_class
+    )
     return finish_image_protocol(
-        name,
+        f"cifar10-{protocol}",
         lambda target, indices, tr: ArrayImageDataset(images, target, indices, transform=tr),
         labels,
         fresh,
@@ -179,17 +151,36 @@ def load_cifar10(
     )
 
 
-def _check_train_size(train: np.ndarray, labels: np.ndarray, train_per_class: int | None):
-    """Refuse a training set smaller than asked for (a class ran out of items)."""
-    if train_per_class is None:
-        return
-    for c in np.unique(labels):
-        got = int((labels[train] == c).sum())
-        if got != train_per_class:
-            raise ValueError(
-                f"train_per_class={train_per_class} but class {c} has only {got} items left "
-                "for training after the queries and validation"
-            )
+def _check_protocol(protocol, query_per_class) -> None:
+    if protocol not in (1, 2):
+        raise ValueError(f"protocol must be 1 or 2; got {protocol!r}")
+    if protocol == 2 and query_per_class is not None:
+        raise ValueError(
+            "query_per_class applies to cifar10-1 only; cifar10-2 uses the 10,000 test "
+            f"images as queries; got query_per_class={query_per_class}"
+        )
+
+
+def _split_cifar10(
+    protocol, labels, num_train, seed, query_per_class, train_per_class, validation_per_class
+) -> dict[str, np.ndarray]:
+    """Protocol 1 splits all images per class; protocol 2 splits the training batches (no
+    queries drawn) and makes the test batch the queries."""
+    pooled = protocol == 1
+    if pooled:
+        query_per_class = 100 if query_per_class is None else query_per_class
+        train_per_class = 500 if train_per_class is None else train_per_class
+    fresh = split_per_class(
+        labels if pooled else labels[:num_train],
+        query_per_class=query_per_class if pooled else 0,
+        seed=seed,
+        train_per_class=train_per_class,
+        validation_per_class=validation_per_class,
+    )
+    if not pooled:
+        fresh["query"] = np.arange(num_train, len(labels), dtype=np.int64)
+    check_train_per_class(labels[fresh["train"]], train_per_class, np.unique(labels))
+    return fresh
 
 
 for _protocol in (1, 2):

@@ -121,16 +121,9 @@ def load_image_folder(
         classes.
     """
     paths, labels, classes = read_image_folder(root)
-    counts = np.bincount(labels, minlength=len(classes))
     if query_per_class is None:
-        query_per_class = max(1, int(counts.min()) // 10)
-    fresh = split_per_class(
-        labels,
-        query_per_class=query_per_class,
-        seed=seed,
-        train_per_class=train_per_class,
-        validation_per_class=validation_per_class,
-    )
+        query_per_class = _default_query_per_class(labels, len(classes))
+    fresh = split_per_class(labels, query_per_class, seed, train_per_class, validation_per_class)
     return finish_image_protocol(
         IMAGE_FOLDER,
         lambda target, indices, tr: ImageListDataset(paths, target, indices, transform=tr),
@@ -146,6 +139,11 @@ def load_image_folder(
             "query_per_class": query_per_class,
         },
     )
+
+
+def _default_query_per_class(labels: np.ndarray, num_classes: int) -> int:
+    """A tenth of the smallest class, at least 1."""
+    return max(1, int(np.bincount(labels, minlength=num_classes).min()) // 10)
 
 
 register_protocol(

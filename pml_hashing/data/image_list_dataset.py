@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+
+from .source_subset import SourceSubset
 
 
 def read_image_list(path, num_classes: int) -> tuple[list[str], np.ndarray]:
@@ -68,7 +69,7 @@ def _raise_first_bad_label(path: Path):
     raise AssertionError(f"{path}: the label check failed but every label reads as 0 or 1")
 
 
-class ImageListDataset(Dataset):
+class ImageListDataset(SourceSubset):
     """A subset of the images named by a list file, loaded lazily as RGB with PIL.
 
     Args:
@@ -82,19 +83,14 @@ class ImageListDataset(Dataset):
     """
 
     def __init__(self, paths, labels: torch.Tensor, indices, transform=None):
+        super().__init__(labels, indices, transform)
         self.paths = paths
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.labels = labels[torch.from_numpy(self.indices)]
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.indices)
 
     def path(self, i: int) -> str:
         """The image file of item ``i`` of this subset."""
         return self.paths[self.indices[i]]
 
-    def __getitem__(self, i):
+    def load_image(self, i: int):
         from PIL import Image
 
         path = self.path(i)
@@ -110,6 +106,4 @@ class ImageListDataset(Dataset):
                 f"image {path} (item {i}) is not a readable image file (a JPEG, PNG or other "
                 f"format PIL opens); {type(e).__name__}: {e}"
             ) from None
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, self.labels[i]
+        return image

@@ -11,6 +11,7 @@ from .image_list_dataset import ImageListDataset, read_image_list
 from .image_protocol import LoadOptions, finish_image_protocol
 from .protocol import (
     Protocol,
+    check_train_per_class,
     split_per_class,
     split_random,
 )
@@ -285,19 +286,9 @@ def load_imagenet100(
             train_per_class=train_per_class,
             validation_per_class=validation_per_class,
         )
-        _check_train_per_class(labels[fresh["train"]], train_per_class, spec["num_classes"])
+        check_train_per_class(labels[fresh["train"]], train_per_class, range(spec["num_classes"]))
     options = LoadOptions(seed, split_file, unseen_classes, transform, image_size)
     return _finish(name, root, image_root, lists, listed, labels, fresh, options, strip_prefix)
-
-
-def _check_train_per_class(train_labels: np.ndarray, train_per_class: int, num_classes: int):
-    short = np.bincount(train_labels, minlength=num_classes)
-    if (short != train_per_class).any():
-        c = int(np.flatnonzero(short != train_per_class)[0])
-        raise ValueError(
-            f"train_per_class={train_per_class} but class {c} has only {int(short[c])} "
-            "items left for training after the queries and validation"
-        )
 
 
 load_nuswide21.__doc__ = load_nuswide21.__doc__.format(common=_COMMON_ARGS)

@@ -126,6 +126,20 @@ def split_per_class(
     }
 
 
+def check_train_per_class(train_labels: np.ndarray, train_per_class: int | None, classes) -> None:
+    """Refuse a training set without ``train_per_class`` items of each class in ``classes``
+    (a class ran out of items after the queries and validation)."""
+    if train_per_class is None:
+        return
+    for c in classes:
+        got = int((train_labels == c).sum())
+        if got != train_per_class:
+            raise ValueError(
+                f"train_per_class={train_per_class} but class {c} has only {got} items left "
+                "for training after the queries and validation"
+            )
+
+
 def split_random(
     num_items: int,
     query_size: int,

@@ -22,6 +22,23 @@ def _check_topk(topk: int | None) -> None:
     topk = check_integer(topk, "topk", minimum=1)
 
 
+def prepare_tied_ranking(
+    query_codes, query_labels, db_codes, db_labels, ties, seed, chunk_size, exclude_self
+) -> HammingRanking:
+    """The checked ranking of every metric with a tie rule (the permutation of
+    ``ties="random"`` drawn from ``seed``); arguments as in :func:`average_precision_per_query`."""
+    check_ties(ties)
+    return prepare_ranking(
+        query_codes,
+        query_labels,
+        db_codes,
+        db_labels,
+        chunk_size=chunk_size,
+        exclude_self=exclude_self,
+        shuffle_seed=check_integer(seed, "seed", minimum=0) if ties == "random" else None,
+    )
+
+
 def _harmonic_numbers(n: int) -> np.ndarray:
     """``H[m] = sum_{i=1}^{m} 1/i`` for ``m = 0 .. n``."""
     h = np.zeros(n + 1)
@@ -166,15 +183,8 @@ def average_precision_per_query(
         ``(Q,)`` numpy array of AP values in [0, 1].
     """
     _check_topk(topk)
-    check_ties(ties)
-    ranking = prepare_ranking(
-        query_codes,
-        query_labels,
-        db_codes,
-        db_labels,
-        chunk_size=chunk_size,
-        exclude_self=exclude_self,
-        shuffle_seed=check_integer(seed, "seed", minimum=0) if ties == "random" else None,
+    ranking = prepare_tied_ranking(
+        query_codes, query_labels, db_codes, db_labels, ties, seed, chunk_size, exclude_self
     )
     return _average_precisions(ranking, topk, ties)
 

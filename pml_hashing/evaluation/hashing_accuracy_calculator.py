@@ -53,16 +53,17 @@ class HashingAccuracyCalculator(AccuracyCalculator):
         # PML's convention: an (N, 1) column holds class ids (one hierarchy level).
         return labels[:, 0] if labels.ndim == 2 and labels.shape[1] == 1 else labels
 
+    def _binary_inputs(self, query, reference, query_labels, reference_labels) -> tuple:
+        """``(query codes, query labels, reference codes, reference labels)`` for a metric."""
+        check_code_spread([query, reference], "query and reference embeddings")
+        query_labels, reference_labels = map(self._class_ids, (query_labels, reference_labels))
+        return binarize(query), query_labels, binarize(reference), reference_labels
+
     def calculate_hashing_map(
         self, query, reference, query_labels, reference_labels, ref_includes_query, **kwargs
     ):
-        check_code_spread([query, reference], "query and reference embeddings")
-        query_labels, reference_labels = map(self._class_ids, (query_labels, reference_labels))
         return mean_average_precision(
-            binarize(query),
-            query_labels,
-            binarize(reference),
-            reference_labels,
+            *self._binary_inputs(query, reference, query_labels, reference_labels),
             topk=self.hashing_topk,
             ties="index",
             exclude_self=ref_includes_query,
@@ -71,13 +72,8 @@ class HashingAccuracyCalculator(AccuracyCalculator):
     def calculate_precision_within_radius_2(
         self, query, reference, query_labels, reference_labels, ref_includes_query, **kwargs
     ):
-        check_code_spread([query, reference], "query and reference embeddings")
-        query_labels, reference_labels = map(self._class_ids, (query_labels, reference_labels))
         return precision_within_radius(
-            binarize(query),
-            query_labels,
-            binarize(reference),
-            reference_labels,
+            *self._binary_inputs(query, reference, query_labels, reference_labels),
             radius=2,
             exclude_self=ref_includes_query,
         )

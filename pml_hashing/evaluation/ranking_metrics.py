@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_integer
 from ..codes import ArrayLike
-from .hamming_ranking import (
-    HammingRanking,
-    check_ties,
-    histograms,
-    prepare_ranking,
-    relevant_positions,
-)
+from .average_precision import prepare_tied_ranking
+from .hamming_ranking import HammingRanking, histograms, relevant_positions
 from .precision_recall_curve import PrecisionRecallCurve
 
 __all__ = ["precision_at_k", "recall_at_k", "precision_recall_by_rank"]
@@ -58,17 +52,19 @@ def _relevant_in_top(ranking: HammingRanking, ranks: np.ndarray, ties: str):
     return found, total
 
 
-def _prepare(query_codes, query_labels, db_codes, db_labels, ties, seed, chunk_size, exclude):
-    check_ties(ties)
-    return prepare_ranking(
-        query_codes,
-        query_labels,
-        db_codes,
-        db_labels,
-        chunk_size=chunk_size,
-        exclude_self=exclude,
-        shuffle_seed=check_integer(seed, "seed", minimum=0) if ties == "random" else None,
+def _relevant_at_k(
+    query_codes, query_labels, db_codes, db_labels, k, ties, seed, chunk_size, exclude
+):
+    """``(found, total, k)``: ``(Q,)`` (expected) relevant items in the top ``k`` and in all,
+    and the checked single rank ``k``."""
+    ranking = prepare_tied_ranking(
+        query_codes, query_labels, db_codes, db_labels, ties, seed, chunk_size, exclude
     )
+    ranks = _check_ranks(k, ranking.num_candidates, "k")
+    if ranks.size != 1:
+        raise ValueError(f"k must be a single positive integer; got {k!r}")
+    found, total = _relevant_in_top(ranking, ranks, ties)
+    return found[:, 0], total, ranks[0]
 
 
 def precision_at_k(
@@ -94,14 +90,10 @@ def precision_at_k(
     Returns:
         mean precision@k as a Python float.
     """
-    ranking = _prepare(
-        query_codes, query_labels, db_codes, db_labels, ties, seed, chunk_size, exclude_self
+    found, _, k = _relevant_at_k(
+        query_codes, query_labels, db_codes, db_labels, k, ties, seed, chunk_size, exclude_self
     )
-    ranks = _check_ranks(k, ranking.num_candidates, "k")
-    if ranks.size != 1:
-        raise ValueError(f"k must be a single positive integer; got {k!r}")
-    found, _ = _relevant_in_top(ranking, ranks, ties)
-    return float(found[:, 0].mean() / ranks[0])
+    return float(found.mean() / k)
 
 
 def recall_at_k(
@@ -122,14 +114,10 @@ def recall_at_k(
     Returns:
         mean recall@k as a Python float.
     """
-    ranking = _prepare(
-        query_codes, query_labels, db_codes, db_labels, ties, seed, chunk_size, exclude_self
+    found, total, _ = _relevant_at_k(
+        query_codes, query_labels, db_codes, db_labels, k, ties, seed, chunk_size, exclude_self
     )
-    ranks = _check_ranks(k, ranking.num_candidates, "k")
-    if ranks.size != 1:
-        raise ValueError(f"k must be a single positive integer; got {k!r}")
-    found, total = _relevant_in_top(ranking, ranks, ties)
-    recall = np.where(total > 0, found[:, 0] / np.maximum(total, 1), 0.0)
+    recall = np.where(total > 0, found / np.maximum(total, 1), 0.0)
     return float(recall.mean())
 
 
@@ -154,7 +142,7 @@ def precision_recall_by_rank(
     Returns:
         a :class:`PrecisionRecallCurve` with ``thresholds = ranks`` and ``kind="rank"``.
     """
-    ranking = _prepare(
+    ranking = prepare_tied_ranking(
         query_codes, query_labels, db_codes, db_labels, ties, seed, chunk_size, exclude_self
     )
     if ranks is None:

@@ -73,6 +73,25 @@ def retrieval_report(
         :class:`DegenerateTernaryCodesWarning` says so: a number there would only measure
         the tie order.
     """
+    topk, radius, seed, ternary_margin, ternary_threshold = _check_report_arguments(
+        topk, radius, seed, ternary_margin, ternary_threshold
+    )
+    query_outputs, db_outputs = report_outputs(query_outputs, db_outputs)
+    query_labels = _label_tensor(query_labels, "query_labels", query_outputs)
+    db_labels = _label_tensor(db_labels, "db_labels", db_outputs)
+    data = (query_outputs, query_labels, db_outputs, db_labels)
+    report = _binary_report(*data, topk, ties, seed, radius)
+    if ternary_threshold is not None:
+        report.update(_ternary_report(*data, ternary_threshold, topk, ties, seed))
+        report["ternary_margin"] = ternary_margin
+        report["ternary_threshold"] = float(ternary_threshold)
+    report.update({"topk": "all" if topk is None else topk, "ties": ties, "radius": radius})
+    return report
+
+
+def _check_report_arguments(topk, radius, seed, ternary_margin, ternary_threshold) -> tuple:
+    """The checked ``(topk, radius, seed, ternary_margin, ternary_threshold)``, the threshold
+    defaulting to the margin."""
     # plain ints in the report: json (metrics.json, --json) refuses numpy integers
     topk = check_integer(topk, "topk", minimum=1, allow_none=True)
     radius = check_integer(radius, "radius", minimum=0)
@@ -81,39 +100,26 @@ def retrieval_report(
         ternary_margin = check_real(ternary_margin, "ternary_margin", minimum=0)
     if ternary_threshold is not None:
         ternary_threshold = check_real(ternary_threshold, "ternary_threshold", minimum=0)
-    query_outputs, db_outputs = report_outputs(query_outputs, db_outputs)
-    query_labels = torch.from_numpy(
-        label_array(query_labels, "query_labels", len(query_outputs), "query_outputs")
-    )
-    db_labels = torch.from_numpy(label_array(db_labels, "db_labels", len(db_outputs), "db_outputs"))
-    query_codes, db_codes = binarize(query_outputs), binarize(db_outputs)
-    args = (query_codes, query_labels, db_codes, db_labels)
+    if ternary_threshold is None:
+        ternary_threshold = ternary_margin
+    return topk, radius, seed, ternary_margin, ternary_threshold
+
+
+def _label_tensor(labels, name: str, outputs) -> torch.Tensor:
+    """``labels`` (``query_labels``, ``db_labels``...) checked against their outputs' length."""
+    outputs_name = name.replace("labels", "outputs")
+    return torch.from_numpy(label_array(labels, name, len(outputs), outputs_name))
+
+
+def _binary_report(query_outputs, query_labels, db_outputs, db_labels, topk, ties, seed, radius):
+    args = (binarize(query_outputs), query_labels, binarize(db_outputs), db_labels)
     ball = hamming_ball_statistics(*args, radius=radius)
-    report = {
+    return {
         "map": mean_average_precision(*args, topk=topk, ties=ties, seed=seed),
         "precision_within_radius": ball.precision,
         "empty_ball_fraction": ball.empty_fraction,
         "mean_ball_size": ball.mean_ball_size,
     }
-    if ternary_threshold is None:
-        ternary_threshold = ternary_margin
-    if ternary_threshold is not None:
-        report.update(
-            _ternary_report(
-                query_outputs,
-                query_labels,
-                db_outputs,
-                db_labels,
-                ternary_threshold,
-                topk,
-                ties,
-                seed,
-            )
-        )
-        report["ternary_margin"] = ternary_margin
-        report["ternary_threshold"] = float(ternary_threshold)
-    report.update({"topk": "all" if topk is None else topk, "ties": ties, "radius": radius})
-    return report
 
 
 def map_unseen_vs_all(
@@ -140,15 +146,10 @@ def map_unseen_vs_all(
     topk = check_integer(topk, "topk", minimum=1, allow_none=True)
     query_outputs, unseen_db_outputs = report_outputs(query_outputs, unseen_db_outputs)
     _, seen_outputs = report_outputs(query_outputs, seen_outputs, ("query_outputs", "seen_outputs"))
-    query_labels = torch.from_numpy(
-        label_array(query_labels, "query_labels", len(query_outputs), "query_outputs")
-    )
+    query_labels = _label_tensor(query_labels, "query_labels", query_outputs)
     db_labels = [
-        torch.from_numpy(label_array(labels, name, len(outputs), name.replace("labels", "outputs")))
-        for labels, outputs, name in (
-            (unseen_db_labels, unseen_db_outputs, "unseen_db_labels"),
-            (seen_labels, seen_outputs, "seen_labels"),
-        )
+        _label_tensor(unseen_db_labels, "unseen_db_labels", unseen_db_outputs),
+        _label_tensor(seen_labels, "seen_labels", seen_outputs),
     ]
     if db_labels[0].ndim != db_labels[1].ndim or db_labels[0].shape[1:] != db_labels[1].shape[1:]:
         raise ValueError(

@@ -4,7 +4,7 @@ import json
 import os
 import struct
 import zlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -420,69 +420,107 @@ class BinaryIndex:
                 or corrupted, or does not match ``num_bits`` / ``kind``.
         """
         path = check_input_file(path, "index file")
-        with open(path, "rb") as f:
-            data = f.read()
 
         def bad(reason: str) -> ValueError:
             return ValueError(f"{path} is not a readable pml-hashing BinaryIndex file: {reason}")
 
-        if len(data) < _HEADER.size or data[: len(_MAGIC)] != _MAGIC:
-            raise bad(f"it does not start with the magic bytes {_MAGIC!r}")
-        _, meta_len = _HEADER.unpack_from(data)
-        meta_end = _HEADER.size + meta_len
-        if meta_end > len(data):
-            raise bad("the file is truncated (metadata incomplete)")
-        try:
-            meta = json.loads(data[_HEADER.size : meta_end].decode("utf-8"))
-            version = meta["format_version"]
-            file_bits, file_kind = int(meta["num_bits"]), meta["kind"]
-            params, ntotal = dict(meta["params"]), int(meta["ntotal"])
-            faiss_nbytes, ids_nbytes = int(meta["faiss_nbytes"]), int(meta["ids_nbytes"])
-            crc = int(meta["crc32"])
-            if not isinstance(file_kind, str) or file_kind not in _DEFAULT_PARAMS:
-                raise ValueError(f"kind {file_kind!r} is not one of {list(_DEFAULT_PARAMS)}")
-            if min(file_bits, ntotal, faiss_nbytes, ids_nbytes) < 0:
-                raise ValueError("negative sizes")
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError, OverflowError) as e:
-            raise bad(f"unreadable metadata ({e})") from None
-        if version != _FORMAT_VERSION:
-            raise bad(f"format version {version}; this pml-hashing reads {_FORMAT_VERSION}")
-        expected_size = meta_end + faiss_nbytes + ids_nbytes
-        if len(data) != expected_size:
-            raise bad(
-                f"the file is truncated or has trailing bytes ({len(data)} bytes; the header "
-                f"announces {expected_size})"
+        meta, payload, id_bytes = _read_index_file(path, bad)
+        if num_bits is not None and check_num_bits(num_bits) != meta.num_bits:
+            raise ValueError(
+                f"{path} holds a {meta.num_bits}-bit index; num_bits={num_bits} expected"
             )
-        payload = data[meta_end : meta_end + faiss_nbytes]
-        id_bytes = data[meta_end + faiss_nbytes :]
-        if zlib.crc32(id_bytes, zlib.crc32(payload)) != crc:
-            raise bad("the CRC32 checksum does not match (the file is corrupted)")
-        if num_bits is not None and check_num_bits(num_bits) != file_bits:
-            raise ValueError(f"{path} holds a {file_bits}-bit index; num_bits={num_bits} expected")
-        if kind is not None and kind != file_kind:
-            raise ValueError(f"{path} holds a kind={file_kind!r} index; kind={kind!r} expected")
-        import faiss
-
+        if kind is not None and kind != meta.kind:
+            raise ValueError(f"{path} holds a kind={meta.kind!r} index; kind={kind!r} expected")
+        index = _deserialize_faiss_index(payload, meta, bad)
         try:
-            index = faiss.deserialize_index_binary(np.frombuffer(payload, dtype=np.uint8))
-        except RuntimeError as e:
-            raise bad(f"faiss could not read the index ({str(e).splitlines()[0]})") from None
-        if file_kind not in _FAISS_TYPES or type(index).__name__ != _FAISS_TYPES[file_kind]:
-            found = type(index).__name__
-            raise bad(f"the metadata says kind={file_kind!r} but faiss read a {found}")
-        if index.d != file_bits or index.ntotal != ntotal:
-            raise bad(
-                f"the faiss index has d={index.d}, ntotal={index.ntotal}; the metadata says "
-                f"num_bits={file_bits}, ntotal={ntotal}"
-            )
-        if ids_nbytes not in (0, 8 * ntotal):
-            raise bad(f"the id array has {ids_nbytes} bytes; expected 0 or {8 * ntotal}")
-        try:
-            out = cls(file_bits, kind=file_kind, device=device, **params)
+            out = cls(meta.num_bits, kind=meta.kind, device=device, **meta.params)
         except (ValueError, TypeError) as e:
             raise bad(f"unreadable metadata ({e})") from None
         out._index = index
         out._apply_search_params()
-        if ids_nbytes:
+        if meta.ids_nbytes:
             out._ids = np.frombuffer(id_bytes, dtype="<i8").astype(np.int64)
         return out
+
+
+class _IndexMetadata(NamedTuple):
+    """The JSON metadata of a saved index, with its fields checked for type and sign."""
+
+    version: Any
+    num_bits: int
+    kind: str
+    params: dict
+    ntotal: int
+    faiss_nbytes: int
+    ids_nbytes: int
+    crc32: int
+
+
+def _parse_metadata(raw: bytes, bad) -> _IndexMetadata:
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+        parsed = _IndexMetadata(
+            version=meta["format_version"],
+            num_bits=int(meta["num_bits"]),
+            kind=meta["kind"],
+            params=dict(meta["params"]),
+            ntotal=int(meta["ntotal"]),
+            faiss_nbytes=int(meta["faiss_nbytes"]),
+            ids_nbytes=int(meta["ids_nbytes"]),
+            crc32=int(meta["crc32"]),
+        )
+        if not isinstance(parsed.kind, str) or parsed.kind not in _DEFAULT_PARAMS:
+            raise ValueError(f"kind {parsed.kind!r} is not one of {list(_DEFAULT_PARAMS)}")
+        if min(parsed.num_bits, parsed.ntotal, parsed.faiss_nbytes, parsed.ids_nbytes) < 0:
+            raise ValueError("negative sizes")
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, OverflowError) as e:
+        raise bad(f"unreadable metadata ({e})") from None
+    return parsed
+
+
+def _read_index_file(path, bad) -> tuple[_IndexMetadata, bytes, bytes]:
+    """The metadata, the faiss payload and the id bytes of a file :meth:`BinaryIndex.save`
+    wrote, after the magic bytes, format version, sizes and CRC32 are checked."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < _HEADER.size or data[: len(_MAGIC)] != _MAGIC:
+        raise bad(f"it does not start with the magic bytes {_MAGIC!r}")
+    _, meta_len = _HEADER.unpack_from(data)
+    meta_end = _HEADER.size + meta_len
+    if meta_end > len(data):
+        raise bad("the file is truncated (metadata incomplete)")
+    meta = _parse_metadata(data[_HEADER.size : meta_end], bad)
+    if meta.version != _FORMAT_VERSION:
+        raise bad(f"format version {meta.version}; this pml-hashing reads {_FORMAT_VERSION}")
+    expected_size = meta_end + meta.faiss_nbytes + meta.ids_nbytes
+    if len(data) != expected_size:
+        raise bad(
+            f"the file is truncated or has trailing bytes ({len(data)} bytes; the header "
+            f"announces {expected_size})"
+        )
+    payload = data[meta_end : meta_end + meta.faiss_nbytes]
+    id_bytes = data[meta_end + meta.faiss_nbytes :]
+    if zlib.crc32(id_bytes, zlib.crc32(payload)) != meta.crc32:
+        raise bad("the CRC32 checksum does not match (the file is corrupted)")
+    return meta, payload, id_bytes
+
+
+def _deserialize_faiss_index(payload: bytes, meta: _IndexMetadata, bad):
+    """The faiss index in ``payload``, checked against what the metadata says it holds."""
+    import faiss
+
+    try:
+        index = faiss.deserialize_index_binary(np.frombuffer(payload, dtype=np.uint8))
+    except RuntimeError as e:
+        raise bad(f"faiss could not read the index ({str(e).splitlines()[0]})") from None
+    if meta.kind not in _FAISS_TYPES or type(index).__name__ != _FAISS_TYPES[meta.kind]:
+        found = type(index).__name__
+        raise bad(f"the metadata says kind={meta.kind!r} but faiss read a {found}")
+    if index.d != meta.num_bits or index.ntotal != meta.ntotal:
+        raise bad(
+            f"the faiss index has d={index.d}, ntotal={index.ntotal}; the metadata says "
+            f"num_bits={meta.num_bits}, ntotal={meta.ntotal}"
+        )
+    if meta.ids_nbytes not in (0, 8 * meta.ntotal):
+        raise bad(f"the id array has {meta.ids_nbytes} bytes; expected 0 or {8 * meta.ntotal}")
+    return index

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import torch
-from pytorch_metric_learning.utils import common_functions as c_f
 from pytorch_metric_learning.utils.module_with_records_and_reducer import (
     ModuleWithRecordsAndReducer,
 )
 
 from .._validation import check_hash_outputs, check_integer
+from ._loss_dict import element_loss
 
 
 class BDNNReconstructionLoss(ModuleWithRecordsAndReducer):
@@ -84,11 +84,7 @@ class BDNNReconstructionLoss(ModuleWithRecordsAndReducer):
             raise ValueError("inputs contain NaN or infinite values")
         residual = inputs - self.decoder(codes)
         loss_dict = {
-            "reconstruction_loss": {
-                "losses": (residual**2).sum(dim=1),
-                "indices": c_f.torch_arange_from_size(codes),
-                "reduction_type": "element",
-            },
+            "reconstruction_loss": element_loss((residual**2).sum(dim=1), codes),
             "weight_decay_loss": {
                 "losses": self.l1 * (weight**2).sum(),
                 "indices": None,

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import torch
-from pytorch_metric_learning.utils import common_functions as c_f
 
+from ._loss_dict import element_loss
 from .multi_label_loss import MultiLabelLoss
 
 
@@ -41,13 +41,7 @@ class BDNNSimilarityLoss(MultiLabelLoss):
         similar = self.pair_similarity(labels, ref_labels, self_similarity)
         target = similar.to(embeddings.dtype) * 2 - 1
         losses = ((inner - target) ** 2).sum(dim=1)
-        return {
-            "loss": {
-                "losses": losses,
-                "indices": c_f.torch_arange_from_size(embeddings),
-                "reduction_type": "element",
-            }
-        }
+        return {"loss": element_loss(losses, embeddings)}
 
     @staticmethod
     def pair_similarity(labels, ref_labels, self_similarity: bool = False) -> torch.Tensor:

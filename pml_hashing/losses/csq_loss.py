@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pytorch_metric_learning.utils import common_functions as c_f
 
 from .._validation import check_real
 from ..miners import BaseTargetMiner, HashCenterTargetMiner
@@ -43,15 +42,10 @@ class CSQLoss(TargetCodeLoss):
         self,
         target_miner: BaseTargetMiner | None = None,
         quantization_weight: float = 1e-4,
-        num_classes: int | None = None,
-        num_bits: int | None = None,
         seed: int = 0,
         **kwargs,
     ):
-        super().__init__(
-            target_miner=target_miner, num_classes=num_classes, num_bits=num_bits, seed=seed,
-            **kwargs,
-        )  # fmt: skip
+        super().__init__(target_miner=target_miner, seed=seed, **kwargs)
         self.quantization_weight = check_real(quantization_weight, "quantization_weight", minimum=0)
         generator = torch.Generator().manual_seed(int(seed))
         bits = torch.randint(0, 2, (self.target_miner.num_bits,), generator=generator)
@@ -73,11 +67,5 @@ class CSQLoss(TargetCodeLoss):
             2 * embeddings, (centers + 1) / 2, reduction="none"
         ).mean(dim=1)
         quantization = ((torch.tanh(embeddings).abs() - 1) ** 2).mean(dim=1)
-        self.observe(embeddings, labels)
-        return {
-            "loss": {
-                "losses": center_loss + self.quantization_weight * quantization,
-                "indices": c_f.torch_arange_from_size(embeddings),
-                "reduction_type": "element",
-            }
-        }
+        losses = center_loss + self.quantization_weight * quantization
+        return self.element_losses(losses, embeddings, labels)

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pytorch_metric_learning.utils import common_functions as c_f
 
 from .._validation import check_real
 from ..miners import BaseTargetMiner
@@ -44,15 +43,9 @@ class OrthoHashLoss(TargetCodeLoss):
         target_miner: BaseTargetMiner | None = None,
         scale: float = 8.0,
         margin: float = 0.2,
-        num_classes: int | None = None,
-        num_bits: int | None = None,
-        seed: int = 0,
         **kwargs,
     ):
-        super().__init__(
-            target_miner=target_miner, num_classes=num_classes, num_bits=num_bits, seed=seed,
-            **kwargs,
-        )  # fmt: skip
+        super().__init__(target_miner=target_miner, **kwargs)
         self.scale = check_real(scale, "scale", minimum=0, strict=True)
         self.margin = check_real(margin, "margin", minimum=0)
         self.add_to_recordable_attributes(list_of_names=["scale", "margin"])
@@ -74,11 +67,4 @@ class OrthoHashLoss(TargetCodeLoss):
             )
             share = positives / positives.sum(dim=1, keepdim=True).clamp(min=1)
             losses = -(share * log_probabilities).sum(dim=1)
-        self.observe(embeddings, labels)
-        return {
-            "loss": {
-                "losses": losses,
-                "indices": c_f.torch_arange_from_size(embeddings),
-                "reduction_type": "element",
-            }
-        }
+        return self.element_losses(losses, embeddings, labels)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import torch
-from pytorch_metric_learning.utils import common_functions as c_f
 
 from .._validation import check_real
 from ..miners import BaseTargetMiner
@@ -44,15 +43,9 @@ class PolarizationLoss(TargetCodeLoss):
         self,
         margin: float = 1.0,
         target_miner: BaseTargetMiner | None = None,
-        num_classes: int | None = None,
-        num_bits: int | None = None,
-        seed: int = 0,
         **kwargs,
     ):
-        super().__init__(
-            target_miner=target_miner, num_classes=num_classes, num_bits=num_bits, seed=seed,
-            **kwargs,
-        )  # fmt: skip
+        super().__init__(target_miner=target_miner, **kwargs)
         self.margin = check_real(margin, "margin", minimum=0, strict=True)
         self.add_to_recordable_attributes(name="margin")
 
@@ -68,11 +61,4 @@ class PolarizationLoss(TargetCodeLoss):
             losses = embeddings.new_zeros(embeddings.shape[0]).index_add(
                 0, sample_idx, hinge.sum(dim=1)
             )
-        self.observe(embeddings, labels)
-        return {
-            "loss": {
-                "losses": losses,
-                "indices": c_f.torch_arange_from_size(embeddings),
-                "reduction_type": "element",
-            }
-        }
+        return self.element_losses(losses, embeddings, labels)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import torch
 
 from ..miners import BaseTargetMiner, RandomTargetMiner
+from ._loss_dict import element_loss
 from .multi_label_loss import MultiLabelLoss
 
 
@@ -14,8 +15,9 @@ class TargetCodeLoss(MultiLabelLoss):
     max-Hamming or adaptive targets work with every such loss. When ``target_miner`` is
     omitted, ``num_classes`` and ``num_bits`` build :attr:`default_target_miner`.
 
-    Subclasses fill ``compute_loss`` and call :meth:`observe` with the outputs whose signs are
-    the codes, so that an adaptive miner (DPN-A) can vote; :meth:`end_epoch` applies its update.
+    Subclasses fill ``compute_loss`` and end it with :meth:`element_losses`, which hands the
+    outputs whose signs are the codes to :meth:`observe`, so that an adaptive miner (DPN-A) can
+    vote; :meth:`end_epoch` applies its update.
     """
 
     #: The miner built from ``num_classes`` and ``num_bits`` when none is given.
@@ -82,6 +84,13 @@ class TargetCodeLoss(MultiLabelLoss):
         """Hand training outputs (detached) to the target miner; evaluation calls are skipped."""
         if embeddings.requires_grad:
             self.target_miner.observe(embeddings.detach(), labels)
+
+    def element_losses(
+        self, losses: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor
+    ) -> dict:
+        """``compute_loss``'s return value for per-sample ``losses``, after :meth:`observe`."""
+        self.observe(embeddings, labels)
+        return {"loss": element_loss(losses, embeddings)}
 
     def end_epoch(self) -> bool:
         """Tell the target miner an epoch ended (DPN-A updates here). Returns if it updated.

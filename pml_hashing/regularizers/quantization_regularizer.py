@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 from pytorch_metric_learning.regularizers import BaseRegularizer
-from pytorch_metric_learning.utils import common_functions as c_f
 
 from .._validation import check_hash_outputs
 from ..codes import binarize
+from ..losses._loss_dict import element_loss
 
 
 class QuantizationRegularizer(BaseRegularizer):
@@ -27,10 +27,4 @@ class QuantizationRegularizer(BaseRegularizer):
         check_hash_outputs(embeddings)
         codes = binarize(embeddings.detach())
         losses = ((embeddings - codes) ** 2).sum(dim=1)
-        return {
-            "loss": {
-                "losses": losses,
-                "indices": c_f.torch_arange_from_size(embeddings),
-                "reduction_type": "element",
-            }
-        }
+        return {"loss": element_loss(losses, embeddings)}
