@@ -58,6 +58,17 @@ class HashingMethod(torch.nn.Module):
         return kwargs
 
     @classmethod
+    def accepted_arguments(cls) -> set[str] | None:
+        """The keyword arguments the constructor takes (a config's ``method_kwargs`` may
+        set only these); None when it takes any."""
+        import inspect
+
+        parameters = inspect.signature(cls).parameters.values()
+        if any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return None
+        return {p.name for p in parameters if p.kind is not p.VAR_POSITIONAL}
+
+    @classmethod
     def from_config(cls, config, protocol) -> HashingMethod:
         """Build the method of an ``ExperimentConfig`` for a protocol (or its
         :class:`ProtocolInfo`); ``method.config_kwargs`` keeps the arguments used."""

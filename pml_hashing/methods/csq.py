@@ -24,22 +24,12 @@ class CSQMethod(TargetCodeMethod):
 
     name = "csq"
     default_quantization_weight = 1e-4
+    default_target_miner = "hash-center"
 
-    def __init__(
-        self,
-        num_classes: int,
-        num_bits: int,
-        quantization_weight: float = default_quantization_weight,
-        target_miner: str = "hash-center",
-        seed: int = 0,
-        target_miner_kwargs: dict | None = None,
-        regularizers: list | None = None,
-    ):
-        super().__init__(num_classes, num_bits, regularizers)
-        miner = self.make_target_miner(
-            target_miner, num_classes, num_bits, seed, target_miner_kwargs
-        )
-        self.loss = CSQLoss(miner, quantization_weight=quantization_weight, seed=seed)
+    def build_loss(
+        self, target_miner, seed: int, quantization_weight: float = default_quantization_weight
+    ) -> CSQLoss:
+        return CSQLoss(target_miner, quantization_weight=quantization_weight, seed=seed)
 
     @classmethod
     def config_arguments(cls, config, facts: ProtocolInfo) -> dict:

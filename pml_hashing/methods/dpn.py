@@ -11,27 +11,17 @@ __all__ = ["DPNMethod", "create_target_miner"]
 class DPNMethod(TargetCodeMethod):
     """Deep Polarized Network: the polarization loss against per-class target codes.
 
-    ``regularizers`` (optional) are added to the loss as PML ``embedding_regularizer``s would
-    be, each with its weight: ``[(regularizer, weight), ...]``.
+    Args:
+        margin: ``m`` of the polarization hinge (1.0).
+        target_miner, target_miner_kwargs, seed, regularizers: the codebook and the
+            regularizers (:class:`TargetCodeMethod`); ``random`` targets by default.
     """
 
     name = "dpn"
 
-    def __init__(
-        self,
-        num_classes: int,
-        num_bits: int,
-        margin: float = 1.0,
-        target_miner: str = "random",
-        seed: int = 0,
-        target_miner_kwargs: dict | None = None,
-        regularizers: list | None = None,
-    ):
-        super().__init__(num_classes, num_bits, regularizers)
-        miner = self.make_target_miner(
-            target_miner, num_classes, num_bits, seed, target_miner_kwargs
-        )
-        self.loss = PolarizationLoss(margin=margin, target_miner=miner)
+    def build_loss(self, target_miner, seed: int, margin: float = 1.0) -> PolarizationLoss:
+        """``margin``: ``m`` of the polarization hinge."""
+        return PolarizationLoss(margin=margin, target_miner=target_miner)
 
     @classmethod
     def config_arguments(cls, config, facts: ProtocolInfo) -> dict:

@@ -25,22 +25,10 @@ class OrthoHashMethod(TargetCodeMethod):
     name = "orthohash"
     default_hash_batchnorm = True
 
-    def __init__(
-        self,
-        num_classes: int,
-        num_bits: int,
-        scale: float = 8.0,
-        margin: float = 0.2,
-        target_miner: str = "random",
-        seed: int = 0,
-        target_miner_kwargs: dict | None = None,
-        regularizers: list | None = None,
-    ):
-        super().__init__(num_classes, num_bits, regularizers)
-        miner = self.make_target_miner(
-            target_miner, num_classes, num_bits, seed, target_miner_kwargs
-        )
-        self.loss = OrthoHashLoss(miner, scale=scale, margin=margin)
+    def build_loss(
+        self, target_miner, seed: int, scale: float = 8.0, margin: float = 0.2
+    ) -> OrthoHashLoss:
+        return OrthoHashLoss(target_miner, scale=scale, margin=margin)
 
     @classmethod
     def config_arguments(cls, config, facts: ProtocolInfo) -> dict:

@@ -17,25 +17,58 @@ def create_target_miner(name: str, num_classes: int, num_bits: int, seed: int = 
 class TargetCodeMethod(HashingMethod):
     """A loss that pulls each output to its class's code, over a target miner's codebook.
 
-    Subclasses build ``self.loss`` (a :class:`~pml_hashing.losses.TargetCodeLoss`) in their
-    constructor from ``self.make_target_miner(...)``. ``regularizers`` (optional) are added
-    to the loss as PML ``embedding_regularizer``s would be, each with its weight:
-    ``[(regularizer, weight), ...]``.
+    Subclasses fill in :meth:`build_loss` (a :class:`~pml_hashing.losses.TargetCodeLoss`
+    over the codebook); its keyword arguments are the method's own (DPN's ``margin``,
+    CSQ's ``quantization_weight``, OrthoHash's ``scale`` and ``margin``) and are given to
+    the constructor by name.
+
+    Args:
+        target_miner: the codebook's target miner by name (default: the method's
+            :attr:`default_target_miner`), built with ``target_miner_kwargs``.
+        seed: seed of the codebook (and of any draw the loss makes).
+        regularizers: added to the loss as PML ``embedding_regularizer``s would be, each
+            with its weight: ``[(regularizer, weight), ...]``.
+        **loss_kwargs: the arguments of :meth:`build_loss`.
     """
 
     #: The target miner a config's ``target_miner`` key names for this method.
     uses_target_miner = True
+    default_target_miner = "random"
 
-    def __init__(self, num_classes: int, num_bits: int, regularizers: list | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        num_bits: int,
+        target_miner: str | None = None,
+        seed: int = 0,
+        target_miner_kwargs: dict | None = None,
+        regularizers: list | None = None,
+        **loss_kwargs,
+    ):
         super().__init__(num_classes, num_bits)
         self.regularizers = torch.nn.ModuleList([r for r, _ in regularizers or []])
         self.regularizer_weights = [float(w) for _, w in regularizers or []]
-
-    @staticmethod
-    def make_target_miner(name, num_classes, num_bits, seed, target_miner_kwargs):
-        return create_target_miner(
-            name, num_classes, num_bits, seed=seed, **(target_miner_kwargs or {})
+        miner = create_target_miner(
+            target_miner or self.default_target_miner,
+            num_classes,
+            num_bits,
+            seed=seed,
+            **(target_miner_kwargs or {}),
         )
+        self.loss = self.build_loss(miner, seed, **loss_kwargs)
+
+    def build_loss(self, target_miner, seed: int, **loss_kwargs) -> torch.nn.Module:
+        """The method's loss over ``target_miner``'s codebook."""
+        raise NotImplementedError
+
+    @classmethod
+    def accepted_arguments(cls) -> set[str]:
+        """The constructor's arguments and those of :meth:`build_loss`."""
+        import inspect
+
+        own = inspect.signature(cls.__init__).parameters.values()
+        loss = list(inspect.signature(cls.build_loss).parameters.values())[3:]
+        return {p.name for p in (*own, *loss) if p.kind is p.POSITIONAL_OR_KEYWORD} - {"self"}
 
     @classmethod
     def config_arguments(cls, config, facts: ProtocolInfo) -> dict:

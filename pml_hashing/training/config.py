@@ -444,7 +444,6 @@ class ExperimentConfig:
         """``method_kwargs`` / ``data_kwargs``: only arguments the method or the data loader
         takes, and never a config key (it would train with a value other than the one the
         config, the run name and the metrics record)."""
-        import inspect
 
         from ..data import PROTOCOLS
         from ..methods import METHODS
@@ -469,13 +468,10 @@ class ExperimentConfig:
                 )
             if name == "data_kwargs":
                 _check_data_kwargs(given)
-            try:
-                parameters = inspect.signature(target).parameters.values()
-            except (TypeError, ValueError):  # no signature to check against
+            taken = _accepted_arguments(target)
+            if taken is None:  # no signature to check against, or any keyword taken
                 continue
-            if any(p.kind is p.VAR_KEYWORD for p in parameters):
-                continue
-            taken = {p.name for p in parameters if p.kind is not p.VAR_POSITIONAL} - reserved
+            taken -= reserved
             unknown = sorted(set(given) - taken)
             if unknown:
                 raise ConfigValueError(
@@ -562,6 +558,22 @@ def _default(f: dataclasses.Field):
     if f.default is not dataclasses.MISSING:
         return f.default
     return f.default_factory()
+
+
+def _accepted_arguments(target) -> set[str] | None:
+    """The keyword arguments a method class or a data loader takes; None when it takes any
+    (or has no signature)."""
+    import inspect
+
+    if hasattr(target, "accepted_arguments"):  # a method: its own hook (HashingMethod)
+        return target.accepted_arguments()
+    try:
+        parameters = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.kind is not p.VAR_POSITIONAL}
 
 
 def _choices(metadata, value=None) -> tuple | None:
