@@ -504,3 +504,32 @@ def test_method_input_errors():
     uh = UHBDNNMethod(3, 8, input_dim=5, num_train=4)
     with pytest.raises(ValueError, match="inputs must have input_dim = 5 features"):
         uh.compute_loss(h, None, torch.randn(4, 7), torch.arange(4))
+
+
+@pytest.mark.parametrize("name", ["sh-bdnn", "uh-bdnn"])
+def test_bdnn_queues_its_batch_checks_on_a_device_instead_of_reading_them(name):
+    # The meta device has no data: any host read of a check (an int() or bool() per step,
+    # a device sync on a GPU) would raise here; the checks must only be queued, and B
+    # indexed with indices clamped into it.
+    method = create_method(
+        name, 3, 16, num_train=10, **({"input_dim": 8} if name == "uh-bdnn" else {})
+    )
+    outputs = torch.randn(4, 16, device="meta")
+    indices = method._check_outputs(outputs, torch.tensor([0, 1, 2, 99], device="meta"))
+    assert indices.device.type == "meta"
+    expected = {
+        "outputs contain NaN or infinite values",
+        "indices must be non-negative training-set positions",
+        "indices must be < num_train = 10",
+    }
+    if name == "sh-bdnn":  # supervised: its labels too
+        method._check_labels(torch.tensor([0, 1, 2, 5], device="meta"))
+        expected.add("labels must be in [0, num_classes) = [0, 3)")
+    assert set(method._checks.flags) == expected
+
+
+def test_bdnn_raises_a_queued_check_at_the_epoch_end():
+    method = create_method("sh-bdnn", 3, 16, num_train=10)
+    method._checks.add(torch.tensor(True), "indices must be < num_train = 10")
+    with pytest.raises(ValueError, match="indices must be < num_train = 10"):
+        method.on_epoch_end(0)

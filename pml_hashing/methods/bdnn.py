@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import check_hash_outputs, check_integer, label_tensor
+from .._validation import DeferredChecks, check_hash_outputs, check_integer, label_tensor
 from ..codes import binarize
 from ..losses import BDNNReconstructionLoss, BDNNSimilarityLoss
 from ..regularizers import BitBalanceRegularizer, BitIndependenceRegularizer
@@ -119,6 +119,7 @@ class _BDNNMethod(HashingMethod):
         self._term_sums: dict[str, torch.Tensor] = {}
         self._num_batches = 0
         self._last_update: dict[str, float] = {}
+        self._checks = DeferredChecks()  # input checks of device tensors, read per epoch
 
     @property
     def weight_decay(self) -> float:
@@ -148,8 +149,15 @@ class _BDNNMethod(HashingMethod):
             self._allocate_codes(saved.shape[0], saved.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def _check_outputs(self, outputs, indices) -> None:
-        check_hash_outputs(outputs, "outputs")
+    def _deferred(self, tensor: torch.Tensor) -> DeferredChecks | None:
+        """Where the checks of ``tensor`` go: read at the epoch's end for a device tensor
+        (reading a flag would wait for the device every step), at once on the CPU."""
+        return None if tensor.device.type == "cpu" else self._checks
+
+    def _check_outputs(self, outputs, indices) -> torch.Tensor:
+        """Check a batch; returns ``indices``, clamped into B where a bad one is only
+        recorded (on a device) so that indexing B cannot fail before the check is read."""
+        check_hash_outputs(outputs, "outputs", deferred=self._deferred(outputs))
         if outputs.shape[1] != self.num_bits:
             raise ValueError(
                 f"outputs must have num_bits = {self.num_bits} columns; got {outputs.shape[1]}"
@@ -160,12 +168,25 @@ class _BDNNMethod(HashingMethod):
                 f"indices must be a ({outputs.shape[0]},) tensor of training-set positions; "
                 f"got {got}"
             )
-        if indices.is_floating_point() or (len(indices) and int(indices.min()) < 0):
+        if indices.is_floating_point():
             raise ValueError("indices must be non-negative integer training-set positions")
-        if self.codes is not None and len(indices) and int(indices.max()) >= len(self.codes):
+        if not len(indices):
+            return indices
+        deferred = self._deferred(indices)
+        if deferred is not None:
+            deferred.add(indices.min() < 0, "indices must be non-negative training-set positions")
+            if self.codes is None:
+                return indices.clamp(min=0)
+            message = f"indices must be < num_train = {len(self.codes)}"
+            deferred.add(indices.max() >= len(self.codes), message)
+            return indices.clamp(0, len(self.codes) - 1)
+        if int(indices.min()) < 0:
+            raise ValueError("indices must be non-negative integer training-set positions")
+        if self.codes is not None and int(indices.max()) >= len(self.codes):
             raise ValueError(
                 f"indices must be < num_train = {len(self.codes)}; got {int(indices.max())}"
             )
+        return indices
 
     def _batch_codes(self, outputs, indices) -> torch.Tensor:
         fallback = binarize(outputs.detach())
@@ -254,6 +275,7 @@ class _BDNNMethod(HashingMethod):
         raise NotImplementedError
 
     def on_epoch_end(self, epoch: int) -> dict:
+        self._checks.raise_if_set()  # the device tensors' checks of the epoch
         similarity_loss = getattr(self, "similarity_loss", None)
         if similarity_loss is not None:
             similarity_loss.flush_checks()  # GPU-side input checks of the epoch (no-op on CPU)
@@ -326,10 +348,11 @@ class SHBDNNMethod(_BDNNMethod):
         self.similarity_loss = BDNNSimilarityLoss()
 
     def _check_labels(self, labels) -> torch.Tensor:
-        return label_tensor(labels, "labels", num_classes=self.num_classes)
+        deferred = self._deferred(labels) if isinstance(labels, torch.Tensor) else None
+        return label_tensor(labels, "labels", num_classes=self.num_classes, deferred=deferred)
 
     def compute_loss(self, outputs, labels, inputs, indices):
-        self._check_outputs(outputs, indices)
+        indices = self._check_outputs(outputs, indices)
         labels = self._check_labels(labels).to(outputs.device)
         terms = self._code_terms(outputs, indices)
         factor = self.full_data_factor(outputs.shape[0])
@@ -447,7 +470,7 @@ class UHBDNNMethod(_BDNNMethod):
         return self.l1
 
     def compute_loss(self, outputs, labels, inputs, indices):
-        self._check_outputs(outputs, indices)
+        indices = self._check_outputs(outputs, indices)
         terms = self._code_terms(outputs, indices)
         codes = self._batch_codes(outputs, indices)
         terms["reconstruction"] = self.reconstruction_loss(codes, inputs).to(outputs.device)
