@@ -1,4 +1,4 @@
-"""Fuzzing the public boundaries (issue 10): codes, metrics, distances, losses, miners, the
+"""Fuzzing the public boundaries: codes, metrics, distances, losses, miners, the
 index (with truncated and bit-flipped files), the command line and the file loaders.
 
 Each case either returns the same answer as a plain reference written here, or raises the

@@ -1,4 +1,4 @@
-"""The losses inside PML's machinery: reducers, trainers, CrossBatchMemory (issue 13 item 6)."""
+"""The losses inside PML's machinery: reducers, trainers, CrossBatchMemory."""
 
 from __future__ import annotations
 

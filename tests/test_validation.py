@@ -1,4 +1,4 @@
-"""Issue 10: every bad input gives a clear ValueError (or the CLI's exit status 2), never a
+"""Every bad input gives a clear ValueError (or the CLI's exit status 2), never a
 silent wrong number or a traceback from deep inside a library. One test per reported case."""
 
 from __future__ import annotations
