@@ -38,6 +38,8 @@ def summary_line(trainer, metrics: dict) -> str:
         line += ", ternary (DPN-T) none (degenerate: all-zero codes)"
     elif "map_ternary" in result:
         line += f", ternary (DPN-T) {result['map_ternary']:.4f}"
+    if result.get("map_unseen_vs_all") is not None:  # unseen queries, seen + unseen items
+        line += f", unseen vs all {result['map_unseen_vs_all']:.4f}"
     precision = result["precision_within_radius"]
     return line + f", precision within radius {result['radius']} {precision:.4f}"
 

@@ -6,7 +6,7 @@ import torch
 
 from pml_hashing.data import load_protocol
 from pml_hashing.data.protocol import seen_items_for_unseen_vs_all
-from pml_hashing.evaluation.retrieval_report import map_unseen_vs_all
+from pml_hashing.evaluation.retrieval_report import format_retrieval_report, map_unseen_vs_all
 from pml_hashing.training import run_experiment
 from tests.test_data_files import random_multi_hot, write_images, write_list
 
@@ -112,5 +112,9 @@ def test_a_run_with_unseen_classes_reports_unseen_vs_all_beside_map(tmp_path):
     assert (
         report["num_database_unseen_vs_all"] == report["num_database"] + metrics["sizes"]["train"]
     )
+    printed = format_retrieval_report(report)
+    (line,) = [x for x in printed.splitlines() if x.startswith("mAP unseen vs all")]
+    assert line.endswith(f" {report['map_unseen_vs_all']:.4f}")
     usual = run_experiment({**config, "name": "s", "unseen_classes": None})["last_epoch"]
     assert "map_unseen_vs_all" not in usual
+    assert "unseen vs all" not in format_retrieval_report(usual)

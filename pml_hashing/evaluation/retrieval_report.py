@@ -214,6 +214,9 @@ def format_retrieval_report(report: dict) -> str:
             value = f"{report['map_ternary']:.4f}"
         lines.append(f"{label:<40}{value}")
         lines.append(f"{'  zeros in the ternary codes':<40}{report['ternary_zero_fraction']:.2%}")
+    if report.get("map_unseen_vs_all") is not None:  # the unseen-class protocol
+        label = "mAP unseen vs all (seen + unseen items)"
+        lines.append(f"{label:<40}{report['map_unseen_vs_all']:.4f}")
     lines += [
         f"{'precision within radius ' + str(report['radius']):<40}"
         f"{report['precision_within_radius']:.4f}",
