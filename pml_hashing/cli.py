@@ -124,10 +124,14 @@ def codes_from_source(args: argparse.Namespace, split: str, path_attr: str = "co
     from .training import encode_checkpoint
 
     split = getattr(args, "split", None) or split
-    arrays = encode_checkpoint(
-        checkpoint, split=split, dataset=args.dataset, root=args.root, split_file=args.split_file
-    )
+    arrays = encode_checkpoint(checkpoint, split=split, **_checkpoint_data(args))
     return arrays, f"{checkpoint} ({split} split)"
+
+
+def _checkpoint_data(args: argparse.Namespace) -> dict:
+    """The data set flags that go with --checkpoint (another data set, its root, a saved
+    splits file), as the keyword arguments of the package's checkpoint functions."""
+    return {"dataset": args.dataset, "root": args.root, "split_file": args.split_file}
 
 
 def _add_checkpoint_arguments(parser: argparse.ArgumentParser, default_split: str | None) -> None:
@@ -285,9 +289,7 @@ def evaluate_codes(args: argparse.Namespace) -> int:
 
         report = evaluate_checkpoint(
             args.checkpoint,
-            dataset=args.dataset,
-            root=args.root,
-            split_file=args.split_file,
+            **_checkpoint_data(args),
             topk=args.topk,
             ties=args.ties,
             radius=args.radius,
@@ -612,9 +614,7 @@ def encode_gathered(args: argparse.Namespace) -> int:
         args.checkpoint,
         split=args.split,
         out=args.out if accelerator.is_main_process else None,
-        dataset=args.dataset,
-        root=args.root,
-        split_file=args.split_file,
+        **_checkpoint_data(args),
         batch_size=args.batch_size,
         accelerator=accelerator,
     )
@@ -633,9 +633,7 @@ def encode_sharded(args: argparse.Namespace) -> int:
         args.out,
         split=args.split,
         images=args.images,
-        dataset=args.dataset,
-        root=args.root,
-        split_file=args.split_file,
+        **_checkpoint_data(args),
         shard=args.shard,
         num_shards=args.num_shards,
         outputs=args.outputs,
@@ -689,10 +687,63 @@ def _add_engine_arguments(parser: argparse.ArgumentParser, action: str) -> None:
         _add_param_argument(group, "nprobe=N for an ivf collection")
 
 
-def _add_subcommand(
-    subparsers, name: str, help: str, description: str, example: str, run
-) -> argparse.ArgumentParser:
-    """A subcommand's parser, with its one-line ``example`` as epilog; ``run`` does the work."""
+#: Each subcommand's (help, description, example): its line in the parent's --help, the
+#: paragraph under its usage, and the command line its --help ends with.
+_SUBCOMMAND_TEXTS = {
+    "build": (
+        "build a faiss binary index from an .npz of codes",
+        "Build a binary index from CODES.npz or --checkpoint (`codes` (N, K), +-1 or raw "
+        "outputs binarized with v >= 0 -> +1, K a multiple of 8; optional `ids` (N,)) and "
+        "save it.",
+        "pml-hashing index build --codes db.npz --kind hnsw --param M=32 --out db.index",
+    ),
+    "search": (
+        "k-NN or radius search of query codes in a saved index",
+        "Search the codes of QUERIES.npz in a saved index. With -k: writes `distances` "
+        "(Q, k) and `ids` (Q, k) (id -1 where fewer than k exist). With --radius: writes "
+        "faiss's `lims`, `distances`, `ids` for all codes within the radius (inclusive).",
+        "pml-hashing index search --index db.index --codes queries.npz -k 10 --out results.npz",
+    ),
+    "evaluate": (
+        "mAP@R and precision within a Hamming radius",
+        "Hashing metrics of query codes against database codes. Both .npz files hold "
+        "`codes` (+-1, ternary -1/0/+1, or raw outputs, binarized) and `labels` (integer "
+        "(N,) or multi-hot (N, C); relevant = sharing a label). Prints the retrieval "
+        "report that training runs write (pml_hashing.evaluation.retrieval_report): "
+        "mAP@R (the hashing convention, over all queries), the ternary (DPN-T) mAP for "
+        "ternary codes, --ternary-margin or a DPN checkpoint, and the precision within "
+        "the Hamming ball (empty balls count 0; their fraction is printed too). --json "
+        "writes the report's keys (map, map_ternary, precision_within_radius, ...).",
+        "pml-hashing index evaluate --query query.npz --database db.npz "
+        "--topk 5000 --ties expected",
+    ),
+    "encode": (
+        "encode a split of a checkpoint's data set (or images) to shards or an .npz",
+        "Run a trained checkpoint's model over one split of its data set (or an image "
+        "folder or list) and write the codes, the input of `index build`, `index search` "
+        "and `index evaluate`. --out DIR streams Parquet shards (columns id, label, code "
+        "packed K/8 bytes, output with --outputs): one per process under accelerate "
+        "launch / torchrun, or --shard I --num-shards N per job-array task; "
+        "_manifest.json is written last and a rerun skips finished shards. "
+        "--out lance://DIR/TABLE writes a Lance table. --out FILE.npz gathers `codes` "
+        "(+-1), `outputs`, `labels` and `ids` in memory (small data).",
+        "pml-hashing encode --checkpoint runs/mnist-5k-dpn-random-64b-seed0/"
+        "checkpoint.safetensors --split database --out db.npz",
+    ),
+    "plot": (
+        "plot a training run's curves (PNG)",
+        "Draw a training run's per-epoch curves from RUN_DIR/logs/metrics.csv (written by "
+        "--log-with csv, the default): training loss, validation mAP and the target "
+        "codes' Hamming distances (when logged), as PNG files.",
+        "pml-hashing plot runs/mnist-5k-dpn-random-64b-seed0",
+    ),
+}
+
+
+def _add_subcommand(subparsers, name: str, run) -> argparse.ArgumentParser:
+    """The parser of subcommand ``name``, with its :data:`_SUBCOMMAND_TEXTS`; ``run(args)``
+    does its work."""
+    help, description, example = _SUBCOMMAND_TEXTS[name]
     parser = subparsers.add_parser(
         name,
         help=help,
@@ -705,18 +756,7 @@ def _add_subcommand(
 
 
 def _add_build_parser(actions) -> None:
-    build = _add_subcommand(
-        actions,
-        "build",
-        help="build a faiss binary index from an .npz of codes",
-        description=(
-            "Build a binary index from CODES.npz or --checkpoint (`codes` (N, K), +-1 or raw "
-            "outputs "
-            "binarized with v >= 0 -> +1, K a multiple of 8; optional `ids` (N,)) and save it."
-        ),
-        example="pml-hashing index build --codes db.npz --kind hnsw --param M=32 --out db.index",
-        run=build_index,
-    )
+    build = _add_subcommand(actions, "build", build_index)
     build.add_argument(
         "--codes",
         help="input .npz with `codes` (and `ids`), or a shard folder from `encode --out DIR` "
@@ -741,19 +781,7 @@ def _add_build_parser(actions) -> None:
 
 
 def _add_search_parser(actions) -> None:
-    search = _add_subcommand(
-        actions,
-        "search",
-        help="k-NN or radius search of query codes in a saved index",
-        description=(
-            "Search the codes of QUERIES.npz in a saved index. With -k: writes `distances` "
-            "(Q, k) and `ids` (Q, k) (id -1 where fewer than k exist). With --radius: writes "
-            "faiss's `lims`, `distances`, `ids` for all codes within the radius (inclusive)."
-        ),
-        example="pml-hashing index search --index db.index --codes queries.npz -k 10 "
-        "--out results.npz",
-        run=search_index,
-    )
+    search = _add_subcommand(actions, "search", search_index)
     search.add_argument("--index", help="index file written by `index build` (faiss engine)")
     search.add_argument("--codes", help=".npz or shard folder with the query `codes`")
     _add_checkpoint_arguments(search, "query")
@@ -765,24 +793,7 @@ def _add_search_parser(actions) -> None:
 
 
 def _add_evaluate_parser(actions) -> None:
-    evaluate = _add_subcommand(
-        actions,
-        "evaluate",
-        help="mAP@R and precision within a Hamming radius",
-        description=(
-            "Hashing metrics of query codes against database codes. Both .npz files hold "
-            "`codes` (+-1, ternary -1/0/+1, or raw outputs, binarized) and `labels` (integer "
-            "(N,) or multi-hot (N, C); relevant = sharing a label). Prints the retrieval "
-            "report that training runs write (pml_hashing.evaluation.retrieval_report): "
-            "mAP@R (the hashing convention, over all queries), the ternary (DPN-T) mAP for "
-            "ternary codes, --ternary-margin or a DPN checkpoint, and the precision within "
-            "the Hamming ball (empty balls count 0; their fraction is printed too). --json "
-            "writes the report's keys (map, map_ternary, precision_within_radius, ...)."
-        ),
-        example="pml-hashing index evaluate --query query.npz --database db.npz "
-        "--topk 5000 --ties expected",
-        run=evaluate_codes,
-    )
+    evaluate = _add_subcommand(actions, "evaluate", evaluate_codes)
     evaluate.add_argument("--query", help=".npz or shard folder with query `codes` and `labels`")
     evaluate.add_argument(
         "--database",
@@ -822,24 +833,7 @@ def _add_ranking_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_encode_parser(commands) -> None:
-    encode = _add_subcommand(
-        commands,
-        "encode",
-        help="encode a split of a checkpoint's data set (or images) to shards or an .npz",
-        description=(
-            "Run a trained checkpoint's model over one split of its data set (or an image "
-            "folder or list) and write the codes, the input of `index build`, `index search` "
-            "and `index evaluate`. --out DIR streams Parquet shards (columns id, label, code "
-            "packed K/8 bytes, output with --outputs): one per process under accelerate "
-            "launch / torchrun, or --shard I --num-shards N per job-array task; "
-            "_manifest.json is written last and a rerun skips finished shards. "
-            "--out lance://DIR/TABLE writes a Lance table. --out FILE.npz gathers `codes` "
-            "(+-1), `outputs`, `labels` and `ids` in memory (small data)."
-        ),
-        example="pml-hashing encode --checkpoint runs/mnist-5k-dpn-random-64b-seed0/"
-        "checkpoint.safetensors --split database --out db.npz",
-        run=encode_to_file,
-    )
+    encode = _add_subcommand(commands, "encode", encode_to_file)
     encode.set_defaults(codes=None)
     _add_checkpoint_arguments(encode, "database")
     encode.add_argument(
@@ -868,18 +862,7 @@ def _add_encode_parser(commands) -> None:
 
 
 def _add_plot_parser(commands) -> None:
-    plot = _add_subcommand(
-        commands,
-        "plot",
-        help="plot a training run's curves (PNG)",
-        description=(
-            "Draw a training run's per-epoch curves from RUN_DIR/logs/metrics.csv (written by "
-            "--log-with csv, the default): training loss, validation mAP and the target "
-            "codes' Hamming distances (when logged), as PNG files."
-        ),
-        example="pml-hashing plot runs/mnist-5k-dpn-random-64b-seed0",
-        run=plot_run_logs,
-    )
+    plot = _add_subcommand(commands, "plot", plot_run_logs)
     plot.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (runs/<name>)")
     plot.add_argument("--out", help="folder to write the PNGs into (default: RUN_DIR)")
 
