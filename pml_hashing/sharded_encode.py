@@ -352,12 +352,12 @@ def _shard_writer(out, lance: bool, shard, num_shards, data, info: dict, items: 
     already finished (a Parquet shard with its record; Lance shards are always redone)."""
     labels = getattr(data, "labels", None)
     multi_label = labels is not None and getattr(labels, "ndim", 1) == 2
-    layout = (shard, num_shards, info["num_bits"], multi_label, info["outputs"], info)
+    layout = (shard, num_shards, info["num_bits"], multi_label, info["outputs"], info, items)
     if lance:
         from .engines.lance_codes import LanceCodeWriter
 
         def make_writer():
-            return LanceCodeWriter(out, *layout, items)
+            return LanceCodeWriter(out, *layout)
 
         return make_writer, make_writer().is_complete_and_compatible()
     check_compatible(out, num_shards, info)

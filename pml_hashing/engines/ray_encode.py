@@ -112,12 +112,9 @@ def encode_with_ray(
     num_actors = check_integer(num_actors, "num_actors", minimum=1)
     batch_size = check_integer(batch_size, "batch_size", minimum=1)
     num_cpus = check_real(num_cpus, "num_cpus", minimum=0, strict=True)
-    from ..sharded_encode import check_output_folder, checkpoint_file, encode_info
+    from ..sharded_encode import checkpoint_file, encode_info
 
-    check_output_folder(out)
-    out = Path(out)
-    if (out / MANIFEST_NAME).exists() or (out.exists() and any(out.iterdir())):
-        raise ValueError(f"out {out}: already holds files; give a new folder")
+    out = _new_folder(out)
     checkpoint_path = checkpoint_file(checkpoint)
     from ..training import load_checkpoint
 
@@ -125,21 +122,39 @@ def encode_with_ray(
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
     dataset, source = _ray_dataset(ray, dataset_or_paths, root)
+    encoder = (str(checkpoint_path), outputs)
+    staging = out / "_ray"
+    _encode_to_parquet(ray, dataset, encoder, staging, batch_size, num_actors, num_cpus)
+    info = encode_info(config, checkpoint_path, source, outputs)
+    num_shards = _shards_from_staging(staging, out, info)
+    return write_manifest_if_complete(out, num_shards, info)
+
+
+def _new_folder(out) -> Path:
+    """``out`` as a Path, refused unless it is a new (or empty) folder whose parent exists."""
+    from ..sharded_encode import check_output_folder
+
+    check_output_folder(out)
+    out = Path(out)
+    if (out / MANIFEST_NAME).exists() or (out.exists() and any(out.iterdir())):
+        raise ValueError(f"out {out}: already holds files; give a new folder")
+    return out
+
+
+def _encode_to_parquet(ray, dataset, encoder_args, folder, batch_size, num_actors, num_cpus):
+    """Stream ``dataset`` through a pool of :class:`_Encoder` actors (built with
+    ``encoder_args``) into Parquet files in ``folder``, in item order."""
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # files in item order
     encoded = dataset.map_batches(
         _Encoder,
-        fn_constructor_args=(str(checkpoint_path), outputs),
+        fn_constructor_args=encoder_args,
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=num_actors),
         num_cpus=num_cpus,
     )
-    staging = out / "_ray"
-    encoded.write_parquet(str(staging), ray_remote_args={"num_cpus": num_cpus})
-    info = encode_info(config, checkpoint_path, source, outputs)
-    num_shards = _shards_from_staging(staging, out, info)
-    return write_manifest_if_complete(out, num_shards, info)
+    encoded.write_parquet(str(folder), ray_remote_args={"num_cpus": num_cpus})
 
 
 def _ray_dataset(ray, dataset_or_paths, root) -> tuple:
