@@ -245,9 +245,9 @@ def encode_to_shards(
         device: where the model runs (default: the launcher's device, else the CPU).
 
     Returns:
-        ``{"out", "shard", "num_shards", "shard_file", "skipped", "rows_written",
-        "manifest"}``; ``manifest`` is the written ``_manifest.json`` content, or None while
-        other shards are still running (whoever finishes last writes it).
+        a dict with ``out``, ``shard``, ``num_shards``, ``shard_file``, ``skipped``,
+        ``rows_written`` and ``manifest`` (the written ``_manifest.json`` content, or None
+        while other shards are still running; whoever finishes last writes it).
     """
     batch_size, num_workers = _check_batching(batch_size, num_workers, outputs)
     process, processes, device, state = _launcher_state(device)

@@ -117,11 +117,11 @@ def record_batch(ids, labels, packed, outputs, schema_):
 class _ShardRowsWriter:
     """What writing one shard's rows is, wherever they go (a Parquet file, a Lance table):
     the shard's columns and identity, batches turned into record batches, rows counted. A
-    subclass opens its storage in ``_open(target)`` and takes each batch in ``_append``."""
+    subclass opens its storage in ``_open(folder)`` and takes each batch in ``_append``."""
 
     def __init__(
         self,
-        target,
+        folder,
         shard: int,
         num_shards: int,
         num_bits: int,
@@ -136,9 +136,9 @@ class _ShardRowsWriter:
         self.items = items
         self._schema = schema(num_bits, multi_label, with_outputs)
         self.rows = 0
-        self._open(target)
+        self._open(folder)
 
-    def _open(self, target) -> None:
+    def _open(self, folder) -> None:
         raise NotImplementedError
 
     def _append(self, batch) -> None:
