@@ -124,10 +124,14 @@ def codes_from_source(args: argparse.Namespace, split: str, path_attr: str = "co
     from .training import encode_checkpoint
 
     split = getattr(args, "split", None) or split
-    arrays = encode_checkpoint(
-        checkpoint, split=split, dataset=args.dataset, root=args.root, split_file=args.split_file
-    )
+    arrays = encode_checkpoint(checkpoint, split=split, **_checkpoint_data(args))
     return arrays, f"{checkpoint} ({split} split)"
+
+
+def _checkpoint_data(args: argparse.Namespace) -> dict:
+    """The data set flags that go with --checkpoint (another data set, its root, a saved
+    splits file), as the keyword arguments of the package's checkpoint functions."""
+    return {"dataset": args.dataset, "root": args.root, "split_file": args.split_file}
 
 
 def _add_checkpoint_arguments(parser: argparse.ArgumentParser, default_split: str | None) -> None:
@@ -206,13 +210,19 @@ def _blocks(n: int, description: str):
     return tqdm(range(0, n, _BLOCK), desc=description, unit="block", disable=None, leave=False)
 
 
+def _database_codes(args: argparse.Namespace, path_attr: str = "codes") -> tuple:
+    """``(codes, ids or None, num_bits, source name)`` of the codes an index is built from
+    (``--codes FILE.npz`` or ``--checkpoint``); packed uint8 codes hold 8 bits a byte."""
+    arrays, source = codes_from_source(args, "database", path_attr)
+    codes = _binary_codes(arrays["codes"], source)
+    num_bits = codes.shape[1] * 8 if codes.dtype == np.uint8 else codes.shape[1]
+    return codes, arrays.get("ids"), num_bits, source
+
+
 def build_index(args: argparse.Namespace) -> int:
     if args.engine != "faiss" or _is_folder(getattr(args, "codes", None)):
         return build_streamed(args)
-    arrays, source = codes_from_source(args, "database")
-    codes = _binary_codes(arrays["codes"], source)
-    ids = arrays.get("ids")
-    num_bits = codes.shape[1] * 8 if codes.dtype == np.uint8 else codes.shape[1]
+    codes, ids, num_bits, _ = _database_codes(args)
     params = _scaled_params(args.kind, _parse_params(args.param), len(codes))
     index = BinaryIndex(num_bits, kind=args.kind, device=args.device, **params)
     if not index.is_trained:
@@ -233,13 +243,22 @@ def search_index(args: argparse.Namespace) -> int:
     index = BinaryIndex.load(args.index, device=args.device)
     arrays, source = codes_from_source(args, "query")
     queries = _binary_codes(arrays["codes"], source)
+    return _save_search_results(args, index, queries, lambda q, k: _search_in_blocks(index, q, k))
+
+
+def _search_in_blocks(index: BinaryIndex, queries: np.ndarray, k: int):
+    """``index.search`` a block of queries at a time (progress, bounded temporaries)."""
+    parts = [index.search(queries[s : s + _BLOCK], k) for s in _blocks(len(queries), "searching")]
+    distances = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, k))
+    ids = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, k))
+    return distances, ids
+
+
+def _save_search_results(args: argparse.Namespace, index, queries: np.ndarray, search) -> int:
+    """``index search``'s result file, the same for every engine: ``search(queries, k)``
+    with -k, else ``index.range_search`` within --radius."""
     if args.k is not None:
-        parts = [
-            index.search(queries[s : s + _BLOCK], args.k)
-            for s in _blocks(len(queries), "searching")
-        ]
-        distances = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, args.k))
-        ids = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, args.k))
+        distances, ids = search(queries, args.k)
         np.savez(args.out, distances=distances, ids=ids)
         print(f"wrote {args.out}: distances and ids of shape {ids.shape} (id -1: no result)")
         return 0
@@ -270,9 +289,7 @@ def evaluate_codes(args: argparse.Namespace) -> int:
 
         report = evaluate_checkpoint(
             args.checkpoint,
-            dataset=args.dataset,
-            root=args.root,
-            split_file=args.split_file,
+            **_checkpoint_data(args),
             topk=args.topk,
             ties=args.ties,
             radius=args.radius,
@@ -303,11 +320,16 @@ def evaluate_codes(args: argparse.Namespace) -> int:
         num_bits = int(query_values.shape[1])
     if num_bits is not None:
         report["num_bits"] = num_bits
+    return _print_report(args, report, format_retrieval_report(report), num_bits)
+
+
+def _print_report(args: argparse.Namespace, report: dict, text: str, num_bits: int | None) -> int:
+    """Print ``index evaluate``'s report (sizes, then ``text``) and write it to --json."""
     print(
         f"{report['num_query']} queries, {report['num_database']} database codes"
         + ("" if num_bits is None else f", {num_bits} bits")
     )
-    print(format_retrieval_report(report))
+    print(text)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
@@ -484,10 +506,7 @@ def _code_batches(args: argparse.Namespace, source_attr: str = "codes"):
             (b["packed"], b["ids"]) for b in iter_shard_batches(folder, ("id", "code"), _BLOCK)
         )
         return folder.num_bits, batches, path
-    arrays, source = codes_from_source(args, "database", source_attr)
-    codes = _binary_codes(arrays["codes"], source)
-    ids = arrays.get("ids")
-    num_bits = codes.shape[1] * 8 if codes.dtype == np.uint8 else codes.shape[1]
+    codes, ids, num_bits, source = _database_codes(args, source_attr)
     batches = (
         (codes[s : s + _BLOCK], None if ids is None else ids[s : s + _BLOCK])
         for s in range(0, len(codes), _BLOCK)
@@ -533,18 +552,7 @@ def search_engine(args: argparse.Namespace) -> int:
     arrays, source = _query_codes(args, "codes")
     queries = _binary_codes(arrays["codes"], source)
     index = _engine_index(args, queries.shape[1], getattr(args, "kind", None))
-    if args.k is not None:
-        distances, ids = index.search(queries, args.k)
-        np.savez(args.out, distances=distances, ids=ids)
-        print(f"wrote {args.out}: distances and ids of shape {ids.shape} (id -1: no result)")
-        return 0
-    lims, distances, ids = index.range_search(queries, args.radius)
-    np.savez(args.out, lims=lims, distances=distances, ids=ids)
-    print(
-        f"wrote {args.out}: {len(ids)} results within radius {args.radius} for "
-        f"{len(queries)} queries (query i: lims[i]:lims[i+1])"
-    )
-    return 0
+    return _save_search_results(args, index, queries, index.search)
 
 
 def evaluate_engine(args: argparse.Namespace) -> int:
@@ -584,12 +592,7 @@ def evaluate_engine(args: argparse.Namespace) -> int:
     report["num_query"], report["num_database"] = len(queries), len(labels)
     report["num_bits"] = int(queries.shape[1])
     report["engine"] = args.engine
-    print(f"{len(queries)} queries, {len(labels)} database codes, {queries.shape[1]} bits")
-    print(format_engine_report(report))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
-    return 0
+    return _print_report(args, report, format_engine_report(report), report["num_bits"])
 
 
 def _launched_processes() -> int:
@@ -611,9 +614,7 @@ def encode_gathered(args: argparse.Namespace) -> int:
         args.checkpoint,
         split=args.split,
         out=args.out if accelerator.is_main_process else None,
-        dataset=args.dataset,
-        root=args.root,
-        split_file=args.split_file,
+        **_checkpoint_data(args),
         batch_size=args.batch_size,
         accelerator=accelerator,
     )
@@ -632,9 +633,7 @@ def encode_sharded(args: argparse.Namespace) -> int:
         args.out,
         split=args.split,
         images=args.images,
-        dataset=args.dataset,
-        root=args.root,
-        split_file=args.split_file,
+        **_checkpoint_data(args),
         shard=args.shard,
         num_shards=args.num_shards,
         outputs=args.outputs,
@@ -654,6 +653,15 @@ def encode_sharded(args: argparse.Namespace) -> int:
             f"{manifest['num_bits']} bits in {manifest['num_shards']} shards"
         )
     return 0
+
+
+def _add_param_argument(parser, help: str) -> None:
+    """``--param NAME=VALUE``, repeatable (read by :func:`_parse_params`)."""
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help=help)
+
+
+def _add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
 
 def _add_engine_arguments(parser: argparse.ArgumentParser, action: str) -> None:
@@ -676,47 +684,79 @@ def _add_engine_arguments(parser: argparse.ArgumentParser, action: str) -> None:
             choices=("flat", "ivf"),
             help="the collection's index kind (default: the one it was built with)",
         )
-        group.add_argument(
-            "--param",
-            action="append",
-            default=[],
-            metavar="NAME=VALUE",
-            help="nprobe=N for an ivf collection",
-        )
+        _add_param_argument(group, "nprobe=N for an ivf collection")
 
 
-# ------------------------------------------------------------------------------------------
-def make_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``pml-hashing`` (subcommands ``index build|search|evaluate``,
-    ``encode``, ``plot``)."""
-    parser = argparse.ArgumentParser(
-        prog="pml-hashing",
-        description="Learning-to-hash tools: index binary codes with faiss, search, evaluate.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    index_parser = commands.add_parser(
-        "index",
-        help="build, search and evaluate binary-code indexes",
-        description="Build, search and evaluate binary-code indexes.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    actions = index_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+#: Each subcommand's (help, description, example): its line in the parent's --help, the
+#: paragraph under its usage, and the command line its --help ends with.
+_SUBCOMMAND_TEXTS = {
+    "build": (
+        "build a faiss binary index from an .npz of codes",
+        "Build a binary index from CODES.npz or --checkpoint (`codes` (N, K), +-1 or raw "
+        "outputs binarized with v >= 0 -> +1, K a multiple of 8; optional `ids` (N,)) and "
+        "save it.",
+        "pml-hashing index build --codes db.npz --kind hnsw --param M=32 --out db.index",
+    ),
+    "search": (
+        "k-NN or radius search of query codes in a saved index",
+        "Search the codes of QUERIES.npz in a saved index. With -k: writes `distances` "
+        "(Q, k) and `ids` (Q, k) (id -1 where fewer than k exist). With --radius: writes "
+        "faiss's `lims`, `distances`, `ids` for all codes within the radius (inclusive).",
+        "pml-hashing index search --index db.index --codes queries.npz -k 10 --out results.npz",
+    ),
+    "evaluate": (
+        "mAP@R and precision within a Hamming radius",
+        "Hashing metrics of query codes against database codes. Both .npz files hold "
+        "`codes` (+-1, ternary -1/0/+1, or raw outputs, binarized) and `labels` (integer "
+        "(N,) or multi-hot (N, C); relevant = sharing a label). Prints the retrieval "
+        "report that training runs write (pml_hashing.evaluation.retrieval_report): "
+        "mAP@R (the hashing convention, over all queries), the ternary (DPN-T) mAP for "
+        "ternary codes, --ternary-margin or a DPN checkpoint, and the precision within "
+        "the Hamming ball (empty balls count 0; their fraction is printed too). --json "
+        "writes the report's keys (map, map_ternary, precision_within_radius, ...).",
+        "pml-hashing index evaluate --query query.npz --database db.npz "
+        "--topk 5000 --ties expected",
+    ),
+    "encode": (
+        "encode a split of a checkpoint's data set (or images) to shards or an .npz",
+        "Run a trained checkpoint's model over one split of its data set (or an image "
+        "folder or list) and write the codes, the input of `index build`, `index search` "
+        "and `index evaluate`. --out DIR streams Parquet shards (columns id, label, code "
+        "packed K/8 bytes, output with --outputs): one per process under accelerate "
+        "launch / torchrun, or --shard I --num-shards N per job-array task; "
+        "_manifest.json is written last and a rerun skips finished shards. "
+        "--out lance://DIR/TABLE writes a Lance table. --out FILE.npz gathers `codes` "
+        "(+-1), `outputs`, `labels` and `ids` in memory (small data).",
+        "pml-hashing encode --checkpoint runs/mnist-5k-dpn-random-64b-seed0/"
+        "checkpoint.safetensors --split database --out db.npz",
+    ),
+    "plot": (
+        "plot a training run's curves (PNG)",
+        "Draw a training run's per-epoch curves from RUN_DIR/logs/metrics.csv (written by "
+        "--log-with csv, the default): training loss, validation mAP and the target "
+        "codes' Hamming distances (when logged), as PNG files.",
+        "pml-hashing plot runs/mnist-5k-dpn-random-64b-seed0",
+    ),
+}
 
-    build = actions.add_parser(
-        "build",
-        help="build a faiss binary index from an .npz of codes",
-        description=(
-            "Build a binary index from CODES.npz or --checkpoint (`codes` (N, K), +-1 or raw "
-            "outputs "
-            "binarized with v >= 0 -> +1, K a multiple of 8; optional `ids` (N,)) and save it."
-        ),
-        epilog="example:\n  pml-hashing index build --codes db.npz --kind hnsw --param M=32 "
-        "--out db.index",
+
+def _add_subcommand(subparsers, name: str, run) -> argparse.ArgumentParser:
+    """The parser of subcommand ``name``, with its :data:`_SUBCOMMAND_TEXTS`; ``run(args)``
+    does its work."""
+    help, description, example = _SUBCOMMAND_TEXTS[name]
+    parser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=f"example:\n  {example}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _add_build_parser(actions) -> None:
+    build = _add_subcommand(actions, "build", build_index)
     build.add_argument(
         "--codes",
         help="input .npz with `codes` (and `ids`), or a shard folder from `encode --out DIR` "
@@ -731,57 +771,29 @@ def make_parser() -> argparse.ArgumentParser:
         "lists (nlist, default min(4 sqrt(N), N / 39) for N codes; nprobe), trained on the "
         "codes; multihash: exact radius search (nhash, b, nflip). Default: flat",
     )
-    build.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="an integer index parameter, repeatable (e.g. --param nlist=1024 --param nprobe=8)",
+    _add_param_argument(
+        build,
+        "an integer index parameter, repeatable (e.g. --param nlist=1024 --param nprobe=8)",
     )
     build.add_argument("--out", help="index file to write (faiss engine)")
-    build.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_device_argument(build)
     _add_engine_arguments(build, "build")
-    build.set_defaults(run=build_index)
 
-    search = actions.add_parser(
-        "search",
-        help="k-NN or radius search of query codes in a saved index",
-        description=(
-            "Search the codes of QUERIES.npz in a saved index. With -k: writes `distances` "
-            "(Q, k) and `ids` (Q, k) (id -1 where fewer than k exist). With --radius: writes "
-            "faiss's `lims`, `distances`, `ids` for all codes within the radius (inclusive)."
-        ),
-        epilog="example:\n  pml-hashing index search --index db.index --codes queries.npz "
-        "-k 10 --out results.npz",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def _add_search_parser(actions) -> None:
+    search = _add_subcommand(actions, "search", search_index)
     search.add_argument("--index", help="index file written by `index build` (faiss engine)")
     search.add_argument("--codes", help=".npz or shard folder with the query `codes`")
     _add_checkpoint_arguments(search, "query")
     search.add_argument("-k", type=int, help="number of nearest neighbours")
     search.add_argument("--radius", type=int, help="Hamming radius (inclusive) instead of -k")
     search.add_argument("--out", required=True, help="results .npz to write")
-    search.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_device_argument(search)
     _add_engine_arguments(search, "search")
-    search.set_defaults(run=search_index)
 
-    evaluate = actions.add_parser(
-        "evaluate",
-        help="mAP@R and precision within a Hamming radius",
-        description=(
-            "Hashing metrics of query codes against database codes. Both .npz files hold "
-            "`codes` (+-1, ternary -1/0/+1, or raw outputs, binarized) and `labels` (integer "
-            "(N,) or multi-hot (N, C); relevant = sharing a label). Prints the retrieval "
-            "report that training runs write (pml_hashing.evaluation.retrieval_report): "
-            "mAP@R (the hashing convention, over all queries), the ternary (DPN-T) mAP for "
-            "ternary codes, --ternary-margin or a DPN checkpoint, and the precision within "
-            "the Hamming ball (empty balls count 0; their fraction is printed too). --json "
-            "writes the report's keys (map, map_ternary, precision_within_radius, ...)."
-        ),
-        epilog="example:\n  pml-hashing index evaluate --query query.npz --database db.npz "
-        "--topk 5000 --ties expected",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def _add_evaluate_parser(actions) -> None:
+    evaluate = _add_subcommand(actions, "evaluate", evaluate_codes)
     evaluate.add_argument("--query", help=".npz or shard folder with query `codes` and `labels`")
     evaluate.add_argument(
         "--database",
@@ -789,22 +801,7 @@ def make_parser() -> argparse.ArgumentParser:
         "collection was built from, for their ids and labels)",
     )
     _add_checkpoint_arguments(evaluate, None)
-    evaluate.add_argument(
-        "--topk",
-        type=int,
-        help="R of mAP@R (default: the whole database; with --checkpoint, its protocol's R)",
-    )
-    evaluate.add_argument(
-        "--ties",
-        default="index",
-        choices=TIE_RULES,
-        help="order of equal distances: database index (default), seeded random, or the "
-        "tie-aware expectation",
-    )
-    evaluate.add_argument("--seed", type=int, default=0, help="seed for --ties random")
-    evaluate.add_argument(
-        "--radius", type=int, default=2, help="Hamming radius, an integer (default 2)"
-    )
+    _add_ranking_arguments(evaluate)
     evaluate.add_argument(
         "--ternary-margin",
         type=float,
@@ -813,25 +810,31 @@ def make_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--json", help="also write the numbers to this JSON file")
     _add_engine_arguments(evaluate, "evaluate")
-    evaluate.set_defaults(run=evaluate_codes)
 
-    encode = commands.add_parser(
-        "encode",
-        help="encode a split of a checkpoint's data set (or images) to shards or an .npz",
-        description=(
-            "Run a trained checkpoint's model over one split of its data set (or an image "
-            "folder or list) and write the codes, the input of `index build`, `index search` "
-            "and `index evaluate`. --out DIR streams Parquet shards (columns id, label, code "
-            "packed K/8 bytes, output with --outputs): one per process under accelerate "
-            "launch / torchrun, or --shard I --num-shards N per job-array task; "
-            "_manifest.json is written last and a rerun skips finished shards. "
-            "--out lance://DIR/TABLE writes a Lance table. --out FILE.npz gathers `codes` "
-            "(+-1), `outputs`, `labels` and `ids` in memory (small data)."
-        ),
-        epilog="example:\n  pml-hashing encode --checkpoint runs/mnist-5k-dpn-random-64b-seed0/"
-        "checkpoint.safetensors --split database --out db.npz",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+
+def _add_ranking_arguments(parser: argparse.ArgumentParser) -> None:
+    """``index evaluate``'s R, tie rule, seed and Hamming radius."""
+    parser.add_argument(
+        "--topk",
+        type=int,
+        help="R of mAP@R (default: the whole database; with --checkpoint, its protocol's R)",
     )
+    parser.add_argument(
+        "--ties",
+        default="index",
+        choices=TIE_RULES,
+        help="order of equal distances: database index (default), seeded random, or the "
+        "tie-aware expectation",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for --ties random")
+    parser.add_argument(
+        "--radius", type=int, default=2, help="Hamming radius, an integer (default 2)"
+    )
+
+
+def _add_encode_parser(commands) -> None:
+    encode = _add_subcommand(commands, "encode", encode_to_file)
+    encode.set_defaults(codes=None)
     _add_checkpoint_arguments(encode, "database")
     encode.add_argument(
         "--out",
@@ -856,22 +859,38 @@ def make_parser() -> argparse.ArgumentParser:
     )
     encode.add_argument("--batch-size", type=int, default=512, help="images per forward pass")
     encode.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
-    encode.set_defaults(run=encode_to_file, codes=None)
 
-    plot = commands.add_parser(
-        "plot",
-        help="plot a training run's curves (PNG)",
-        description=(
-            "Draw a training run's per-epoch curves from RUN_DIR/logs/metrics.csv (written by "
-            "--log-with csv, the default): training loss, validation mAP and the target "
-            "codes' Hamming distances (when logged), as PNG files."
-        ),
-        epilog="example:\n  pml-hashing plot runs/mnist-5k-dpn-random-64b-seed0",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def _add_plot_parser(commands) -> None:
+    plot = _add_subcommand(commands, "plot", plot_run_logs)
     plot.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (runs/<name>)")
     plot.add_argument("--out", help="folder to write the PNGs into (default: RUN_DIR)")
-    plot.set_defaults(run=plot_run_logs)
+
+
+# ------------------------------------------------------------------------------------------
+def make_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``pml-hashing`` (subcommands ``index build|search|evaluate``,
+    ``encode``, ``plot``)."""
+    parser = argparse.ArgumentParser(
+        prog="pml-hashing",
+        description="Learning-to-hash tools: index binary codes with faiss, search, evaluate.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    index_parser = commands.add_parser(
+        "index",
+        help="build, search and evaluate binary-code indexes",
+        description="Build, search and evaluate binary-code indexes.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = index_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _add_build_parser(actions)
+    _add_search_parser(actions)
+    _add_evaluate_parser(actions)
+    _add_encode_parser(commands)
+    _add_plot_parser(commands)
     return parser
 
 

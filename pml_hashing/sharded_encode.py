@@ -124,17 +124,24 @@ def read_image_inputs(images, root=None) -> tuple[list[str], np.ndarray]:
 
 def _image_dataset(images, root, model, config):
     from .data.image_list_dataset import ImageListDataset
-    from .export import _file_transform
 
     paths, labels = read_image_inputs(images, root)
     return ImageListDataset(
         paths,
         torch.from_numpy(labels),
         np.arange(len(paths)),
-        transform=_ChannelsThen(
-            int(getattr(model, "in_chans", 3)),
-            _file_transform(model, getattr(config, "image_size", None)),
-        ),
+        transform=image_transform(model, config),
+    )
+
+
+def image_transform(model, config) -> _ChannelsThen:
+    """What an image file goes through before the checkpoint's model: its channels, then
+    its eval transform (resize to ``config.image_size``, normalize)."""
+    from .export import _file_transform
+
+    return _ChannelsThen(
+        int(getattr(model, "in_chans", 3)),
+        _file_transform(model, getattr(config, "image_size", None)),
     )
 
 
@@ -175,15 +182,33 @@ def _batches(data, items: range, batch_size: int, num_workers: int):
         start += len(images)
 
 
-def _launcher_state():
-    """(process_index, num_processes, device) under accelerate/torchrun, else (0, 1, None)."""
+def _launcher_state(device=None):
+    """``(process_index, num_processes, device, state)`` under accelerate/torchrun, with the
+    threads configured as for a training run; else ``(0, 1, device, None)``. ``device`` is
+    where the model runs: the one given, else the launcher's, else the CPU."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1, None, None
+        return 0, 1, torch.device(device) if device is not None else "cpu", None
     from accelerate import PartialState
+
+    from .training.threads import configure_threads
 
     # without cpu=True a CPU-only launch is read as one process (DESIGN.md section 6)
     state = PartialState(cpu=not torch.cuda.is_available())
-    return state.process_index, state.num_processes, state.device, state
+    configure_threads()  # cores per process, before the first parallel operation
+    if device is None:
+        device = state.device or "cpu"
+    else:
+        device = torch.device(device)
+    return state.process_index, state.num_processes, device, state
+
+
+def _check_batching(batch_size, num_workers, outputs) -> tuple[int, int]:
+    """``(batch_size, num_workers)`` checked, and ``outputs`` a bool."""
+    batch_size = check_integer(batch_size, "batch_size", minimum=1)
+    num_workers = check_integer(num_workers, "num_workers", minimum=0)
+    if not isinstance(outputs, bool):
+        raise ValueError(f"outputs must be True or False; got {outputs!r}")
+    return batch_size, num_workers
 
 
 def encode_to_shards(
@@ -220,116 +245,154 @@ def encode_to_shards(
         device: where the model runs (default: the launcher's device, else the CPU).
 
     Returns:
-        ``{"out", "shards_written", "shards_skipped", "rows_written", "manifest"}``;
-        ``manifest`` is the written ``_manifest.json`` content, or None while other shards
-        are still running (whoever finishes last writes it).
+        a dict with ``out``, ``shard``, ``num_shards``, ``shard_file``, ``skipped``,
+        ``rows_written`` and ``manifest`` (the written ``_manifest.json`` content, or None
+        while other shards are still running; whoever finishes last writes it).
     """
-    batch_size = check_integer(batch_size, "batch_size", minimum=1)
-    num_workers = check_integer(num_workers, "num_workers", minimum=0)
-    if not isinstance(outputs, bool):
-        raise ValueError(f"outputs must be True or False; got {outputs!r}")
-    process, processes, launcher_device, state = _launcher_state()
-    if (shard is None) != (num_shards is None):
-        raise ValueError("give both --shard and --num-shards (a job array's task and size)")
-    if shard is not None:
-        num_shards = check_integer(num_shards, "num_shards", minimum=1)
-        shard = check_integer(shard, "shard", minimum=0)
-        if shard >= num_shards:
-            raise ValueError(f"shard must be in [0, num_shards) = [0, {num_shards}); got {shard}")
-        if processes > 1:
-            raise ValueError(
-                f"--shard/--num-shards are for job arrays without a launcher; this run has "
-                f"{processes} launcher processes, which are the shards"
-            )
-    else:
-        shard, num_shards = process, processes
-    lance = is_lance_target(out, format)
-    if lance and not str(out).startswith(_LANCE_SCHEME):
-        out = _LANCE_SCHEME + str(out)
-    check_output_folder(out)
+    batch_size, num_workers = _check_batching(batch_size, num_workers, outputs)
+    process, processes, device, state = _launcher_state(device)
+    shard, num_shards = _this_shard(shard, num_shards, process, processes)
+    out, lance = _output_target(out, format)
     checkpoint_path = checkpoint_file(checkpoint)
-
-    from .training import load_checkpoint
-
-    model, method, config, payload = load_checkpoint(checkpoint_path)
-    num_bits = int(config.bits)
-    if images is not None:
-        data = _image_dataset(images, root, model, config)
-        source = {"images": str(Path(images).resolve())}
-    else:
-        from .training.checkpoint_jobs import SPLITS, _protocol_for
-
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
-        protocol = _protocol_for(config, model, dataset, root, split_file, payload)
-        data = getattr(protocol, split)
-        if data is None:
-            raise ValueError(f"the protocol has no {split} split (set validation_per_class)")
-        source = {"split": split, "dataset": protocol.name}
-    info = {
-        "num_bits": num_bits,
-        "checkpoint_sha256": file_sha256(checkpoint_path),
-        "input": source,
-        "outputs": outputs,
-        "items": len(data),
-    }
-    labels = getattr(data, "labels", None)
-    multi_label = labels is not None and getattr(labels, "ndim", 1) == 2
-
-    if lance:
-        from .engines.lance_codes import LanceCodeWriter
-
-        items = shard_range(shard, num_shards, len(data))
-        writer_factory = lambda: LanceCodeWriter(  # noqa: E731
-            out, shard, num_shards, num_bits, multi_label, outputs, info, items
-        )
-        skip = writer_factory().is_complete_and_compatible()
-    else:
-        check_compatible(out, num_shards, info)
-        skip = finished_record(out, shard, num_shards) is not None
-        writer_factory = lambda: ShardWriter(  # noqa: E731
-            out, shard, num_shards, num_bits, multi_label, outputs, info
-        )
-
-    rows = 0
-    if state is not None:  # cores / processes, as a training run under the launcher
-        from .training.threads import configure_threads
-
-        configure_threads()
-    if not skip:
-        device = torch.device(device) if device is not None else (launcher_device or "cpu")
-        encoder = method.retrieval_encoder(model).to(device).eval()
-        method = method.to(device)
-        writer = writer_factory()
-        try:
-            with torch.no_grad():
-                items = shard_range(shard, num_shards, len(data))
-                for images_, targets, ids in _batches(data, items, batch_size, num_workers):
-                    values = method.retrieval_outputs(encoder(images_.to(device))).float().cpu()
-                    values = values.numpy()
-                    if not np.isfinite(values).all():
-                        raise ValueError(
-                            f"the model's outputs for items {ids[0]}..{ids[-1]} are not finite"
-                        )
-                    writer.write(
-                        ids, targets.numpy(), pack_bool(values >= 0), values if outputs else None
-                    )
-                    rows += len(ids)
-        except BaseException:
-            writer.abort()
-            raise
-        writer.close()
-    if state is not None:
-        state.wait_for_everyone()
-    manifest = None
-    if not lance and (state is None or state.is_main_process):
-        manifest = write_manifest_if_complete(out, num_shards, info)
-    return {
+    model, method, config, data, source = _load_input(
+        checkpoint_path, split, images, dataset, root, split_file
+    )
+    info = {**encode_info(config, checkpoint_path, source, outputs), "items": len(data)}
+    items = shard_range(shard, num_shards, len(data))
+    new_writer, skip = _shard_writer(out, lance, shard, num_shards, data, info, items)
+    batches = _batches(data, items, batch_size, num_workers)  # a generator: nothing read yet
+    rows = 0 if skip else _write_codes(new_writer, model, method, batches, device, outputs)
+    result = {
         "out": str(out),
         "shard": shard,
         "num_shards": num_shards,
         "shard_file": None if lance else shard_name(shard, num_shards),
         "skipped": skip,
         "rows_written": rows,
-        "manifest": manifest,
     }
+    return {**result, "manifest": _manifest_when_all_done(out, lance, num_shards, info, state)}
+
+
+def _manifest_when_all_done(out, lance: bool, num_shards: int, info: dict, state) -> dict | None:
+    """After every launcher process has written its shard, the main process (or a job-array
+    task) writes the folder's manifest if every shard is finished; Lance tables have none."""
+    if state is not None:
+        state.wait_for_everyone()
+    if lance or (state is not None and not state.is_main_process):
+        return None
+    return write_manifest_if_complete(out, num_shards, info)
+
+
+def _output_target(out, format: str | None) -> tuple:
+    """``(out, is_lance)``: a Lance target spelled ``lance://DIR/TABLE``, the folder checked."""
+    lance = is_lance_target(out, format)
+    if lance and not str(out).startswith(_LANCE_SCHEME):
+        out = _LANCE_SCHEME + str(out)
+    check_output_folder(out)
+    return out, lance
+
+
+def _this_shard(shard, num_shards, process: int, processes: int) -> tuple[int, int]:
+    """``(shard, num_shards)``: a job array's task as given, else the launcher's process."""
+    if (shard is None) != (num_shards is None):
+        raise ValueError("give both --shard and --num-shards (a job array's task and size)")
+    if shard is None:
+        return process, processes
+    num_shards = check_integer(num_shards, "num_shards", minimum=1)
+    shard = check_integer(shard, "shard", minimum=0)
+    if shard >= num_shards:
+        raise ValueError(f"shard must be in [0, num_shards) = [0, {num_shards}); got {shard}")
+    if processes > 1:
+        raise ValueError(
+            f"--shard/--num-shards are for job arrays without a launcher; this run has "
+            f"{processes} launcher processes, which are the shards"
+        )
+    return shard, num_shards
+
+
+def _load_input(checkpoint_path, split, images, dataset, root, split_file) -> tuple:
+    """``(model, method, config, data, source)``: the checkpoint, and the images it encodes
+    (an image folder or list, else one split of its protocol) with their ``source`` record."""
+    from .training import load_checkpoint
+
+    model, method, config, payload = load_checkpoint(checkpoint_path)
+    if images is not None:
+        data = _image_dataset(images, root, model, config)
+        return model, method, config, data, {"images": str(Path(images).resolve())}
+    data, source = _split_data(config, model, payload, split, dataset, root, split_file)
+    return model, method, config, data, source
+
+
+def _split_data(config, model, payload, split, dataset, root, split_file) -> tuple:
+    """``(data, source)``: one split of the checkpoint's protocol (or of ``dataset``)."""
+    from .training.checkpoint_jobs import SPLITS, _protocol_for
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
+    protocol = _protocol_for(config, model, dataset, root, split_file, payload)
+    data = getattr(protocol, split)
+    if data is None:
+        raise ValueError(f"the protocol has no {split} split (set validation_per_class)")
+    return data, {"split": split, "dataset": protocol.name}
+
+
+def encode_info(config, checkpoint_path, source: dict, outputs: bool) -> dict:
+    """What every shard record and the manifest carry, so that a rerun with another
+    checkpoint, input or column set is refused instead of mixed in."""
+    return {
+        "num_bits": int(config.bits),
+        "checkpoint_sha256": file_sha256(checkpoint_path),
+        "input": source,
+        "outputs": outputs,
+    }
+
+
+def _shard_writer(out, lance: bool, shard, num_shards, data, info: dict, items: range):
+    """``(make_writer, skip)``: how this shard's writer is made, and whether its shard is
+    already finished (a Parquet shard with its record; Lance shards are always redone)."""
+    labels = getattr(data, "labels", None)
+    multi_label = labels is not None and getattr(labels, "ndim", 1) == 2
+    layout = (shard, num_shards, info["num_bits"], multi_label, info["outputs"], info, items)
+    if lance:
+        from .engines.lance_codes import LanceCodeWriter
+
+        def make_writer():
+            return LanceCodeWriter(out, *layout)
+
+        return make_writer, make_writer().is_complete_and_compatible()
+    check_compatible(out, num_shards, info)
+    skip = finished_record(out, shard, num_shards) is not None
+    return (lambda: ShardWriter(out, *layout)), skip
+
+
+def _write_codes(new_writer, model, method, batches, device, outputs: bool) -> int:
+    """Encode ``batches`` on ``device`` into a writer from ``new_writer()`` (closed when
+    done, aborted on any error); returns the number of rows written."""
+    encoder = method.retrieval_encoder(model).to(device).eval()
+    method = method.to(device)
+    writer = new_writer()
+    rows = 0
+    try:
+        with torch.no_grad():
+            for images, targets, ids in batches:
+                values = finite_outputs(
+                    method, encoder, images.to(device), f"items {ids[0]}..{ids[-1]}"
+                )
+                writer.write(
+                    ids, targets.numpy(), pack_bool(values >= 0), values if outputs else None
+                )
+                rows += len(ids)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    return rows
+
+
+def finite_outputs(method, encoder, images, what: str) -> np.ndarray:
+    """The method's retrieval outputs for ``images`` as float32 numpy, refused when any is
+    not finite (``what`` names the items in the message)."""
+    values = method.retrieval_outputs(encoder(images)).float().cpu().numpy()
+    if not np.isfinite(values).all():
+        raise ValueError(f"the model's outputs for {what} are not finite")
+    return values

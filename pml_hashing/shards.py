@@ -114,7 +114,48 @@ def record_batch(ids, labels, packed, outputs, schema_):
     return pa.RecordBatch.from_arrays(columns, schema=schema_)
 
 
-class ShardWriter:
+class _ShardRowsWriter:
+    """What writing one shard's rows is, wherever they go (a Parquet file, a Lance table):
+    the shard's columns and identity, batches turned into record batches, rows counted. A
+    subclass opens its storage in ``_open(folder)`` and takes each batch in ``_append``."""
+
+    def __init__(
+        self,
+        folder,
+        shard: int,
+        num_shards: int,
+        num_bits: int,
+        multi_label: bool,
+        with_outputs: bool,
+        info: dict,
+        items: range | None = None,
+    ):
+        self.shard, self.num_shards, self.num_bits = shard, num_shards, num_bits
+        self.with_outputs = with_outputs
+        self.info = dict(info)
+        self.items = items
+        self._schema = schema(num_bits, multi_label, with_outputs)
+        self.rows = 0
+        self._open(folder)
+
+    def _open(self, folder) -> None:
+        raise NotImplementedError
+
+    def _append(self, batch) -> None:
+        raise NotImplementedError
+
+    def write(self, ids, labels, packed, outputs=None) -> None:
+        """Append a batch: ids ``(B,)``, labels ``(B,)`` or ``(B, C)``, packed ``(B, K/8)``."""
+        if self.with_outputs and outputs is None:
+            raise ValueError("this shard has an output column: pass outputs")
+        batch = record_batch(
+            ids, labels, packed, outputs if self.with_outputs else None, self._schema
+        )
+        self._append(batch)
+        self.rows += len(ids)
+
+
+class ShardWriter(_ShardRowsWriter):
     """Writes one shard as its batches come (memory stays one batch), then records it.
 
     The Parquet file is written under a ``.partial`` name and renamed when complete, so a
@@ -128,39 +169,20 @@ class ShardWriter:
         with_outputs: also write the real outputs.
         info: what every record and the manifest carry to refuse a mixed rerun
             (checkpoint digest, input); written into the shard record.
+        items: the shard's item range (:func:`shard_range`); unused here, as the file of a
+            rerun shard is replaced whole (a Lance shard deletes the rows of its range).
     """
 
-    def __init__(
-        self,
-        folder,
-        shard: int,
-        num_shards: int,
-        num_bits: int,
-        multi_label: bool,
-        with_outputs: bool,
-        info: dict,
-    ):
+    def _open(self, folder) -> None:
         _, pq = _pyarrow()
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.shard, self.num_shards, self.num_bits = shard, num_shards, num_bits
-        self.with_outputs = with_outputs
-        self.info = dict(info)
-        self.path = self.folder / shard_name(shard, num_shards)
+        self.path = self.folder / shard_name(self.shard, self.num_shards)
         self._partial = self.path.with_name(self.path.name + ".partial")
-        self._schema = schema(num_bits, multi_label, with_outputs)
         self._writer = pq.ParquetWriter(self._partial, self._schema)
-        self.rows = 0
 
-    def write(self, ids, labels, packed, outputs=None) -> None:
-        """Append a batch: ids ``(B,)``, labels ``(B,)`` or ``(B, C)``, packed ``(B, K/8)``."""
-        if self.with_outputs and outputs is None:
-            raise ValueError("this shard has an output column: pass outputs")
-        batch = record_batch(
-            ids, labels, packed, outputs if self.with_outputs else None, self._schema
-        )
+    def _append(self, batch) -> None:
         self._writer.write_batch(batch)
-        self.rows += len(ids)
 
     def close(self) -> dict:
         """Finish the file, rename it into place and write its record; returns the record."""

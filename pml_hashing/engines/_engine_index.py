@@ -1,5 +1,6 @@
 """What :class:`MilvusIndex` and :class:`LanceIndex` share: the code length and kind, the
-sizes ``BinaryIndex`` also answers to, and the checks and numbering of :meth:`add`."""
+sizes ``BinaryIndex`` also answers to, the checks and numbering of :meth:`add`, and
+:meth:`range_search` (an engine fills ``_range_hits``)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,18 @@ import numpy as np
 
 from .._validation import check_integer
 from ..codes import check_num_bits
+from ..index._code_index import CodeIndex
 from ..index.id_map import check_ids
-from ._results import packed_queries
+from ._results import check_radius, packed_queries, range_arrays
 
 
-class EngineIndex:
-    """Base of the engine indexes; a subclass sets ``_num_bits`` and ``_kind`` and fills
-    :attr:`count` (the engine's row count, read so that a search right after an add sees it)."""
+class EngineIndex(CodeIndex):
+    """Base of the engine indexes; a subclass sets ``_num_bits`` and ``_kind``, fills
+    :attr:`count` (the engine's row count, read so that a search right after an add sees it)
+    and ``_range_hits``, and says in ``_NO_IVF_RANGE_SEARCH`` why its IVF kind has none."""
 
     KINDS: tuple = ()
-    _num_bits: int
-    _kind: str
+    _NO_IVF_RANGE_SEARCH: str
 
     def _check_layout(self, num_bits, kind, nlist, nprobe) -> None:
         """Check and keep the code length, the kind (one of :attr:`KINDS`, or None: the
@@ -30,22 +32,11 @@ class EngineIndex:
         self._nprobe = check_integer(nprobe, "nprobe", minimum=1)
 
     @property
-    def num_bits(self) -> int:
-        return self._num_bits
-
-    @property
-    def kind(self) -> str:
-        return self._kind
-
-    @property
     def count(self) -> int:
         raise NotImplementedError
 
     @property
     def ntotal(self) -> int:
-        return self.count
-
-    def __len__(self) -> int:
         return self.count
 
     def _rows_to_add(self, codes, ids):
@@ -61,3 +52,18 @@ class EngineIndex:
         start = self.count
         positions = np.arange(start, start + len(packed), dtype=np.int64)
         return packed, positions if new_ids is None else new_ids, positions
+
+    def range_search(self, queries, radius: int):
+        """All codes within Hamming distance ``radius`` (inclusive) of each query, in faiss's
+        ``(lims, distances, ids)`` layout (each query's hits by distance, then id); ``flat``
+        only."""
+        radius = check_radius(radius)
+        if self._kind != "flat":
+            raise ValueError(
+                f"range_search is available on kind='flat' only: {self._NO_IVF_RANGE_SEARCH}"
+            )
+        return range_arrays(self._range_hits(packed_queries(queries, self._num_bits), radius))
+
+    def _range_hits(self, packed: np.ndarray, radius: int) -> list[list[tuple]]:
+        """Each query's ``(distance, position, id)`` hits within ``radius``."""
+        raise NotImplementedError

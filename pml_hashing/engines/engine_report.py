@@ -78,41 +78,53 @@ def engine_retrieval_report(
         )
     count = index.ntotal
     depth = count if topk is None else min(topk, count)
-    ap = np.zeros(num_queries)
-    if depth > 0:
-        step = max(1, _CHUNK_ELEMENTS // depth)
-        for s in range(0, num_queries, step):
-            _, ids = index.search(query_codes[s : s + step], depth)
-            relevant = _relevance(_label_lookup(db_ids, ids), query_labels[s : s + step], db_labels)
-            hits = np.cumsum(relevant, axis=1)
-            precision = hits / np.arange(1, relevant.shape[1] + 1)
-            total = relevant.sum(1)
-            ap[s : s + step] = np.where(
-                total > 0, (precision * relevant).sum(1) / np.maximum(total, 1), 0.0
-            )
+    ap = _average_precisions(index, query_codes, query_labels, db_ids, db_labels, depth)
     report = {"map": float(ap.mean()) if num_queries else 0.0}
     if index.kind == "flat":
-        lims, _, ids = index.range_search(query_codes, radius)
-        rows = _label_lookup(db_ids, ids)
-        owner = np.repeat(np.arange(num_queries), np.diff(lims))
-        if db_labels.ndim == 1:
-            relevant = (rows >= 0) & (db_labels[np.maximum(rows, 0)] == query_labels[owner])
-        else:
-            relevant = (rows >= 0) & (
-                (db_labels[np.maximum(rows, 0)] * query_labels[owner]).sum(1) > 0
-            )
-        size = np.diff(lims)
-        relevant_within = np.bincount(owner, weights=relevant, minlength=num_queries)
-        precision = np.where(size > 0, relevant_within / np.maximum(size, 1), 0.0)
-        report.update(
-            precision_within_radius=float(precision.mean()) if num_queries else 0.0,
-            empty_ball_fraction=float((size == 0).mean()) if num_queries else 0.0,
-            mean_ball_size=float(size.mean()) if num_queries else 0.0,
-        )
+        report.update(_ball_statistics(index, query_codes, query_labels, db_ids, db_labels, radius))
     else:
         report.update(precision_within_radius=None, empty_ball_fraction=None, mean_ball_size=None)
     report.update({"topk": "all" if topk is None else topk, "ties": "index", "radius": radius})
     return report
+
+
+def _average_precisions(index, query_codes, query_labels, db_ids, db_labels, depth: int):
+    """AP@``depth`` of each query over the engine's top-``depth`` list (0 with no relevant
+    item), searched a chunk of queries at a time."""
+    num_queries = len(query_codes)
+    ap = np.zeros(num_queries)
+    if depth == 0:
+        return ap
+    step = max(1, _CHUNK_ELEMENTS // depth)
+    for s in range(0, num_queries, step):
+        _, ids = index.search(query_codes[s : s + step], depth)
+        relevant = _relevance(_label_lookup(db_ids, ids), query_labels[s : s + step], db_labels)
+        hits = np.cumsum(relevant, axis=1)
+        precision = hits / np.arange(1, relevant.shape[1] + 1)
+        total = relevant.sum(1)
+        ap[s : s + step] = np.where(
+            total > 0, (precision * relevant).sum(1) / np.maximum(total, 1), 0.0
+        )
+    return ap
+
+
+def _ball_statistics(index, query_codes, query_labels, db_ids, db_labels, radius: int) -> dict:
+    """Precision within the Hamming ball of ``radius`` (0 for an empty ball), the fraction
+    of empty balls and the mean ball size, from the engine's range search."""
+    num_queries = len(query_codes)
+    lims, _, ids = index.range_search(query_codes, radius)
+    owner = np.repeat(np.arange(num_queries), np.diff(lims))
+    # one result a row: the (Q, R) relevance of R = 1 item per query row
+    rows = _label_lookup(db_ids, ids)[:, None]
+    relevant = _relevance(rows, query_labels[owner], db_labels)[:, 0]
+    size = np.diff(lims)
+    relevant_within = np.bincount(owner, weights=relevant, minlength=num_queries)
+    precision = np.where(size > 0, relevant_within / np.maximum(size, 1), 0.0)
+    return {
+        "precision_within_radius": float(precision.mean()) if num_queries else 0.0,
+        "empty_ball_fraction": float((size == 0).mean()) if num_queries else 0.0,
+        "mean_ball_size": float(size.mean()) if num_queries else 0.0,
+    }
 
 
 def format_engine_report(report: dict) -> str:

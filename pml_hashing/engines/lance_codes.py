@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..shards import record_batch, schema
+from ..shards import _ShardRowsWriter
 from .lance_index import connect, table_names, table_num_bits
 
 _META_INFO = b"pml_hashing.encode"
@@ -12,7 +12,7 @@ _META_INFO = b"pml_hashing.encode"
 _APPEND_ROWS = 65536
 
 
-class LanceCodeWriter:
+class LanceCodeWriter(_ShardRowsWriter):
     """Writes one shard's rows into a Lance table that every shard shares.
 
     The table has the shard schema (``id``, ``label``, ``code``, ``output`` with outputs);
@@ -22,34 +22,18 @@ class LanceCodeWriter:
     exactly the unfinished shards' rows (Lance commits each append atomically).
     """
 
-    def __init__(
-        self,
-        out,
-        shard: int,
-        num_shards: int,
-        num_bits: int,
-        multi_label: bool,
-        with_outputs: bool,
-        info: dict,
-        items: range | None = None,
-    ):
+    def _open(self, out) -> None:
         from ..sharded_encode import split_lance_target
 
-        uri, name = split_lance_target(out)
-        self.uri, self.name = uri, name
-        self.shard, self.num_shards, self.num_bits = shard, num_shards, num_bits
-        self.items = items
-        self.info = {**info, "num_shards": num_shards}
-        schema_ = schema(num_bits, multi_label, with_outputs)
-        self._schema = schema_.with_metadata(
-            {**schema_.metadata, _META_INFO: json.dumps(self.info, sort_keys=True).encode()}
+        self.uri, self.name = split_lance_target(out)
+        self.info["num_shards"] = self.num_shards
+        self._schema = self._schema.with_metadata(
+            {**self._schema.metadata, _META_INFO: json.dumps(self.info, sort_keys=True).encode()}
         )
-        self.with_outputs = with_outputs
-        self._db = connect(uri)
+        self._db = connect(self.uri)
         self._table = self._open_or_create()
         self._pending: list = []
         self._pending_rows = 0
-        self.rows = 0
         self._cleared = False
 
     def _open_or_create(self):
@@ -90,16 +74,12 @@ class LanceCodeWriter:
         self._table.delete(f"id >= {self.items.start} AND id < {self.items.stop}")
         self._cleared = True
 
-    def write(self, ids, labels, packed, outputs=None) -> None:
+    def _append(self, batch) -> None:
         import pyarrow as pa
 
         self._clear_own_rows()
-        batch = record_batch(
-            ids, labels, packed, outputs if self.with_outputs else None, self._schema
-        )
         self._pending.append(batch)
-        self._pending_rows += len(ids)
-        self.rows += len(ids)
+        self._pending_rows += batch.num_rows
         if self._pending_rows >= _APPEND_ROWS:
             self._table.add(pa.Table.from_batches(self._pending, schema=self._schema))
             self._pending, self._pending_rows = [], 0

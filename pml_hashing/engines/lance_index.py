@@ -5,14 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._engine_index import EngineIndex
-from ._results import (
-    check_k,
-    check_radius,
-    complete_last_group,
-    knn_arrays,
-    packed_queries,
-    range_arrays,
-)
+from ._results import check_k, complete_last_group, knn_arrays, packed_queries
 
 _KINDS = ("flat", "ivf")
 META_BITS = b"pml_hashing.num_bits"
@@ -98,6 +91,9 @@ class LanceIndex(EngineIndex):
     """
 
     KINDS = _KINDS
+    _NO_IVF_RANGE_SEARCH = (
+        "LanceDB's distance range over an IVF index misses codes in unprobed partitions"
+    )
 
     def __init__(
         self,
@@ -278,22 +274,12 @@ class LanceIndex(EngineIndex):
             hits = [[] for _ in range(len(packed))]
         return knn_arrays(hits, k)
 
-    def range_search(self, queries, radius: int):
-        """All codes within Hamming distance ``radius`` (inclusive), in faiss's layout;
-        ``flat`` only."""
-        radius = check_radius(radius)
-        if self._kind != "flat":
-            raise ValueError(
-                "range_search is available on kind='flat' only: LanceDB's distance range "
-                "over an IVF index misses codes in unprobed partitions"
-            )
-        packed = packed_queries(queries, self._num_bits)
+    def _range_hits(self, packed: np.ndarray, radius: int) -> list[list[tuple]]:
         count = self.count
+        if not count:
+            return [[] for _ in range(len(packed))]
+        step = max(1, min(_QUERY_CHUNK, _RESULT_ELEMENTS // count))
         hits = []
-        if count:
-            step = max(1, min(_QUERY_CHUNK, _RESULT_ELEMENTS // count))
-            for s in range(0, len(packed), step):
-                hits.extend(self._query(packed[s : s + step], count, (0, radius + 1)))
-        else:
-            hits = [[] for _ in range(len(packed))]
-        return range_arrays(hits)
+        for s in range(0, len(packed), step):
+            hits.extend(self._query(packed[s : s + step], count, (0, radius + 1)))
+        return hits

@@ -5,14 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._engine_index import EngineIndex
-from ._results import (
-    check_k,
-    check_radius,
-    complete_last_group,
-    knn_arrays,
-    packed_queries,
-    range_arrays,
-)
+from ._results import check_k, complete_last_group, knn_arrays, packed_queries
 
 #: Milvus caps both the number of results of one query (topk) and queries per request.
 MILVUS_MAX_K = 16384
@@ -47,7 +40,8 @@ class MilvusIndex(EngineIndex):
     approximate once :meth:`reindex` has built it: ``nlist`` inverted lists, ``nprobe`` of
     them searched; recall rises with ``nprobe`` and is exact at ``nprobe == nlist``. Codes
     added after the last :meth:`reindex` are searched exhaustively. :meth:`range_search` is
-    refused on IVF, because Milvus' IVF range search drops hits even with every list probed.
+    refused on IVF, because Milvus' IVF range search drops hits even with every list probed,
+    and for a query with more than 16,383 codes within the radius (Milvus' result cap).
 
     Args:
         uri: the server, e.g. ``http://127.0.0.1:19530`` (``token`` for authentication).
@@ -61,6 +55,9 @@ class MilvusIndex(EngineIndex):
     """
 
     KINDS = tuple(_INDEX_TYPES)
+    _NO_IVF_RANGE_SEARCH = (
+        "Milvus' BIN_IVF_FLAT range search drops hits even with every list probed"
+    )
 
     def __init__(
         self,
@@ -274,19 +271,9 @@ class MilvusIndex(EngineIndex):
             packed, MILVUS_MAX_K, {"radius": distance + 1, "range_filter": distance}
         )
 
-    def range_search(self, queries, radius: int):
-        """All codes within Hamming distance ``radius`` (inclusive) of each query, in faiss's
-        ``(lims, distances, ids)`` layout (each query's hits by distance, then id).
-        ``flat`` only; a query with more than 16,383 hits is refused (Milvus' cap)."""
-        radius = check_radius(radius)
-        if self._kind != "flat":
-            raise ValueError(
-                "range_search is available on kind='flat' only: Milvus' BIN_IVF_FLAT range "
-                "search drops hits even with every list probed"
-            )
-        packed = packed_queries(queries, self._num_bits)
+    def _range_hits(self, packed: np.ndarray, radius: int) -> list[list[tuple]]:
         if self.count == 0:  # also the strongly consistent read that the searches rely on
-            return range_arrays([[] for _ in range(len(packed))])
+            return [[] for _ in range(len(packed))]
         params = {"radius": min(radius, self._num_bits) + 1, "range_filter": 0}
         starts, step = self._chunks(len(packed), MILVUS_MAX_K)
         hits = []
@@ -299,4 +286,4 @@ class MilvusIndex(EngineIndex):
                         f"{radius}, more than Milvus returns: lower the radius"
                     )
             hits.extend(found)
-        return range_arrays(hits)
+        return hits

@@ -31,19 +31,14 @@ class _Encoder:
     def __init__(self, checkpoint: str, with_outputs: bool):
         import torch
 
-        from ..sharded_encode import _ChannelsThen
+        from ..sharded_encode import image_transform
         from ..shards import schema
         from ..training import load_checkpoint
 
         torch.set_num_threads(1)  # actors share the machine's cores
         self.model, self.method, config, _ = load_checkpoint(checkpoint)
         self.encoder = self.method.retrieval_encoder(self.model).eval()
-        from ..export import _file_transform
-
-        self.transform = _ChannelsThen(
-            int(getattr(self.model, "in_chans", 3)),
-            _file_transform(self.model, getattr(config, "image_size", None)),
-        )
+        self.transform = image_transform(self.model, config)
         self.num_bits = int(config.bits)
         self.with_outputs = with_outputs
         self.schema = {multi: schema(self.num_bits, multi, with_outputs) for multi in (False, True)}
@@ -53,6 +48,7 @@ class _Encoder:
         from PIL import Image
 
         from ..codes import pack_bool
+        from ..sharded_encode import finite_outputs
         from ..shards import record_batch
 
         images = []
@@ -60,10 +56,9 @@ class _Encoder:
             with Image.open(str(path)) as image:
                 images.append(self.transform(image))
         with torch.no_grad():
-            outputs = self.method.retrieval_outputs(self.encoder(torch.stack(images)))
-        outputs = outputs.float().numpy()
-        if not np.isfinite(outputs).all():
-            raise ValueError(f"the model's outputs for {batch['path'][0]}... are not finite")
+            outputs = finite_outputs(
+                self.method, self.encoder, torch.stack(images), f"{batch['path'][0]}..."
+            )
         labels = np.stack(list(batch["label"])) if len(batch["label"]) else batch["label"]
         multi = np.asarray(labels).ndim == 2
         record = record_batch(
@@ -117,56 +112,81 @@ def encode_with_ray(
     num_actors = check_integer(num_actors, "num_actors", minimum=1)
     batch_size = check_integer(batch_size, "batch_size", minimum=1)
     num_cpus = check_real(num_cpus, "num_cpus", minimum=0, strict=True)
-    from ..sharded_encode import check_output_folder, checkpoint_file, read_image_inputs
+    from ..sharded_encode import checkpoint_file, encode_info
 
-    check_output_folder(out)
-    out = Path(out)
-    if (out / MANIFEST_NAME).exists() or (out.exists() and any(out.iterdir())):
-        raise ValueError(f"out {out}: already holds files; give a new folder")
+    out = _new_folder(out)
     checkpoint_path = checkpoint_file(checkpoint)
     from ..training import load_checkpoint
 
     _, _, config, _ = load_checkpoint(checkpoint_path)
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
-    if isinstance(dataset_or_paths, ray.data.Dataset):
-        dataset, source = dataset_or_paths, {"ray_dataset": True}
-        if "id" not in dataset.columns():
-            raise ValueError("a Ray Dataset must have columns id, path and label")
-    else:
-        if isinstance(dataset_or_paths, (str, os.PathLike)):
-            paths, labels = read_image_inputs(dataset_or_paths, root)
-            source = {"images": str(Path(dataset_or_paths).resolve())}
-        else:
-            paths = [str(p) for p in dataset_or_paths]
-            labels = np.full(len(paths), -1, dtype=np.int64)
-            source = {"images": f"{len(paths)} paths"}
-        dataset = ray.data.from_items(
-            [{"id": i, "path": p, "label": labels[i]} for i, p in enumerate(paths)]
-        )
+    dataset, source = _ray_dataset(ray, dataset_or_paths, root)
+    encoder = (str(checkpoint_path), outputs)
+    staging = out / "_ray"
+    _encode_to_parquet(ray, dataset, encoder, staging, batch_size, num_actors, num_cpus)
+    info = encode_info(config, checkpoint_path, source, outputs)
+    num_shards = _shards_from_staging(staging, out, info)
+    return write_manifest_if_complete(out, num_shards, info)
+
+
+def _new_folder(out) -> Path:
+    """``out`` as a Path, refused unless it is a new (or empty) folder whose parent exists."""
+    from ..sharded_encode import check_output_folder
+
+    check_output_folder(out)
+    out = Path(out)
+    if (out / MANIFEST_NAME).exists() or (out.exists() and any(out.iterdir())):
+        raise ValueError(f"out {out}: already holds files; give a new folder")
+    return out
+
+
+def _encode_to_parquet(ray, dataset, encoder_args, folder, batch_size, num_actors, num_cpus):
+    """Stream ``dataset`` through a pool of :class:`_Encoder` actors (built with
+    ``encoder_args``) into Parquet files in ``folder``, in item order."""
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # files in item order
     encoded = dataset.map_batches(
         _Encoder,
-        fn_constructor_args=(str(checkpoint_path), outputs),
+        fn_constructor_args=encoder_args,
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=num_actors),
         num_cpus=num_cpus,
     )
-    staging = out / "_ray"
-    encoded.write_parquet(str(staging), ray_remote_args={"num_cpus": num_cpus})
-    files = sorted(staging.glob("*.parquet"))
-    info = {
-        "num_bits": int(config.bits),
-        "checkpoint_sha256": file_sha256(checkpoint_path),
-        "input": source,
-        "outputs": outputs,
-    }
+    encoded.write_parquet(str(folder), ray_remote_args={"num_cpus": num_cpus})
+
+
+def _ray_dataset(ray, dataset_or_paths, root) -> tuple:
+    """``(dataset, source)``: a Ray Dataset of ``id``, ``path``, ``label`` rows, and what the
+    shard records name as the input."""
+    if isinstance(dataset_or_paths, ray.data.Dataset):
+        if "id" not in dataset_or_paths.columns():
+            raise ValueError("a Ray Dataset must have columns id, path and label")
+        return dataset_or_paths, {"ray_dataset": True}
+    if isinstance(dataset_or_paths, (str, os.PathLike)):
+        from ..sharded_encode import read_image_inputs
+
+        paths, labels = read_image_inputs(dataset_or_paths, root)
+        source = {"images": str(Path(dataset_or_paths).resolve())}
+    else:
+        paths = [str(p) for p in dataset_or_paths]
+        labels = np.full(len(paths), -1, dtype=np.int64)
+        source = {"images": f"{len(paths)} paths"}
+    dataset = ray.data.from_items(
+        [{"id": i, "path": p, "label": labels[i]} for i, p in enumerate(paths)]
+    )
+    return dataset, source
+
+
+def _shards_from_staging(staging: Path, out: Path, info: dict) -> int:
+    """Rename Ray's Parquet files (in item order) into ``out``'s shard files, each with its
+    record, and remove ``staging``; ``info`` gains the item count. Returns the shard count."""
     import json
 
     import pyarrow.parquet as pq
 
+    files = sorted(staging.glob("*.parquet"))
     info["items"] = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     for shard, file in enumerate(files):
         target = out / shard_name(shard, len(files))
@@ -183,4 +203,4 @@ def encode_with_ray(
     for leftover in staging.iterdir():
         leftover.unlink()
     staging.rmdir()
-    return write_manifest_if_complete(out, len(files), info)
+    return len(files)

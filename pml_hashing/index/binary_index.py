@@ -11,6 +11,7 @@ import numpy as np
 from .._files import write_bytes_atomic
 from .._validation import binary_code_array, check_input_file, check_integer
 from ..codes import ArrayLike, check_num_bits
+from ._code_index import CodeIndex
 from .id_map import check_ids, extend_ids
 
 #: Distance reported for the padding slots of a k-NN result (``id == -1``), as faiss does.
@@ -43,7 +44,7 @@ def faiss_has_gpu() -> bool:
     return hasattr(faiss, "GpuIndexBinaryFlat") and faiss.get_num_gpus() > 0
 
 
-class BinaryIndex:
+class BinaryIndex(CodeIndex):
     """Hamming-distance search over binary codes, one class over faiss's binary indexes.
 
     ``kind`` picks the faiss index:
@@ -182,16 +183,7 @@ class BinaryIndex:
             self._index.nflip = self._params["nflip"]
 
     # ------------------------------------------------------------------ properties
-    @property
-    def num_bits(self) -> int:
-        """``K``, the code length in bits."""
-        return self._num_bits
-
-    @property
-    def kind(self) -> str:
-        """``"flat"``, ``"hnsw"``, ``"ivf"`` or ``"multihash"``."""
-        return self._kind
-
+    # num_bits, kind and len() come from CodeIndex, as for the engine indexes
     @property
     def params(self) -> dict[str, Any]:
         """The kind's parameters, defaults filled in (a copy)."""
@@ -216,9 +208,6 @@ class BinaryIndex:
     def faiss_index(self):
         """The underlying CPU faiss index (positions, not ids, label its results)."""
         return self._index
-
-    def __len__(self) -> int:
-        return self.ntotal
 
     def __repr__(self) -> str:
         return (
