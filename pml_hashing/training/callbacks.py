@@ -22,6 +22,7 @@ __all__ = [
     "TrackingCallback",
     "ValidationCallback",
     "as_callbacks",
+    "trainer_callbacks",
 ]
 
 
@@ -77,6 +78,16 @@ def as_callbacks(callbacks) -> list[Callback]:
                 f"callbacks must be Callback objects or functions (epoch, model, method); "
                 f"got {type(callback).__name__}"
             )
+    return out
+
+
+def trainer_callbacks(callbacks=None) -> list[Callback]:
+    """A trainer's callbacks in the order they run: validation, the user's (``callbacks``),
+    tracking, checkpoint; their names key their state in checkpoints, so they are unique."""
+    out = [ValidationCallback(), *as_callbacks(callbacks), TrackingCallback(), CheckpointCallback()]
+    names = [c.name for c in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"callback names must be unique; got {names}")
     return out
 
 

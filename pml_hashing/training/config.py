@@ -359,6 +359,15 @@ class ExperimentConfig:
             method = f"{self.method}-{self.target_miner}"
         return f"{self.dataset}-{method}-{self.bits}b-seed{self.seed}"
 
+    @classmethod
+    def of(cls, config: ExperimentConfig | dict) -> ExperimentConfig:
+        """``config`` itself, or the config of a dict of keys (checked as it is made)."""
+        if isinstance(config, dict):
+            return cls.from_dict(config)
+        if not isinstance(config, cls):
+            raise TypeError(f"config must be an ExperimentConfig or a dict; got {type(config)}")
+        return config
+
     def run_dir(self, run_name: str | None = None) -> Path:
         """``output_dir/<run name>``: the run folder (``run_name`` default: :meth:`run_name`;
         a :class:`~pml_hashing.training.Trainer` on data from Python passes its own)."""

@@ -35,7 +35,7 @@ from .builders import (
     user_data_facts,
     user_protocol,
 )
-from .callbacks import CheckpointCallback, TrackingCallback, ValidationCallback, as_callbacks
+from .callbacks import trainer_callbacks
 from .config import ExperimentConfig
 from .distributed import on_main, process_state, shared_token
 from .encoding import encode_dataset, encode_training_set
@@ -80,18 +80,10 @@ class Trainer:
         validation=None,
         callbacks=None,
     ):
-        if isinstance(config, dict):
-            config = ExperimentConfig.from_dict(config)
-        elif not isinstance(config, ExperimentConfig):
-            raise TypeError(f"config must be an ExperimentConfig or a dict; got {type(config)}")
-        self.config = config
+        self.config = ExperimentConfig.of(config)
         self.user_protocol = user_protocol(protocol, train, query, database, validation)
         self.data_facts = user_data_facts(self.user_protocol)
-        self.callbacks = [ValidationCallback(), *as_callbacks(callbacks), TrackingCallback()]
-        self.callbacks.append(CheckpointCallback())
-        names = [c.name for c in self.callbacks]
-        if len(set(names)) != len(names):
-            raise ValueError(f"callback names must be unique; got {names}")
+        self.callbacks = trainer_callbacks(callbacks)
         # progress: finished epochs, batches of the unfinished one, optimizer steps
         self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
@@ -102,7 +94,6 @@ class Trainer:
         self.stopped_mid_epoch = False
         self._built = False
 
-    # ------------------------------------------------------------------ names and places
     @property
     def run_name(self) -> str:
         if self.config.name or self.user_protocol is None:
