@@ -14,7 +14,8 @@ compiled code between processes, ``nogil=True`` lets the query-chunk threads of
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import intrinsic
 
 
 @njit(cache=True, nogil=True)
@@ -140,3 +141,156 @@ def key_histograms(keys, rel, num_bins, n_out, r_out):  # pragma: no cover - com
         for b in range(num_bins):
             n_out[i, b] = counts[b] + counts[width + b]
             r_out[i, b] = counts[width + b]
+
+
+# ---------------------------------------------------------------------------------------------
+# The fused path: distances, relevance, histogram and index-tie AP from packed codes, in one
+# kernel per block of queries (binary codes; integer labels or <= 64 multi-hot classes).
+
+
+@intrinsic
+def _popcount(typingctx, x):  # pragma: no cover - compiled
+    """Set bits of a uint64: LLVM's ``ctpop``, one instruction where the CPU has popcnt."""
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return types.uint64(types.uint64), codegen
+
+
+# Database items per tile: the tile's words and labels stay in cache while every query of
+# the block passes over them, so the database is read from memory once per block, not once
+# per query.
+_TILE = 2048
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _item_key(qw, ql, dbw, dl, j, multi):  # pragma: no cover - compiled
+    """``2 d + rel`` of database item ``j`` for one query (words ``qw``, label ``ql``)."""
+    d = np.uint64(0)
+    for w in range(qw.shape[0]):
+        d += _popcount(qw[w] ^ dbw[j, w])
+    if multi:
+        rel = (ql & dl[j]) != 0
+    else:
+        rel = ql == dl[j]
+    return 2 * np.int64(d) + np.int64(rel)
+
+
+@njit(cache=True, nogil=True)
+def _block_counts(
+    qw, ql, dbw, dl, multi, excl, num_bins, store, keys, counts
+):  # pragma: no cover - compiled
+    """One block of queries: ``counts[i, key]`` items per composite key ``2 d + rel`` and, when
+    ``store``, the keys of every item in ``keys[i]`` (the excluded item gets ``2 num_bins``).
+
+    The database is walked tile by tile and every query of the block passes over a tile
+    before the next one is loaded; four interleaved partial counts per query, as
+    :func:`_count_keys`.
+    """
+    rows = qw.shape[0]
+    n = dbw.shape[0]
+    width = counts.shape[1]
+    parts = np.zeros((rows, 4, width), np.int64)
+    for t0 in range(0, n, _TILE):
+        t1 = min(t0 + _TILE, n)
+        for i in range(rows):
+            q = qw[i]
+            label = ql[i]
+            for j in range(t0, t1):
+                key = _item_key(q, label, dbw, dl, j, multi)
+                parts[i, j & 3, key] += 1
+                if store:
+                    keys[i, j] = key
+    for i in range(rows):
+        if excl[i] >= 0:
+            key = _item_key(qw[i], ql[i], dbw, dl, excl[i], multi)
+            parts[i, 0, key] -= 1
+            parts[i, 0, 2 * num_bins] += 1
+            if store:
+                keys[i, excl[i]] = 2 * num_bins
+        for b in range(width):
+            counts[i, b] = parts[i, 0, b] + parts[i, 1, b] + parts[i, 2, b] + parts[i, 3, b]
+
+
+@njit(cache=True, nogil=True)
+def _index_ap_from_keys(keys, counts, num_bins, depth, terms):  # pragma: no cover - compiled
+    """AP@depth under index ties of one query from its composite keys and their counts.
+
+    The ranks of a key's items follow those of every smaller key, and inside the key the
+    database order: rank = items before the key + items of the key seen so far. Items
+    beyond the cut-off key (the one that reaches ``depth``), and the cut-off key's items
+    beyond ``depth``, are skipped. The precisions are summed in rank order (``terms`` is
+    indexed by relevant rank), as :func:`index_ap_rows`, so the values are the same bits.
+    """
+    before = np.empty(num_bins, np.int64)
+    rel_before = np.empty(num_bins, np.int64)
+    seen = np.zeros(num_bins, np.int64)
+    seen_rel = np.zeros(num_bins, np.int64)
+    total = 0
+    total_rel = 0
+    cutoff = num_bins - 1
+    for b in range(num_bins):
+        before[b] = total
+        rel_before[b] = total_rel
+        total += counts[2 * b] + counts[2 * b + 1]
+        total_rel += counts[2 * b + 1]
+        if total >= depth:
+            cutoff = b
+            break
+    room = depth - before[cutoff]  # positions of the cut-off key inside the top depth
+    limit = 2 * cutoff + 1
+    found = 0
+    for j in range(keys.shape[0]):
+        key = keys[j]
+        if key > limit:
+            continue
+        b = key >> 1
+        s = seen[b]
+        if b == cutoff:
+            if s >= room:
+                continue
+        seen[b] = s + 1
+        if key & 1:
+            f = rel_before[b] + seen_rel[b]
+            seen_rel[b] += 1
+            terms[f] = (f + 1) / (before[b] + s + 1.0)
+            found += 1
+    s = 0.0
+    for f in range(found):
+        s += terms[f]
+    return s / found if found > 0 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def fused_rows(
+    qw, ql, dbw, dl, multi, excl, num_bins, depth, block, keys, counts, ap
+):  # pragma: no cover - compiled
+    """Per query ``i``: ``counts[i]`` items per composite key ``2 d + rel`` (``d`` the Hamming
+    distance of packed uint64 words, ``rel`` label equality or, ``multi``, a shared bit of
+    uint64 label masks; key ``2 num_bins`` holds the excluded item ``excl[i]``, -1 for none)
+    and, when ``depth > 0``, ``ap[i]`` the AP@depth under index ties.
+
+    Queries go by blocks of ``block`` rows; ``keys`` ``(block, N)`` holds a block's keys
+    between the counting pass and the ranking pass (``depth > 0`` only).
+    """
+    rows = qw.shape[0]
+    store = depth > 0
+    terms = np.empty(max(depth, 1), np.float64)
+    for start in range(0, rows, block):
+        stop = min(start + block, rows)
+        _block_counts(
+            qw[start:stop],
+            ql[start:stop],
+            dbw,
+            dl,
+            multi,
+            excl[start:stop],
+            num_bins,
+            store,
+            keys,
+            counts[start:stop],
+        )
+        if store:
+            for i in range(start, stop):
+                ap[i] = _index_ap_from_keys(keys[i - start], counts[i], num_bins, depth, terms)

@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 
 import faiss
 import numpy as np
@@ -44,6 +45,10 @@ __all__ = [
 
 # About 8M elements per chunk: ~32 MB of int32 distances, small next to the database itself.
 _CHUNK_ELEMENTS = 1 << 23
+
+# The fused pass (:mod:`._kernels`' ``fused_rows``) where it applies; ``False`` forces the
+# chunked faiss path everywhere (the benchmark and the tests compare the two).
+FUSED_KERNEL = True
 
 
 class ZeroOneCodesWarning(UserWarning):
@@ -103,6 +108,14 @@ class HammingRanking:
     def multi_label(self) -> bool:
         return self.db_labels.ndim == 2
 
+    @property
+    def fused(self) -> bool:
+        """Whether :mod:`._kernels`' fused pass ranks this data: binary codes, and integer
+        labels or multi-hot labels of at most 64 classes (one uint64 mask a row). Otherwise
+        (ternary codes, more classes, or ``FUSED_KERNEL`` off) the chunked faiss path does."""
+        multi_ok = not self.multi_label or self.db_labels.shape[1] <= 64
+        return FUSED_KERNEL and not self.ternary and multi_ok
+
     def map_chunks(self, fn, num_threads: int | None = None) -> list:
         """``[fn(start, stop, keys, rel) for each chunk]``, in query order, on several threads.
 
@@ -111,6 +124,50 @@ class HammingRanking:
         sorts and faiss release the GIL, so the threads run in parallel. Default: one thread
         per CPU core, at most 8.
         """
+        return self._in_parts(
+            lambda first, last: [fn(*chunk) for chunk in self.chunks(first, last)], num_threads
+        )
+
+    def map_histograms(self, fn, num_threads: int | None = None) -> list:
+        """``[fn(start, stop, n, r) for each chunk]``, in query order: ``n[i, key]`` items and
+        ``r[i, key]`` relevant items of query ``start + i`` at each distance key (the excluded
+        item left out), from the fused pass where it applies, else from :meth:`chunks`."""
+        if not self.fused:
+            return self.map_chunks(
+                lambda start, stop, keys, rel: fn(start, stop, *histograms(keys, rel, self.num_bins)),
+                num_threads,
+            )
+
+        def on_counts(start, stop, counts, ap):
+            return fn(start, stop, *_split_counts(counts, self.num_bins))
+
+        return self._in_parts(
+            lambda first, last: self._fused(first, last, 0, on_counts), num_threads
+        )
+
+    def index_average_precisions(self, depth: int, num_threads: int | None = None) -> np.ndarray:
+        """``(Q,)`` AP@depth under index ties (ranks by distance, then database position)."""
+        if self.fused:
+            parts = self._in_parts(
+                lambda first, last: self._fused(first, last, depth, lambda *c: c[3].copy()),
+                num_threads,
+            )
+        else:
+            from ._kernels import index_ap_rows  # numba on first use, not with the package
+
+            def chunk_ap(start, stop, keys, rel):
+                # One counting pass per query (a stable counting sort without the sort): the
+                # same numbers as a stable argsort of the row, summed in the same order.
+                ap = np.empty(stop - start)
+                index_ap_rows(keys, rel.view(np.uint8), depth, self.num_bins, ap)
+                return ap
+
+            parts = self.map_chunks(chunk_ap, num_threads)
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def _in_parts(self, run_part, num_threads: int | None = None) -> list:
+        """``run_part(first, last)`` (a list per part) over ``num_threads`` contiguous parts of
+        whole chunks of the queries, on threads; the lists joined in query order."""
         if num_threads is None:
             num_threads = min(os.cpu_count() or 1, 8)
         chunks_total = -(-self.num_queries // self.chunk_size)
@@ -120,15 +177,57 @@ class HammingRanking:
             (first, min(first + per_part, self.num_queries))
             for first in range(0, self.num_queries, per_part)
         ]
-
-        def run(first: int, last: int) -> list:
-            return [fn(*chunk) for chunk in self.chunks(first, last)]
-
         if len(bounds) == 1:
-            return run(*bounds[0])
+            return run_part(*bounds[0])
         with ThreadPoolExecutor(len(bounds)) as pool:
-            parts = [pool.submit(run, first, last) for first, last in bounds]
+            parts = [pool.submit(run_part, first, last) for first, last in bounds]
             return [result for part in parts for result in part.result()]
+
+    @cached_property
+    def _fused_inputs(self) -> tuple:
+        """Codes as uint64 words, labels as compact integers or uint64 masks, and the
+        excluded column of every query (-1 for none)."""
+        if self.multi_label:
+            labels = _label_masks(self.query_labels), _label_masks(self.db_labels)
+        else:
+            labels = _compact_labels(self.query_labels, self.db_labels)
+        excl = self.exclude_columns
+        excl = np.full(self.num_queries, -1, np.int64) if excl is None else excl.astype(np.int64)
+        return _words(self.query), labels[0], _words(self.database), labels[1], excl
+
+    def _fused(self, first: int, last: int, depth: int, fn) -> list:
+        """``[fn(start, stop, counts, ap)]`` per chunk of the queries ``first .. last - 1``:
+        ``counts`` items per composite key ``2 d + rel``, ``ap`` AP@depth under index ties
+        (computed only when ``depth > 0``); both overwritten by the next chunk."""
+        from ._kernels import fused_rows  # numba on first use, not with the package
+
+        qw, ql, dbw, dl, excl = self._fused_inputs
+        c, width = self.chunk_size, 2 * self.num_bins + 1
+        # the excluded marker 2 num_bins is the largest key
+        key_dtype = np.uint8 if width <= 256 else np.uint16 if width <= 65536 else np.uint32
+        keys = np.empty((c, self.num_db) if depth > 0 else (1, 1), key_dtype)
+        counts = np.empty((c, width), np.int64)
+        ap = np.empty(c)
+        out = []
+        for start in range(first, last, c):
+            stop = min(start + c, last)
+            rows = stop - start
+            fused_rows(
+                qw[start:stop],
+                ql[start:stop],
+                dbw,
+                dl,
+                self.multi_label,
+                excl[start:stop],
+                self.num_bins,
+                depth,
+                c,
+                keys,
+                counts[:rows],
+                ap[:rows],
+            )
+            out.append(fn(start, stop, counts[:rows], ap[:rows]))
+        return out
 
     def chunks(
         self, first: int = 0, last: int | None = None
@@ -191,6 +290,27 @@ class HammingRanking:
                 keys[r, cols] = self.num_bins
                 rel[r, cols] = False
             yield start, stop, keys, rel
+
+
+def _words(packed: np.ndarray) -> np.ndarray:
+    """``(N, ceil(K / 64))`` uint64 words of faiss-order packed bytes, zero padded (the same
+    layout for queries and database, so XOR and popcount give the Hamming distance)."""
+    rows, nbytes = packed.shape
+    words = np.zeros((rows, -(-nbytes // 8) * 8), np.uint8)
+    words[:, :nbytes] = packed
+    return words.view(np.uint64)
+
+
+def _label_masks(labels: np.ndarray) -> np.ndarray:
+    """``(N,)`` uint64 masks of ``(N, C <= 64)`` multi-hot labels: two rows share a label iff
+    their masks share a bit."""
+    return _words(np.packbits(labels > 0, axis=1, bitorder="little"))[:, 0].copy()
+
+
+def _split_counts(counts: np.ndarray, num_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Items and relevant items per key from the counts per composite key ``2 key + rel``."""
+    relevant = counts[:, 1 : 2 * num_bins : 2]
+    return counts[:, 0 : 2 * num_bins : 2] + relevant, relevant.copy()
 
 
 def _compact_labels(query_labels: np.ndarray, db_labels: np.ndarray):
