@@ -14,7 +14,7 @@ compiled code between processes, ``nogil=True`` lets the query-chunk threads of
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import literally, njit, types
 from numba.extending import intrinsic
 
 
@@ -150,67 +150,66 @@ def key_histograms(keys, rel, num_bins, n_out, r_out):  # pragma: no cover - com
 
 @intrinsic
 def _popcount(typingctx, x):  # pragma: no cover - compiled
-    """Set bits of a uint64: LLVM's ``ctpop``, one instruction where the CPU has popcnt."""
+    """Set bits of a uint64 (as int64: mixing uint64 and int64 makes float64 in numba): LLVM's ``ctpop``, one instruction where the CPU has popcnt."""
 
     def codegen(context, builder, signature, args):
         return builder.ctpop(args[0])
 
-    return types.uint64(types.uint64), codegen
+    return types.int64(types.uint64), codegen
 
 
-# Database items per tile: the tile's words and labels stay in cache while every query of
-# the block passes over them, so the database is read from memory once per block, not once
-# per query.
-_TILE = 2048
+# Interleaved partial counts: consecutive items mostly share a key (a database sorted by
+# class), and increments of one counter would wait on each other.
+_PARTS = 8
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _item_key(qw, ql, dbw, dl, j, multi):  # pragma: no cover - compiled
-    """``2 d + rel`` of database item ``j`` for one query (words ``qw``, label ``ql``)."""
-    d = np.uint64(0)
-    for w in range(qw.shape[0]):
-        d += _popcount(qw[w] ^ dbw[j, w])
+def _key(q0, q, label, dbw, dl, j, multi):  # pragma: no cover - compiled
+    """Composite key ``2 d + rel`` of database item ``j`` for one query (words ``q``, the first
+    one also as the scalar ``q0``, which stays in a register)."""
+    d = _popcount(q0 ^ dbw[j, 0])
+    for w in range(1, q.shape[0]):
+        d += _popcount(q[w] ^ dbw[j, w])
     if multi:
-        rel = (ql & dl[j]) != 0
-    else:
-        rel = ql == dl[j]
-    return 2 * np.int64(d) + np.int64(rel)
+        return 2 * d + np.int64((label & dl[j]) != 0)
+    return 2 * d + np.int64(label == dl[j])
 
 
 @njit(cache=True, nogil=True)
-def _block_counts(
-    qw, ql, dbw, dl, multi, excl, num_bins, store, keys, counts
-):  # pragma: no cover - compiled
-    """One block of queries: ``counts[i, key]`` items per composite key ``2 d + rel`` and, when
-    ``store``, the keys of every item in ``keys[i]`` (the excluded item gets ``2 num_bins``).
+def _row_counts(q, label, dbw, dl, multi, store, excl, num_bins, keys, counts):  # pragma: no cover
+    """``counts[key]`` items per composite key ``2 d + rel`` of one query and, when ``store``,
+    the key of every item in ``keys`` (the excluded item ``excl`` gets ``2 num_bins``).
 
-    The database is walked tile by tile and every query of the block passes over a tile
-    before the next one is loaded; four interleaved partial counts per query, as
-    :func:`_count_keys`.
+    One pass over the database (no tiling over several queries: their partial counts
+    together overflow the L1 cache, which measured slower than reading the database again
+    from the L3 cache).
     """
-    rows = qw.shape[0]
     n = dbw.shape[0]
-    width = counts.shape[1]
-    parts = np.zeros((rows, 4, width), np.int64)
-    for t0 in range(0, n, _TILE):
-        t1 = min(t0 + _TILE, n)
-        for i in range(rows):
-            q = qw[i]
-            label = ql[i]
-            for j in range(t0, t1):
-                key = _item_key(q, label, dbw, dl, j, multi)
-                parts[i, j & 3, key] += 1
-                if store:
-                    keys[i, j] = key
-    for i in range(rows):
-        if excl[i] >= 0:
-            key = _item_key(qw[i], ql[i], dbw, dl, excl[i], multi)
-            parts[i, 0, key] -= 1
-            parts[i, 0, 2 * num_bins] += 1
+    width = counts.shape[0]
+    parts = np.zeros((_PARTS, width), np.int32)
+    q0 = q[0]
+    whole = n - n % _PARTS
+    for j in range(0, whole, _PARTS):
+        for p in range(_PARTS):
+            key = _key(q0, q, label, dbw, dl, j + p, multi)
+            parts[p, key] += 1
             if store:
-                keys[i, excl[i]] = 2 * num_bins
-        for b in range(width):
-            counts[i, b] = parts[i, 0, b] + parts[i, 1, b] + parts[i, 2, b] + parts[i, 3, b]
+                keys[j + p] = key
+    for j in range(whole, n):
+        key = _key(q0, q, label, dbw, dl, j, multi)
+        parts[0, key] += 1
+        if store:
+            keys[j] = key
+    if excl >= 0:
+        parts[0, _key(q0, q, label, dbw, dl, excl, multi)] -= 1
+        parts[0, 2 * num_bins] += 1
+        if store:
+            keys[excl] = 2 * num_bins
+    for b in range(width):
+        total = 0
+        for p in range(_PARTS):
+            total += parts[p, b]
+        counts[b] = total
 
 
 @njit(cache=True, nogil=True)
@@ -264,33 +263,22 @@ def _index_ap_from_keys(keys, counts, num_bins, depth, terms):  # pragma: no cov
 
 @njit(cache=True, nogil=True)
 def fused_rows(
-    qw, ql, dbw, dl, multi, excl, num_bins, depth, block, keys, counts, ap
+    qw, ql, dbw, dl, multi, store, excl, num_bins, depth, keys, counts, ap
 ):  # pragma: no cover - compiled
     """Per query ``i``: ``counts[i]`` items per composite key ``2 d + rel`` (``d`` the Hamming
     distance of packed uint64 words, ``rel`` label equality or, ``multi``, a shared bit of
     uint64 label masks; key ``2 num_bins`` holds the excluded item ``excl[i]``, -1 for none)
-    and, when ``depth > 0``, ``ap[i]`` the AP@depth under index ties.
+    and, when ``store``, ``ap[i]`` the AP@depth under index ties.
 
-    Queries go by blocks of ``block`` rows; ``keys`` ``(block, N)`` holds a block's keys
-    between the counting pass and the ranking pass (``depth > 0`` only).
+    ``keys`` ``(N,)`` holds a query's keys between the counting pass and the ranking pass
+    (``(1,)`` when not ``store``).
+    ``multi`` and ``store`` are compiled in as constants (one specialization each): as
+    run-time flags, the branches in the innermost loop doubled its time.
     """
-    rows = qw.shape[0]
-    store = depth > 0
+    literally(multi)
+    literally(store)
     terms = np.empty(max(depth, 1), np.float64)
-    for start in range(0, rows, block):
-        stop = min(start + block, rows)
-        _block_counts(
-            qw[start:stop],
-            ql[start:stop],
-            dbw,
-            dl,
-            multi,
-            excl[start:stop],
-            num_bins,
-            store,
-            keys,
-            counts[start:stop],
-        )
+    for i in range(qw.shape[0]):
+        _row_counts(qw[i], ql[i], dbw, dl, multi, store, excl[i], num_bins, keys, counts[i])
         if store:
-            for i in range(start, stop):
-                ap[i] = _index_ap_from_keys(keys[i - start], counts[i], num_bins, depth, terms)
+            ap[i] = _index_ap_from_keys(keys, counts[i], num_bins, depth, terms)

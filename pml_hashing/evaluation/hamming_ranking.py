@@ -205,7 +205,7 @@ class HammingRanking:
         c, width = self.chunk_size, 2 * self.num_bins + 1
         # the excluded marker 2 num_bins is the largest key
         key_dtype = np.uint8 if width <= 256 else np.uint16 if width <= 65536 else np.uint32
-        keys = np.empty((c, self.num_db) if depth > 0 else (1, 1), key_dtype)
+        keys = np.empty(self.num_db if depth > 0 else 1, key_dtype)
         counts = np.empty((c, width), np.int64)
         ap = np.empty(c)
         out = []
@@ -218,10 +218,10 @@ class HammingRanking:
                 dbw,
                 dl,
                 self.multi_label,
+                depth > 0,
                 excl[start:stop],
                 self.num_bins,
                 depth,
-                c,
                 keys,
                 counts[:rows],
                 ap[:rows],
