@@ -106,7 +106,7 @@ def _average_precisions(ranking: HammingRanking, topk: int | None, ties: str) ->
         return ranking.index_average_precisions(depth)
     harmonic = _harmonic_numbers(ranking.num_db)
     parts = ranking.map_histograms(
-        lambda start, stop, n, r: _expected_ap_chunk(n, r, depth, harmonic)
+        lambda start, stop, n, r: _expected_ap_chunk(n, r, depth, harmonic), depth
     )
     return np.concatenate(parts) if parts else np.empty(0)
 

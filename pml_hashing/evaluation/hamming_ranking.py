@@ -128,10 +128,18 @@ class HammingRanking:
             lambda first, last: [fn(*chunk) for chunk in self.chunks(first, last)], num_threads
         )
 
-    def map_histograms(self, fn, num_threads: int | None = None) -> list:
+    def map_histograms(
+        self, fn, depth: int | None = None, num_threads: int | None = None
+    ) -> list:
         """``[fn(start, stop, n, r) for each chunk]``, in query order: ``n[i, key]`` items and
         ``r[i, key]`` relevant items of query ``start + i`` at each distance key (the excluded
-        item left out), from the fused pass where it applies, else from :meth:`chunks`."""
+        item left out), from the fused pass where it applies, else from :meth:`chunks`.
+
+        With a ``depth`` below the items ranked per query, the fused pass counts exactly only
+        up to the key ``t`` that reaches ``depth`` items, and the rest as not relevant at
+        ``t + 1``: enough for anything computed on the top ``depth`` of each ranking.
+        """
+        depth = self.num_candidates if depth is None else depth
         if not self.fused:
             return self.map_chunks(
                 lambda start, stop, keys, rel: fn(start, stop, *histograms(keys, rel, self.num_bins)),
@@ -142,14 +150,14 @@ class HammingRanking:
             return fn(start, stop, *_split_counts(counts, self.num_bins))
 
         return self._in_parts(
-            lambda first, last: self._fused(first, last, 0, on_counts), num_threads
+            lambda first, last: self._fused(first, last, depth, False, on_counts), num_threads
         )
 
     def index_average_precisions(self, depth: int, num_threads: int | None = None) -> np.ndarray:
         """``(Q,)`` AP@depth under index ties (ranks by distance, then database position)."""
         if self.fused:
             parts = self._in_parts(
-                lambda first, last: self._fused(first, last, depth, lambda *c: c[3].copy()),
+                lambda first, last: self._fused(first, last, depth, True, lambda *c: c[3].copy()),
                 num_threads,
             )
         else:
@@ -195,36 +203,34 @@ class HammingRanking:
         excl = np.full(self.num_queries, -1, np.int64) if excl is None else excl.astype(np.int64)
         return _words(self.query), labels[0], _words(self.database), labels[1], excl
 
-    def _fused(self, first: int, last: int, depth: int, fn) -> list:
+    def _fused(self, first: int, last: int, depth: int, index_ap: bool, fn) -> list:
         """``[fn(start, stop, counts, ap)]`` per chunk of the queries ``first .. last - 1``:
-        ``counts`` items per composite key ``2 d + rel``, ``ap`` AP@depth under index ties
-        (computed only when ``depth > 0``); both overwritten by the next chunk."""
-        from ._kernels import fused_rows  # numba on first use, not with the package
+        ``counts`` items per composite key ``2 key + rel`` (exact up to the key that reaches
+        ``depth`` items), ``ap`` AP@depth under index ties (when ``index_ap``); both
+        overwritten by the next chunk."""
+        from ._kernels import fused_rows, selected_rows  # numba on first use
 
         qw, ql, dbw, dl, excl = self._fused_inputs
-        c, width = self.chunk_size, 2 * self.num_bins + 1
-        # the excluded marker 2 num_bins is the largest key
-        key_dtype = np.uint8 if width <= 256 else np.uint16 if width <= 65536 else np.uint32
-        keys = np.empty(self.num_db if depth > 0 else 1, key_dtype)
-        counts = np.empty((c, width), np.int64)
-        ap = np.empty(c)
+        n, c, width = self.num_db, self.chunk_size, 2 * self.num_bins + 1
+        counts, ap = np.empty((c, width), np.int64), np.empty(c)
+        if depth < self.num_candidates:
+            # distances of one query, padded to whole words with a distance above any cut-off
+            dist_dtype = np.uint8 if self.num_bins < 256 else np.uint32
+            dist = np.full(-(-n // 8) * 8, np.iinfo(dist_dtype).max, dist_dtype)
+            buffers = (dist, np.empty(n, np.int32))
+            kernel = selected_rows
+        else:
+            # the excluded marker 2 num_bins is the largest composite key
+            key_dtype = np.uint8 if width <= 256 else np.uint16 if width <= 65536 else np.uint32
+            buffers = (np.empty(n if index_ap else 1, key_dtype),)
+            kernel = fused_rows
         out = []
         for start in range(first, last, c):
             stop = min(start + c, last)
             rows = stop - start
-            fused_rows(
-                qw[start:stop],
-                ql[start:stop],
-                dbw,
-                dl,
-                self.multi_label,
-                depth > 0,
-                excl[start:stop],
-                self.num_bins,
-                depth,
-                keys,
-                counts[:rows],
-                ap[:rows],
+            kernel(
+                *(qw[start:stop], ql[start:stop], dbw, dl, self.multi_label, index_ap),
+                *(excl[start:stop], self.num_bins, depth, *buffers, counts[:rows], ap[:rows]),
             )
             out.append(fn(start, stop, counts[:rows], ap[:rows]))
         return out
