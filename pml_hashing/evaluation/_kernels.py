@@ -14,7 +14,7 @@ compiled code between processes, ``nogil=True`` lets the query-chunk threads of
 from __future__ import annotations
 
 import numpy as np
-from numba import literally, njit, types
+from numba import njit, types
 from numba.extending import intrinsic
 
 
@@ -272,11 +272,7 @@ def fused_rows(
 
     ``keys`` ``(N,)`` holds a query's keys between the counting pass and the ranking pass
     (``(1,)`` when not ``store``).
-    ``multi`` and ``store`` are compiled in as constants (one specialization each): as
-    run-time flags, the branches in the innermost loop doubled its time.
     """
-    literally(multi)
-    literally(store)
     terms = np.empty(max(depth, 1), np.float64)
     for i in range(qw.shape[0]):
         _row_counts(qw[i], ql[i], dbw, dl, multi, store, excl[i], num_bins, keys, counts[i])
@@ -317,21 +313,28 @@ def _within(dist, n, t):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True)
 def _cutoff(dist, n, depth, hi, guess):  # pragma: no cover - compiled
     """The smallest ``t`` in ``[0, hi]`` with at least ``depth`` items at distance ``<= t``
-    (``hi`` has them): a binary search whose first two probes are ``guess`` and its
-    neighbour (the previous query's cut-off, usually right)."""
+    (``hi`` has them). Probes start at ``guess`` (the previous query's cut-off, usually
+    right or next to it) and gallop away from it, doubling the step, until the answer is
+    bracketed, then bisect: two counts when the guess is right."""
     lo = 0
     t = min(max(guess, 0), hi - 1)
-    first = True
+    step = 1
+    galloping = True
+    previous = 0
     while lo < hi:
-        if _within(dist, n, t) >= depth:
+        direction = -1 if _within(dist, n, t) >= depth else 1
+        if direction < 0:
             hi = t
         else:
             lo = t + 1
-        if first and lo < hi:
-            t = min(max(t - 1 if hi == t else t + 1, lo), hi - 1)
-            first = False
+        if galloping and previous in (0, direction):
+            t += direction * step
+            step *= 2
         else:
+            galloping = False
             t = (lo + hi) // 2
+        previous = direction
+        t = min(max(t, lo), hi - 1)
     return hi
 
 
@@ -385,8 +388,6 @@ def selected_rows(
     from a few vectorized counts, then only the items up to the cut-off are labelled,
     counted and (``store``) ranked: a few thousand of a million for R = 1000.
     """
-    literally(multi)
-    literally(store)
     n = dbw.shape[0]
     terms = np.empty(max(depth, 1), np.float64)
     t = num_bins - 1
