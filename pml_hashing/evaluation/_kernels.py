@@ -285,20 +285,35 @@ def fused_rows(
 
 
 @njit(cache=True, nogil=True)
-def _distances(q, dbw, excl, marker, dist):  # pragma: no cover - compiled
-    """``dist[j]`` = Hamming distance of item ``j`` (``marker`` for the excluded item)."""
+def _distances(q, dbw, excl, marker, guess, dist):  # pragma: no cover - compiled
+    """``dist[j]`` = Hamming distance of item ``j`` (``marker`` for the excluded item); returns
+    the items at distance ``<= guess`` and ``<= guess - 1``, the first two probes of
+    :func:`_cutoff`, counted on the way (the excluded item included: the caller corrects)."""
     q0 = q[0]
+    at_most = 0
+    below = 0
     if q.shape[0] == 1:  # K <= 64: a loop the compiler vectorizes (vpopcntq where present)
         for j in range(dbw.shape[0]):
-            dist[j] = _popcount(q0 ^ dbw[j, 0])
+            d = _popcount(q0 ^ dbw[j, 0])
+            dist[j] = d
+            at_most += np.int64(d <= guess)
+            below += np.int64(d < guess)
     else:
         for j in range(dbw.shape[0]):
             d = _popcount(q0 ^ dbw[j, 0])
             for w in range(1, q.shape[0]):
                 d += _popcount(q[w] ^ dbw[j, w])
             dist[j] = d
+            at_most += np.int64(d <= guess)
+            below += np.int64(d < guess)
     if excl >= 0:
+        d = _popcount(q0 ^ dbw[excl, 0])
+        for w in range(1, q.shape[0]):
+            d += _popcount(q[w] ^ dbw[excl, w])
+        at_most -= np.int64(d <= guess)
+        below -= np.int64(d < guess)
         dist[excl] = marker
+    return at_most, below
 
 
 @njit(cache=True, nogil=True)
@@ -311,30 +326,39 @@ def _within(dist, n, t):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _cutoff(dist, n, depth, hi, guess):  # pragma: no cover - compiled
+def _cutoff(dist, n, depth, hi, guess, at_most, below):  # pragma: no cover - compiled
     """The smallest ``t`` in ``[0, hi]`` with at least ``depth`` items at distance ``<= t``
-    (``hi`` has them). Probes start at ``guess`` (the previous query's cut-off, usually
-    right or next to it) and gallop away from it, doubling the step, until the answer is
-    bracketed, then bisect: two counts when the guess is right."""
+    (``hi`` has them), given the counts at ``guess`` and ``guess - 1`` (the previous
+    query's cut-off, usually right or next to it). Further probes gallop away from the
+    guess, doubling the step, until the answer is bracketed, then bisect."""
     lo = 0
-    t = min(max(guess, 0), hi - 1)
-    step = 1
+    direction = 0
+    if at_most >= depth:
+        hi = guess
+        if below >= depth:
+            hi = guess - 1
+            direction = -1
+        else:
+            lo = guess
+    else:
+        lo = guess + 1
+        direction = 1
+    t = guess + 2 * direction
+    step = 4
     galloping = True
-    previous = 0
     while lo < hi:
-        direction = -1 if _within(dist, n, t) >= depth else 1
-        if direction < 0:
+        t = min(max(t, lo), hi - 1)
+        if _within(dist, n, t) >= depth:
             hi = t
+            galloping = galloping and direction < 0
         else:
             lo = t + 1
-        if galloping and previous in (0, direction):
+            galloping = galloping and direction > 0
+        if galloping:
             t += direction * step
             step *= 2
         else:
-            galloping = False
             t = (lo + hi) // 2
-        previous = direction
-        t = min(max(t, lo), hi - 1)
     return hi
 
 
@@ -392,8 +416,8 @@ def selected_rows(
     terms = np.empty(max(depth, 1), np.float64)
     t = num_bins - 1
     for i in range(qw.shape[0]):
-        _distances(qw[i], dbw, excl[i], num_bins, dist)
-        t = _cutoff(dist, n, depth, num_bins - 1, t)
+        at_most, below = _distances(qw[i], dbw, excl[i], num_bins, t, dist)
+        t = _cutoff(dist, n, depth, num_bins - 1, t, at_most, below)
         counts[i, :] = 0
         m = _select(dist, n, t, ql[i], dl, multi, cand, counts[i])
         if t + 1 < num_bins:
