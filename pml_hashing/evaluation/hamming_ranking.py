@@ -150,7 +150,9 @@ class HammingRanking:
             return fn(start, stop, *_split_counts(counts, self.num_bins))
 
         return self._in_parts(
-            lambda first, last: self._fused(first, last, depth, False, on_counts), num_threads
+            lambda first, last: self._fused(first, last, depth, False, on_counts),
+            num_threads,
+            self._fused_chunk,
         )
 
     def index_average_precisions(self, depth: int, num_threads: int | None = None) -> np.ndarray:
@@ -159,6 +161,7 @@ class HammingRanking:
             parts = self._in_parts(
                 lambda first, last: self._fused(first, last, depth, True, lambda *c: c[3].copy()),
                 num_threads,
+                self._fused_chunk,
             )
         else:
             from ._kernels import index_ap_rows  # numba on first use, not with the package
@@ -173,14 +176,23 @@ class HammingRanking:
             parts = self.map_chunks(chunk_ap, num_threads)
         return np.concatenate(parts) if parts else np.empty(0)
 
-    def _in_parts(self, run_part, num_threads: int | None = None) -> list:
+    @property
+    def _fused_chunk(self) -> int:
+        """Queries per call of a fused kernel: its buffers do not grow with them (only the
+        ``(chunk, 2 num_bins + 1)`` counts), so more than :attr:`chunk_size`, which spreads
+        the Python work per chunk (the expected-ties AP) over more queries."""
+        return max(self.chunk_size, min(256, self.num_queries))
+
+    def _in_parts(self, run_part, num_threads: int | None = None, step: int = 0) -> list:
         """``run_part(first, last)`` (a list per part) over ``num_threads`` contiguous parts of
-        whole chunks of the queries, on threads; the lists joined in query order."""
+        whole chunks of ``step`` queries (default :attr:`chunk_size`), on threads; the lists
+        joined in query order."""
+        step = step or self.chunk_size
         if num_threads is None:
             num_threads = min(os.cpu_count() or 1, 8)
-        chunks_total = -(-self.num_queries // self.chunk_size)
+        chunks_total = -(-self.num_queries // step)
         num_threads = max(1, min(int(num_threads), chunks_total))
-        per_part = -(-chunks_total // num_threads) * self.chunk_size
+        per_part = -(-chunks_total // num_threads) * step
         bounds = [
             (first, min(first + per_part, self.num_queries))
             for first in range(0, self.num_queries, per_part)
@@ -211,7 +223,7 @@ class HammingRanking:
         from ._kernels import fused_rows, selected_rows  # numba on first use
 
         qw, ql, dbw, dl, excl = self._fused_inputs
-        n, c, width = self.num_db, self.chunk_size, 2 * self.num_bins + 1
+        n, c, width = self.num_db, self._fused_chunk, 2 * self.num_bins + 1
         counts, ap = np.empty((c, width), np.int64), np.empty(c)
         if depth < self.num_candidates:
             # distances of one query, padded to whole words with a distance above any cut-off
