@@ -144,72 +144,20 @@ def key_histograms(keys, rel, num_bins, n_out, r_out):  # pragma: no cover - com
 
 
 # ---------------------------------------------------------------------------------------------
-# The fused path: distances, relevance, histogram and index-tie AP from packed codes, in one
-# kernel per block of queries (binary codes; integer labels or <= 64 multi-hot classes).
+# R < all from packed codes (binary codes; integer labels or <= 64 multi-hot classes): per
+# query the distances, the cut-off distance that reaches R items, then the labels, counts and
+# ranks of only the items up to it. No (queries x database) keys or relevance chunks.
 
 
 @intrinsic
 def _popcount(typingctx, x):  # pragma: no cover - compiled
-    """Set bits of a uint64 (as int64: mixing uint64 and int64 makes float64 in numba): LLVM's ``ctpop``, one instruction where the CPU has popcnt."""
+    """Set bits of a uint64, as an int64 (numba types uint64 mixed with int64 as float64):
+    LLVM's ``ctpop``, one instruction where the CPU has popcnt."""
 
     def codegen(context, builder, signature, args):
         return builder.ctpop(args[0])
 
     return types.int64(types.uint64), codegen
-
-
-# Interleaved partial counts: consecutive items mostly share a key (a database sorted by
-# class), and increments of one counter would wait on each other.
-_PARTS = 8
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _key(q0, q, label, dbw, dl, j, multi):  # pragma: no cover - compiled
-    """Composite key ``2 d + rel`` of database item ``j`` for one query (words ``q``, the first
-    one also as the scalar ``q0``, which stays in a register)."""
-    d = _popcount(q0 ^ dbw[j, 0])
-    for w in range(1, q.shape[0]):
-        d += _popcount(q[w] ^ dbw[j, w])
-    if multi:
-        return 2 * d + np.int64((label & dl[j]) != 0)
-    return 2 * d + np.int64(label == dl[j])
-
-
-@njit(cache=True, nogil=True)
-def _row_counts(q, label, dbw, dl, multi, store, excl, num_bins, keys, counts):  # pragma: no cover
-    """``counts[key]`` items per composite key ``2 d + rel`` of one query and, when ``store``,
-    the key of every item in ``keys`` (the excluded item ``excl`` gets ``2 num_bins``).
-
-    One pass over the database (no tiling over several queries: their partial counts
-    together overflow the L1 cache, which measured slower than reading the database again
-    from the L3 cache).
-    """
-    n = dbw.shape[0]
-    width = counts.shape[0]
-    parts = np.zeros((_PARTS, width), np.int32)
-    q0 = q[0]
-    whole = n - n % _PARTS
-    for j in range(0, whole, _PARTS):
-        for p in range(_PARTS):
-            key = _key(q0, q, label, dbw, dl, j + p, multi)
-            parts[p, key] += 1
-            if store:
-                keys[j + p] = key
-    for j in range(whole, n):
-        key = _key(q0, q, label, dbw, dl, j, multi)
-        parts[0, key] += 1
-        if store:
-            keys[j] = key
-    if excl >= 0:
-        parts[0, _key(q0, q, label, dbw, dl, excl, multi)] -= 1
-        parts[0, 2 * num_bins] += 1
-        if store:
-            keys[excl] = 2 * num_bins
-    for b in range(width):
-        total = 0
-        for p in range(_PARTS):
-            total += parts[p, b]
-        counts[b] = total
 
 
 @njit(cache=True, nogil=True)
@@ -262,67 +210,44 @@ def _index_ap_from_keys(keys, counts, num_bins, depth, terms):  # pragma: no cov
 
 
 @njit(cache=True, nogil=True)
-def fused_rows(
-    qw, ql, dbw, dl, multi, store, excl, num_bins, depth, keys, counts, ap
-):  # pragma: no cover - compiled
-    """Per query ``i``: ``counts[i]`` items per composite key ``2 d + rel`` (``d`` the Hamming
-    distance of packed uint64 words, ``rel`` label equality or, ``multi``, a shared bit of
-    uint64 label masks; key ``2 num_bins`` holds the excluded item ``excl[i]``, -1 for none)
-    and, when ``store``, ``ap[i]`` the AP@depth under index ties.
-
-    ``keys`` ``(N,)`` holds a query's keys between the counting pass and the ranking pass
-    (``(1,)`` when not ``store``).
-    """
-    terms = np.empty(max(depth, 1), np.float64)
-    for i in range(qw.shape[0]):
-        _row_counts(qw[i], ql[i], dbw, dl, multi, store, excl[i], num_bins, keys, counts[i])
-        if store:
-            ap[i] = _index_ap_from_keys(keys, counts[i], num_bins, depth, terms)
-
-
-# ---------------------------------------------------------------------------------------------
-# R < all: select the items up to the cut-off distance first, then count and rank only them.
-
-
-@njit(cache=True, nogil=True)
-def _distances(q, dbw, excl, marker, guess, dist):  # pragma: no cover - compiled
-    """``dist[j]`` = Hamming distance of item ``j`` (``marker`` for the excluded item); returns
-    the items at distance ``<= guess`` and ``<= guess - 1``, the first two probes of
-    :func:`_cutoff`, counted on the way (the excluded item included: the caller corrects)."""
-    q0 = q[0]
-    at_most = 0
-    below = 0
-    if q.shape[0] == 1:  # K <= 64: a loop the compiler vectorizes (vpopcntq where present)
-        for j in range(dbw.shape[0]):
-            d = _popcount(q0 ^ dbw[j, 0])
-            dist[j] = d
-            at_most += np.int64(d <= guess)
-            below += np.int64(d < guess)
-    else:
-        for j in range(dbw.shape[0]):
-            d = _popcount(q0 ^ dbw[j, 0])
-            for w in range(1, q.shape[0]):
-                d += _popcount(q[w] ^ dbw[j, w])
-            dist[j] = d
-            at_most += np.int64(d <= guess)
-            below += np.int64(d < guess)
-    if excl >= 0:
-        d = _popcount(q0 ^ dbw[excl, 0])
-        for w in range(1, q.shape[0]):
-            d += _popcount(q[w] ^ dbw[excl, w])
-        at_most -= np.int64(d <= guess)
-        below -= np.int64(d < guess)
-        dist[excl] = marker
-    return at_most, below
-
-
-@njit(cache=True, nogil=True)
 def _within(dist, n, t):  # pragma: no cover - compiled
     """Items ``j < n`` at distance ``<= t`` (a vectorized count, no histogram)."""
     c = 0
     for j in range(n):
         c += np.int64(dist[j] <= t)
     return c
+
+
+@njit(cache=True, nogil=True)
+def _distances(q, dbw, excl, marker, guess, dist):  # pragma: no cover - compiled
+    """``dist[j]`` = Hamming distance of item ``j`` (``marker`` for the excluded item); returns
+    the items at distance ``<= guess`` and ``<= guess - 1``, the first two probes of
+    :func:`_cutoff` (the excluded item left out).
+
+    Word by word, each a loop that the compiler vectorizes (vpopcntq where the CPU has it);
+    with one word (K <= 64) the probes are counted in the same loop.
+    """
+    n = dbw.shape[0]
+    at_most = 0
+    below = 0
+    q0 = q[0]
+    for j in range(n):
+        d = _popcount(q0 ^ dbw[j, 0])
+        dist[j] = d
+        at_most += np.int64(d <= guess)
+        below += np.int64(d < guess)
+    if q.shape[0] > 1:
+        for w in range(1, q.shape[0]):
+            qw = q[w]
+            for j in range(n):
+                dist[j] += _popcount(qw ^ dbw[j, w])
+        at_most = _within(dist, n, guess)
+        below = _within(dist, n, guess - 1)
+    if excl >= 0:
+        at_most -= np.int64(dist[excl] <= guess)
+        below -= np.int64(dist[excl] < guess)
+        dist[excl] = marker
+    return at_most, below
 
 
 @njit(cache=True, nogil=True)
@@ -403,8 +328,10 @@ def _select(dist, n, t, label, dl, multi, cand, counts):  # pragma: no cover - c
 def selected_rows(
     qw, ql, dbw, dl, multi, store, excl, num_bins, depth, dist, cand, counts, ap
 ):  # pragma: no cover - compiled
-    """As :func:`fused_rows` for ``depth`` below the items ranked per query (R < all):
-    ``counts[i]`` exact for the keys up to the cut-off distance ``t`` (the first that
+    """Per query ``i`` (packed uint64 words ``qw[i]``, label ``ql[i]``: an integer, or with
+    ``multi`` a uint64 mask of its classes; ``excl[i]`` its excluded item, -1 for none) and
+    ``depth`` below the items ranked per query (R < all): ``counts[i, 2 d + rel]`` the
+    items at Hamming distance ``d``, relevant or not, exact for the keys up to the cut-off distance ``t`` (the first that
     reaches ``depth`` items); the items beyond it are counted, all as not relevant, at
     distance ``t + 1``, which is all that the AP@depth of either tie rule reads.
 

@@ -109,10 +109,12 @@ class HammingRanking:
         return self.db_labels.ndim == 2
 
     @property
-    def fused(self) -> bool:
-        """Whether :mod:`._kernels`' fused pass ranks this data: binary codes, and integer
-        labels or multi-hot labels of at most 64 classes (one uint64 mask a row). Otherwise
-        (ternary codes, more classes, or ``FUSED_KERNEL`` off) the chunked faiss path does."""
+    def selects(self) -> bool:
+        """Whether :mod:`._kernels`' ``selected_rows`` ranks a top R < all of this data: binary
+        codes, and integer labels or multi-hot labels of at most 64 classes (one uint64 mask
+        a row). Otherwise (ternary codes, more classes, R = all, or ``FUSED_KERNEL`` off) the
+        chunked faiss path does: at R = all every item is selected, and there the counting
+        kernels on the chunks measured faster."""
         multi_ok = not self.multi_label or self.db_labels.shape[1] <= 64
         return FUSED_KERNEL and not self.ternary and multi_ok
 
@@ -140,7 +142,7 @@ class HammingRanking:
         ``t + 1``: enough for anything computed on the top ``depth`` of each ranking.
         """
         depth = self.num_candidates if depth is None else depth
-        if not self.fused:
+        if depth >= self.num_candidates or not self.selects:
             return self.map_chunks(
                 lambda start, stop, keys, rel: fn(start, stop, *histograms(keys, rel, self.num_bins)),
                 num_threads,
@@ -157,7 +159,7 @@ class HammingRanking:
 
     def index_average_precisions(self, depth: int, num_threads: int | None = None) -> np.ndarray:
         """``(Q,)`` AP@depth under index ties (ranks by distance, then database position)."""
-        if self.fused:
+        if depth < self.num_candidates and self.selects:
             parts = self._in_parts(
                 lambda first, last: self._fused(first, last, depth, True, lambda *c: c[3].copy()),
                 num_threads,
@@ -220,27 +222,20 @@ class HammingRanking:
         ``counts`` items per composite key ``2 key + rel`` (exact up to the key that reaches
         ``depth`` items), ``ap`` AP@depth under index ties (when ``index_ap``); both
         overwritten by the next chunk."""
-        from ._kernels import fused_rows, selected_rows  # numba on first use
+        from ._kernels import selected_rows  # numba on first use, not with the package
 
         qw, ql, dbw, dl, excl = self._fused_inputs
         n, c, width = self.num_db, self._fused_chunk, 2 * self.num_bins + 1
         counts, ap = np.empty((c, width), np.int64), np.empty(c)
-        if depth < self.num_candidates:
-            # distances of one query, padded to whole words with a distance above any cut-off
-            dist_dtype = np.uint8 if self.num_bins < 256 else np.uint32
-            dist = np.full(-(-n // 8) * 8, np.iinfo(dist_dtype).max, dist_dtype)
-            buffers = (dist, np.empty(n, np.int32))
-            kernel = selected_rows
-        else:
-            # the excluded marker 2 num_bins is the largest composite key
-            key_dtype = np.uint8 if width <= 256 else np.uint16 if width <= 65536 else np.uint32
-            buffers = (np.empty(n if index_ap else 1, key_dtype),)
-            kernel = fused_rows
+        # one query's distances, padded to whole words with a distance above any cut-off
+        dist_dtype = np.uint8 if self.num_bins < 256 else np.uint32
+        dist = np.full(-(-n // 8) * 8, np.iinfo(dist_dtype).max, dist_dtype)
+        buffers = (dist, np.empty(n, np.int32))
         out = []
         for start in range(first, last, c):
             stop = min(start + c, last)
             rows = stop - start
-            kernel(
+            selected_rows(
                 *(qw[start:stop], ql[start:stop], dbw, dl, self.multi_label, index_ap),
                 *(excl[start:stop], self.num_bins, depth, *buffers, counts[:rows], ap[:rows]),
             )
