@@ -331,9 +331,9 @@ def selected_rows(
     """Per query ``i`` (packed uint64 words ``qw[i]``, label ``ql[i]``: an integer, or with
     ``multi`` a uint64 mask of its classes; ``excl[i]`` its excluded item, -1 for none) and
     ``depth`` below the items ranked per query (R < all): ``counts[i, 2 d + rel]`` the
-    items at Hamming distance ``d``, relevant or not, exact for the keys up to the cut-off distance ``t`` (the first that
-    reaches ``depth`` items); the items beyond it are counted, all as not relevant, at
-    distance ``t + 1``, which is all that the AP@depth of either tie rule reads.
+    items at Hamming distance ``d``, relevant or not, exact up to the cut-off distance
+    ``t`` (the first that reaches ``depth`` items); the items beyond it are counted, all as
+    not relevant, at ``t + 1``, which is all that the AP@depth of either tie rule reads.
 
     Per query: the distances into ``dist`` (``N`` rounded up to whole words), the cut-off
     from a few vectorized counts, then only the items up to the cut-off are labelled,

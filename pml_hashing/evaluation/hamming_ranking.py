@@ -130,9 +130,7 @@ class HammingRanking:
             lambda first, last: [fn(*chunk) for chunk in self.chunks(first, last)], num_threads
         )
 
-    def map_histograms(
-        self, fn, depth: int | None = None, num_threads: int | None = None
-    ) -> list:
+    def map_histograms(self, fn, depth: int | None = None, num_threads: int | None = None) -> list:
         """``[fn(start, stop, n, r) for each chunk]``, in query order: ``n[i, key]`` items and
         ``r[i, key]`` relevant items of query ``start + i`` at each distance key (the excluded
         item left out), from the fused pass where it applies, else from :meth:`chunks`.
@@ -144,7 +142,9 @@ class HammingRanking:
         depth = self.num_candidates if depth is None else depth
         if depth >= self.num_candidates or not self.selects:
             return self.map_chunks(
-                lambda start, stop, keys, rel: fn(start, stop, *histograms(keys, rel, self.num_bins)),
+                lambda start, stop, keys, rel: fn(
+                    start, stop, *histograms(keys, rel, self.num_bins)
+                ),
                 num_threads,
             )
 
