@@ -251,58 +251,77 @@ class HammingRanking:
         relevance; both are views into buffers that the next chunk overwrites.
         """
         last = self.num_queries if last is None else last
-        n, c = self.num_db, self.chunk_size
+        c = self.chunk_size
         # the narrowest type that holds every key and the excluded marker num_bins
         key_dtype = (
             np.uint8 if self.num_bins < 256 else np.uint16 if self.num_bins < 65536 else np.uint32
         )
-        keys_buf = np.empty((c, n), dtype=key_dtype)
-        rel_buf = np.empty((c, n), dtype=bool)
-        if self.ternary:
-            dot_buf = np.empty((c, n), dtype=np.float32)
-            db_t = self.database.T
-        else:
-            dist_buf = np.empty((c, n), dtype=np.int32)
-            nbytes = self.database.shape[1]
-        if self.multi_label:
-            match_buf = np.empty((c, n), dtype=np.float32)
-            db_labels_t = self.db_labels.T
-        else:
-            query_labels, db_labels = _compact_labels(self.query_labels, self.db_labels)
+        keys_buf = np.empty((c, self.num_db), dtype=key_dtype)
+        rel_buf = np.empty((c, self.num_db), dtype=bool)
+        fill_keys, fill_relevance = self._key_filler(), self._relevance_filler()
         for start in range(first, last, c):
             stop = min(start + c, last)
-            rows = stop - start
-            keys, rel = keys_buf[:rows], rel_buf[:rows]
-            if self.ternary:
-                dots = dot_buf[:rows]
-                np.matmul(self.query[start:stop], db_t, out=dots)
-                # 2d = K - <b_q, b_i>: small integers, exact in float32.
-                np.subtract(np.float32(self.num_bits), dots, out=dots)
-                np.copyto(keys, dots, casting="unsafe")
-            else:
-                dist = dist_buf[:rows]
-                q = np.ascontiguousarray(self.query[start:stop])
-                faiss.hammings(
-                    faiss.swig_ptr(q),
-                    faiss.swig_ptr(self.database),
-                    rows,
-                    n,
-                    nbytes,
-                    faiss.swig_ptr(dist),
-                )
-                np.copyto(keys, dist, casting="unsafe")
-            if self.multi_label:
-                match = match_buf[:rows]
-                np.matmul(self.query_labels[start:stop], db_labels_t, out=match)
-                np.greater(match, 0, out=rel)
-            else:
-                np.equal(query_labels[start:stop, None], db_labels[None, :], out=rel)
+            keys, rel = keys_buf[: stop - start], rel_buf[: stop - start]
+            fill_keys(start, stop, keys)
+            fill_relevance(start, stop, rel)
             if self.exclude_columns is not None:
-                r = np.arange(rows)
+                r = np.arange(stop - start)
                 cols = self.exclude_columns[start:stop]
                 keys[r, cols] = self.num_bins
                 rel[r, cols] = False
             yield start, stop, keys, rel
+
+    def _key_filler(self):
+        """``fill(start, stop, keys)``: the distance keys of the queries ``start .. stop - 1``,
+        with buffers of its own (one chunk)."""
+        n, c = self.num_db, self.chunk_size
+        if self.ternary:
+            dot_buf = np.empty((c, n), dtype=np.float32)
+            db_t = self.database.T
+
+            def fill(start, stop, keys):
+                dots = dot_buf[: stop - start]
+                np.matmul(self.query[start:stop], db_t, out=dots)
+                # 2d = K - <b_q, b_i>: small integers, exact in float32.
+                np.subtract(np.float32(self.num_bits), dots, out=dots)
+                np.copyto(keys, dots, casting="unsafe")
+
+            return fill
+        dist_buf = np.empty((c, n), dtype=np.int32)
+
+        def fill(start, stop, keys):
+            dist = dist_buf[: stop - start]
+            q = np.ascontiguousarray(self.query[start:stop])
+            faiss.hammings(
+                faiss.swig_ptr(q),
+                faiss.swig_ptr(self.database),
+                stop - start,
+                n,
+                self.database.shape[1],
+                faiss.swig_ptr(dist),
+            )
+            np.copyto(keys, dist, casting="unsafe")
+
+        return fill
+
+    def _relevance_filler(self):
+        """``fill(start, stop, rel)``: the relevance of the queries ``start .. stop - 1``."""
+        if self.multi_label:
+            match_buf = np.empty((self.chunk_size, self.num_db), dtype=np.float32)
+            db_labels_t = self.db_labels.T
+
+            def fill(start, stop, rel):
+                match = match_buf[: stop - start]
+                np.matmul(self.query_labels[start:stop], db_labels_t, out=match)
+                np.greater(match, 0, out=rel)
+
+            return fill
+        query_labels, db_labels = _compact_labels(self.query_labels, self.db_labels)
+
+        def fill(start, stop, rel):
+            np.equal(query_labels[start:stop, None], db_labels[None, :], out=rel)
+
+        return fill
 
 
 def _words(packed: np.ndarray) -> np.ndarray:
@@ -341,56 +360,24 @@ def _compact_labels(query_labels: np.ndarray, db_labels: np.ndarray):
 
 
 def prepare_ranking(
-    query_codes: ArrayLike,
-    query_labels: ArrayLike,
-    db_codes: ArrayLike,
-    db_labels: ArrayLike,
+    *arrays: ArrayLike,
     chunk_size: int | None = None,
     exclude_self: bool = False,
     shuffle_seed: int | None = None,
 ) -> HammingRanking:
-    """Validate the four arrays once and build a :class:`HammingRanking`.
+    """Validate ``query_codes, query_labels, db_codes, db_labels`` (``arrays``, in that order)
+    once and build a :class:`HammingRanking`; the options as in
+    :func:`~pml_hashing.evaluation.average_precision_per_query`.
 
     ``shuffle_seed`` (used by ``ties="random"``) applies one seeded random permutation to the
     database, so that breaking ties by (permuted) position is a uniformly random tie order.
     """
-    q = _codes(query_codes, "query_codes")
-    db = _codes(db_codes, "db_codes")
-    if q.shape[1] != db.shape[1]:
-        raise ValueError(
-            f"db_codes must have the same number of bits as query_codes ({q.shape[1]}); "
-            f"got {db.shape[1]}"
-        )
-    num_bits = q.shape[1]
-    if num_bits > MAX_NUM_BITS:
-        raise ValueError(f"codes must have at most 2**24 bits; got {num_bits}")
-    ql = _labels(query_labels, "query_labels", q.shape[0], "query_codes")
-    dl = _labels(db_labels, "db_labels", db.shape[0], "db_codes")
-    if ql.ndim != dl.ndim or (ql.ndim == 2 and ql.shape[1] != dl.shape[1]):
-        raise ValueError(
-            f"db_labels must be of the same kind as query_labels (shape (N,) or (N, C) with the "
-            f"same C); got query_labels {ql.shape[1:]} per row and db_labels {dl.shape[1:]}"
-        )
+    q, ql, db, dl = _checked_arrays(*arrays)
     if chunk_size is None:
         chunk_size = max(1, min(4096, _CHUNK_ELEMENTS // db.shape[0]))
     else:
         chunk_size = check_integer(chunk_size, "chunk_size", minimum=1)
-    chunk_size = int(min(chunk_size, q.shape[0]))
-
-    exclude_columns = None
-    if exclude_self:
-        nq = q.shape[0]
-        if db.shape[0] < max(nq, 2):
-            raise ValueError(
-                f"db_codes must start with the {nq} queries and hold at least 2 items when "
-                f"exclude_self=True; got {db.shape[0]} items"
-            )
-        if not np.array_equal(db[:nq], q) or not np.array_equal(dl[:nq], ql):
-            raise ValueError(
-                "db_codes and db_labels must start with query_codes and query_labels when "
-                "exclude_self=True (query i is database item i)"
-            )
-        exclude_columns = np.arange(nq)
+    exclude_columns = _self_columns(q, ql, db, dl) if exclude_self else None
     if shuffle_seed is not None:
         perm = np.random.default_rng(shuffle_seed).permutation(db.shape[0])
         db, dl = db[perm], dl[perm]
@@ -398,25 +385,59 @@ def prepare_ranking(
             inverse = np.empty_like(perm)
             inverse[perm] = np.arange(perm.size)
             exclude_columns = inverse[exclude_columns]
-
     ternary = bool((q == 0).any() or (db == 0).any())
     if ternary:
-        q_rep = q.astype(np.float32)
-        db_rep = db.astype(np.float32)
+        q_rep, db_rep = q.astype(np.float32), db.astype(np.float32)
     else:
         # Packing pads the last byte with zeros in both codes, which adds no distance.
-        q_rep = pack_bool(q > 0)
-        db_rep = np.ascontiguousarray(pack_bool(db > 0))
+        q_rep, db_rep = pack_bool(q > 0), np.ascontiguousarray(pack_bool(db > 0))
     return HammingRanking(
         query=q_rep,
         database=db_rep,
         query_labels=ql,
         db_labels=dl,
-        num_bits=num_bits,
+        num_bits=q.shape[1],
         ternary=ternary,
-        chunk_size=chunk_size,
+        chunk_size=int(min(chunk_size, q.shape[0])),
         exclude_columns=exclude_columns,
     )
+
+
+def _checked_arrays(query_codes, query_labels, db_codes, db_labels):
+    """The four arrays validated: codes of the same length, labels of the same kind."""
+    q = _codes(query_codes, "query_codes")
+    db = _codes(db_codes, "db_codes")
+    if q.shape[1] != db.shape[1]:
+        raise ValueError(
+            f"db_codes must have the same number of bits as query_codes ({q.shape[1]}); "
+            f"got {db.shape[1]}"
+        )
+    if q.shape[1] > MAX_NUM_BITS:
+        raise ValueError(f"codes must have at most 2**24 bits; got {q.shape[1]}")
+    ql = _labels(query_labels, "query_labels", q.shape[0], "query_codes")
+    dl = _labels(db_labels, "db_labels", db.shape[0], "db_codes")
+    if ql.ndim != dl.ndim or (ql.ndim == 2 and ql.shape[1] != dl.shape[1]):
+        raise ValueError(
+            f"db_labels must be of the same kind as query_labels (shape (N,) or (N, C) with the "
+            f"same C); got query_labels {ql.shape[1:]} per row and db_labels {dl.shape[1:]}"
+        )
+    return q, ql, db, dl
+
+
+def _self_columns(q, ql, db, dl) -> np.ndarray:
+    """The excluded column of every query under ``exclude_self`` (query i is item i)."""
+    nq = q.shape[0]
+    if db.shape[0] < max(nq, 2):
+        raise ValueError(
+            f"db_codes must start with the {nq} queries and hold at least 2 items when "
+            f"exclude_self=True; got {db.shape[0]} items"
+        )
+    if not np.array_equal(db[:nq], q) or not np.array_equal(dl[:nq], ql):
+        raise ValueError(
+            "db_codes and db_labels must start with query_codes and query_labels when "
+            "exclude_self=True (query i is database item i)"
+        )
+    return np.arange(nq)
 
 
 def check_ties(ties: str) -> str:
