@@ -76,8 +76,6 @@ def index_ap_rows(keys, rel, depth, num_bins, out):  # pragma: no cover - compil
     width = num_bins + 1
     others = np.zeros((4, width), np.int64)  # items not relevant, per key, 4 partial counts
     relevant = np.zeros(width, np.int64)  # relevant items per key so far
-    first = np.empty(width, np.int64)  # first rank of each key
-    first_rel = np.empty(width, np.int64)  # first relevant rank of each key
     note_key = np.empty(n, np.int64)
     note_seen = np.empty(n, np.int64)
     note_seen_rel = np.empty(n, np.int64)
@@ -106,27 +104,42 @@ def index_ap_rows(keys, rel, depth, num_bins, out):  # pragma: no cover - compil
             notes = _note_or_count(
                 k[j], r[j], 0, others, relevant, notes, note_key, note_seen, note_seen_rel
             )
-        total = 0
-        total_rel = 0
-        for b in range(width):
-            first[b] = total
-            first_rel[b] = total_rel
-            total += others[0, b] + others[1, b] + others[2, b] + others[3, b] + relevant[b]
-            total_rel += relevant[b]
-        # The relevant items ranked before depth are the first ones of the relevant order,
-        # so their relevant ranks f fill 0 .. found - 1.
-        found = 0
-        for m in range(notes):
-            b = note_key[m]
-            pos = first[b] + note_seen[m]
-            if pos < depth:
-                f = first_rel[b] + note_seen_rel[m]
-                terms[f] = (f + 1) / (pos + 1.0)
-                found += 1
-        s = 0.0
-        for f in range(found):
-            s += terms[f]
-        out[i] = s / found if found > 0 else 0.0
+        out[i] = _ap_from_notes(
+            others, relevant, note_key[:notes], note_seen, note_seen_rel, depth, terms
+        )
+
+
+@njit(cache=True, nogil=True)
+def _ap_from_notes(
+    others, relevant, note_key, note_seen, note_seen_rel, depth, terms
+):  # pragma: no cover - compiled
+    """AP@depth of one row of :func:`index_ap_rows` once its histogram is complete: the
+    prefix sums give the first rank (and first relevant rank) of every key, and each note
+    becomes a rank."""
+    width = relevant.shape[0]
+    first = np.empty(width, np.int64)  # first rank of each key
+    first_rel = np.empty(width, np.int64)  # first relevant rank of each key
+    total = 0
+    total_rel = 0
+    for b in range(width):
+        first[b] = total
+        first_rel[b] = total_rel
+        total += others[0, b] + others[1, b] + others[2, b] + others[3, b] + relevant[b]
+        total_rel += relevant[b]
+    # The relevant items ranked before depth are the first ones of the relevant order,
+    # so their relevant ranks f fill 0 .. found - 1.
+    found = 0
+    for m in range(note_key.shape[0]):
+        b = note_key[m]
+        pos = first[b] + note_seen[m]
+        if pos < depth:
+            f = first_rel[b] + note_seen_rel[m]
+            terms[f] = (f + 1) / (pos + 1.0)
+            found += 1
+    s = 0.0
+    for f in range(found):
+        s += terms[f]
+    return s / found if found > 0 else 0.0
 
 
 @njit(cache=True, nogil=True)
