@@ -336,7 +336,7 @@ def _words(packed: np.ndarray) -> np.ndarray:
 def _label_masks(labels: np.ndarray) -> np.ndarray:
     """``(N,)`` uint64 masks of ``(N, C <= 64)`` multi-hot labels: two rows share a label iff
     their masks share a bit."""
-    return _words(np.packbits(labels > 0, axis=1, bitorder="little"))[:, 0].copy()
+    return _words(pack_bool(labels > 0))[:, 0].copy()
 
 
 def _split_counts(counts: np.ndarray, num_bins: int) -> tuple[np.ndarray, np.ndarray]:
