@@ -159,3 +159,17 @@ def test_any_length_depth_and_cut_off_far_from_the_previous_query(
     got = average_precision_per_query(q, ql, db, dl, **kwargs)
     ref = chunked(average_precision_per_query, q, ql, db, dl, **kwargs)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("bits", [200, 254])
+def test_cut_off_distances_beyond_127_on_one_byte_distances(bits):
+    """Uniformly random codes: distances around K / 2, so the cut-off passes 127, where the
+    eight-at-a-time scan of one-byte distances gives way to the plain one."""
+    rng = np.random.default_rng(bits)
+    q, ql, db, dl = tied_problem(rng, 8, 700, bits, flip=0.5)
+    for topk in (300, 690):
+        got = average_precision_per_query(q, ql, db, dl, topk=topk)
+        np.testing.assert_array_equal(got, plain_index_ap(q, ql, db, dl, topk))
+        got = average_precision_per_query(q, ql, db, dl, topk=topk, ties="expected")
+        ref = chunked(average_precision_per_query, q, ql, db, dl, topk=topk, ties="expected")
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
