@@ -11,6 +11,10 @@ Definitions (DESIGN.md section 3), shared by every function of :mod:`pml_hashing
 * Memory: queries are processed in chunks of ``chunk_size`` rows; the only queries x database
   arrays are one chunk's distance and relevance blocks, reused across chunks, so memory does not
   grow with the number of queries.
+* R < all on binary codes (integer labels, or multi-hot labels of at most 64 classes) skips
+  the chunks: :meth:`HammingRanking.index_average_precisions` and
+  :meth:`HammingRanking.map_histograms` run ``_kernels.selected_rows`` on packed uint64 words,
+  with one query's distances and selected keys as the only database-sized buffers per thread.
 """
 
 from __future__ import annotations
