@@ -1,6 +1,7 @@
 """mAP@R for R < all on binary codes: the selection kernel (distances of packed words, the
 cut-off distance that reaches R items, then only the items up to it) against plain references
-written here, and against the chunked faiss path it replaces (``FUSED_KERNEL = False``).
+(the stable-argsort one of test_index_ties_kernel, the mean over every order written here),
+and against the chunked faiss path it replaces (``FUSED_KERNEL = False``).
 
 ``ties="index"`` must equal a stable-argsort reference bit for bit; ``ties="expected"`` must
 equal the exact expectation over every order of the database (tiny cases) and the chunked
@@ -19,28 +20,7 @@ from hypothesis import strategies as st
 
 from pml_hashing.evaluation import average_precision_per_query, hamming_ranking
 from pml_hashing.evaluation.hamming_ranking import prepare_ranking
-
-
-def plain_index_ap(q, ql, db, dl, topk, exclude_self=False):
-    """Per query: exact distances, a stable argsort, precisions summed in rank order."""
-    q64, db64 = np.asarray(q, np.float64), np.asarray(db, np.float64)
-    dist = (q64.shape[1] - q64 @ db64.T) / 2
-    if np.ndim(ql) == 1:
-        rel = np.asarray(ql)[:, None] == np.asarray(dl)[None, :]
-    else:
-        rel = (np.asarray(ql, np.float64) @ np.asarray(dl, np.float64).T) > 0
-    out = np.zeros(len(q))
-    for a in range(len(q)):
-        order = np.argsort(dist[a], kind="stable")
-        if exclude_self:
-            order = order[order != a]
-        hits, total = 0, 0.0
-        for rank, j in enumerate(order[:topk]):
-            if rel[a, j]:
-                hits += 1
-                total += hits / (rank + 1)
-        out[a] = total / hits if hits else 0.0
-    return out
+from tests.test_index_ties_kernel import stable_reference as plain_index_ap
 
 
 def chunked(fn, *args, **kwargs):
@@ -50,6 +30,17 @@ def chunked(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     finally:
         hamming_ranking.FUSED_KERNEL = True
+
+
+def assert_both_tie_rules(q, ql, db, dl, **kwargs):
+    """Index ties equal the stable reference bit for bit, expected ties the chunked path."""
+    got = average_precision_per_query(q, ql, db, dl, **kwargs)
+    np.testing.assert_array_equal(
+        got, plain_index_ap(q, ql, db, dl, kwargs["topk"], kwargs.get("exclude_self", False))
+    )
+    got = average_precision_per_query(q, ql, db, dl, ties="expected", **kwargs)
+    ref = chunked(average_precision_per_query, q, ql, db, dl, ties="expected", **kwargs)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
 
 
 def tied_problem(rng, nq, ndb, bits, multi=False, classes=5, flip=0.15, dtype=np.float32):
@@ -78,11 +69,7 @@ def test_index_ties_equal_the_stable_reference_and_expected_the_chunked_path(bit
     q, ql, db, dl = tied_problem(rng, 19, 1500, bits, multi=multi, dtype=dtype)
     assert prepare_ranking(q, ql, db, dl).selects
     for topk in (1, 2, 100, 1000, 1499):
-        got = average_precision_per_query(q, ql, db, dl, topk=topk)
-        np.testing.assert_array_equal(got, plain_index_ap(q, ql, db, dl, topk))
-        got = average_precision_per_query(q, ql, db, dl, topk=topk, ties="expected")
-        ref = chunked(average_precision_per_query, q, ql, db, dl, topk=topk, ties="expected")
-        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+        assert_both_tie_rules(q, ql, db, dl, topk=topk)
 
 
 @pytest.mark.parametrize("multi", [False, True])
@@ -91,12 +78,7 @@ def test_excluded_query_is_left_out_of_the_top_r(multi):
     q, ql, db, dl = tied_problem(rng, 15, 400, 48, multi=multi)
     dbs, dls = np.concatenate([q, db]), np.concatenate([ql, dl])
     for topk in (1, 30, 400):
-        got = average_precision_per_query(q, ql, dbs, dls, topk=topk, exclude_self=True)
-        np.testing.assert_array_equal(got, plain_index_ap(q, ql, dbs, dls, topk, True))
-        kwargs = dict(topk=topk, exclude_self=True, ties="expected")
-        got = average_precision_per_query(q, ql, dbs, dls, **kwargs)
-        ref = chunked(average_precision_per_query, q, ql, dbs, dls, **kwargs)
-        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+        assert_both_tie_rules(q, ql, dbs, dls, topk=topk, exclude_self=True)
 
 
 def test_expected_ties_equal_the_mean_over_every_database_order():
@@ -153,12 +135,7 @@ def test_any_length_depth_and_cut_off_far_from_the_previous_query(
     q[::2] = -q[::2]  # every other query far from every database item
     if exclude:
         db, dl = np.concatenate([q, db]), np.concatenate([ql, dl])
-    got = average_precision_per_query(q, ql, db, dl, topk=topk, exclude_self=exclude)
-    np.testing.assert_array_equal(got, plain_index_ap(q, ql, db, dl, topk, exclude))
-    kwargs = dict(topk=topk, exclude_self=exclude, ties="expected")
-    got = average_precision_per_query(q, ql, db, dl, **kwargs)
-    ref = chunked(average_precision_per_query, q, ql, db, dl, **kwargs)
-    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+    assert_both_tie_rules(q, ql, db, dl, topk=topk, exclude_self=exclude)
 
 
 @pytest.mark.parametrize("bits", [200, 254])
@@ -168,8 +145,4 @@ def test_cut_off_distances_beyond_127_on_one_byte_distances(bits):
     rng = np.random.default_rng(bits)
     q, ql, db, dl = tied_problem(rng, 8, 700, bits, flip=0.5)
     for topk in (300, 690):
-        got = average_precision_per_query(q, ql, db, dl, topk=topk)
-        np.testing.assert_array_equal(got, plain_index_ap(q, ql, db, dl, topk))
-        got = average_precision_per_query(q, ql, db, dl, topk=topk, ties="expected")
-        ref = chunked(average_precision_per_query, q, ql, db, dl, topk=topk, ties="expected")
-        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+        assert_both_tie_rules(q, ql, db, dl, topk=topk)

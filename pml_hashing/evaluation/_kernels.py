@@ -109,6 +109,15 @@ def index_ap_rows(keys, rel, depth, num_bins, out):  # pragma: no cover - compil
         )
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _mean_in_order(terms, found):  # pragma: no cover - compiled
+    """The mean of ``terms[:found]`` summed in index (rank) order; 0 for none."""
+    s = 0.0
+    for f in range(found):
+        s += terms[f]
+    return s / found if found > 0 else 0.0
+
+
 @njit(cache=True, nogil=True)
 def _ap_from_notes(
     others, relevant, note_key, note_seen, note_seen_rel, depth, terms
@@ -136,10 +145,7 @@ def _ap_from_notes(
             f = first_rel[b] + note_seen_rel[m]
             terms[f] = (f + 1) / (pos + 1.0)
             found += 1
-    s = 0.0
-    for f in range(found):
-        s += terms[f]
-    return s / found if found > 0 else 0.0
+    return _mean_in_order(terms, found)
 
 
 @njit(cache=True, nogil=True)
@@ -216,10 +222,7 @@ def _index_ap_from_keys(keys, counts, num_bins, depth, terms):  # pragma: no cov
             seen_rel[b] += 1
             terms[f] = (f + 1) / (before[b] + s + 1.0)
             found += 1
-    s = 0.0
-    for f in range(found):
-        s += terms[f]
-    return s / found if found > 0 else 0.0
+    return _mean_in_order(terms, found)
 
 
 @njit(cache=True, nogil=True)
