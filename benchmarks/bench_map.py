@@ -208,7 +208,7 @@ def part2(num_queries, num_db, topk, repeats):
         f"\n## mAP@{topk}, {num_queries} queries x {num_db} database codes, 64 bits, 10 classes "
         f"(each case in its own process; median of {repeats}; seconds)\n\n"
         "chunked: faiss distances and relevance chunks (the path before issue 21, kept for "
-        "ternary codes, > 64 classes and R = all); selection: the fused kernel "
+        "ternary codes, > 64 classes and R = all); selection: the selection kernel "
         "(`selected_rows`).\n"
     )
     runs = {}

@@ -50,7 +50,7 @@ __all__ = [
 # About 8M elements per chunk: ~32 MB of int32 distances, small next to the database itself.
 _CHUNK_ELEMENTS = 1 << 23
 
-# The fused pass (:mod:`._kernels`' ``fused_rows``) where it applies; ``False`` forces the
+# The selection kernel (:mod:`._kernels`' ``selected_rows``) where it applies; ``False`` forces the
 # chunked faiss path everywhere (the benchmark and the tests compare the two).
 FUSED_KERNEL = True
 
@@ -137,9 +137,9 @@ class HammingRanking:
     def map_histograms(self, fn, depth: int | None = None, num_threads: int | None = None) -> list:
         """``[fn(start, stop, n, r) for each chunk]``, in query order: ``n[i, key]`` items and
         ``r[i, key]`` relevant items of query ``start + i`` at each distance key (the excluded
-        item left out), from the fused pass where it applies, else from :meth:`chunks`.
+        item left out), from the selection kernel where it applies, else from :meth:`chunks`.
 
-        With a ``depth`` below the items ranked per query, the fused pass counts exactly only
+        With a ``depth`` below the items ranked per query, the selection counts exactly only
         up to the key ``t`` that reaches ``depth`` items, and the rest as not relevant at
         ``t + 1``: enough for anything computed on the top ``depth`` of each ranking.
         """
@@ -156,18 +156,18 @@ class HammingRanking:
             return fn(start, stop, *_split_counts(counts, self.num_bins))
 
         return self._in_parts(
-            lambda first, last: self._fused(first, last, depth, False, on_counts),
+            lambda first, last: self._select(first, last, depth, False, on_counts),
             num_threads,
-            self._fused_chunk,
+            self._selection_step,
         )
 
     def index_average_precisions(self, depth: int, num_threads: int | None = None) -> np.ndarray:
         """``(Q,)`` AP@depth under index ties (ranks by distance, then database position)."""
         if depth < self.num_candidates and self.selects:
             parts = self._in_parts(
-                lambda first, last: self._fused(first, last, depth, True, lambda *c: c[3].copy()),
+                lambda first, last: self._select(first, last, depth, True, lambda *c: c[3].copy()),
                 num_threads,
-                self._fused_chunk,
+                self._selection_step,
             )
         else:
             from ._kernels import index_ap_rows  # numba on first use, not with the package
@@ -183,8 +183,8 @@ class HammingRanking:
         return np.concatenate(parts) if parts else np.empty(0)
 
     @property
-    def _fused_chunk(self) -> int:
-        """Queries per call of a fused kernel: its buffers do not grow with them (only the
+    def _selection_step(self) -> int:
+        """Queries per call of the selection kernel: its buffers do not grow with them (only the
         ``(chunk, 2 num_bins + 1)`` counts), so more than :attr:`chunk_size`, which spreads
         the Python work per chunk (the expected-ties AP) over more queries."""
         return max(self.chunk_size, min(256, self.num_queries))
@@ -210,7 +210,7 @@ class HammingRanking:
             return [result for part in parts for result in part.result()]
 
     @cached_property
-    def _fused_inputs(self) -> tuple:
+    def _packed_inputs(self) -> tuple:
         """Codes as uint64 words, labels as compact integers or uint64 masks, and the
         excluded column of every query (-1 for none)."""
         if self.multi_label:
@@ -221,15 +221,15 @@ class HammingRanking:
         excl = np.full(self.num_queries, -1, np.int64) if excl is None else excl.astype(np.int64)
         return _words(self.query), labels[0], _words(self.database), labels[1], excl
 
-    def _fused(self, first: int, last: int, depth: int, index_ap: bool, fn) -> list:
+    def _select(self, first: int, last: int, depth: int, index_ap: bool, fn) -> list:
         """``[fn(start, stop, counts, ap)]`` per chunk of the queries ``first .. last - 1``:
         ``counts`` items per composite key ``2 key + rel`` (exact up to the key that reaches
         ``depth`` items), ``ap`` AP@depth under index ties (when ``index_ap``); both
         overwritten by the next chunk."""
         from ._kernels import selected_rows  # numba on first use, not with the package
 
-        qw, ql, dbw, dl, excl = self._fused_inputs
-        n, c, width = self.num_db, self._fused_chunk, 2 * self.num_bins + 1
+        qw, ql, dbw, dl, excl = self._packed_inputs
+        n, c, width = self.num_db, self._selection_step, 2 * self.num_bins + 1
         counts, ap = np.empty((c, width), np.int64), np.empty(c)
         # one query's distances, padded to whole words with a distance above any cut-off
         dist_dtype = np.uint8 if self.num_bins < 256 else np.uint32
