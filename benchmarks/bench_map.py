@@ -14,15 +14,21 @@ at 16/32/64/128 bits. Columns, all timed in the same run (median of --repeats):
 The mAP values are checked against a stable reference (the plain loop with a stable argsort,
 untimed): ``ties="index"`` must match it exactly.
 
-Part 2: mAP@1000 on 10,000 x 1,000,000 codes at 64 bits, each case in its own subprocess,
-with the peak resident memory (``ru_maxrss``) of that process; "data only" builds the
-same arrays and stops, so the difference is the metric's own memory.
+Part 2: mAP@1000 on 10,000 x 1,000,000 codes at 64 bits, the selection kernel of issue 21
+(``_kernels.selected_rows``: per query the distances of packed words, the cut-off distance
+that reaches R items, then labels, counts and ranks of only the items up to it) against the
+chunked faiss path it replaced for R < all (``hamming_ranking.FUSED_KERNEL = False``), both
+tie rules, each case in its own subprocess (median of --repeats after an untimed warm-up
+call, wall and CPU seconds, the peak resident memory VmHWM of that process); "data only"
+builds the same arrays and stops, so the difference is the metric's own memory. The AP
+values of the two paths are compared query by query.
 
 Codes are synthetic: a random +-1 prototype per class with each bit flipped with
 probability 0.3, the database sorted by class (as benchmark files often are), so ties matter.
 Timings depend on the machine and its load; run with nothing else on it when you can.
 
-Run: ``python benchmarks/bench_map.py`` (several minutes) or ``--quick`` (seconds).
+Run: ``python benchmarks/bench_map.py`` (several minutes; part 2 alone: ``--skip-small``) or
+``--quick`` (seconds).
 """
 
 from __future__ import annotations
@@ -150,48 +156,93 @@ def part1(num_queries, num_db, bit_list, repeats):
         )
 
 
-def large_case(case, num_queries, num_db, topk):
+LARGE_CASES = (
+    "data only",
+    "chunked index",
+    "selection index",
+    "chunked expected",
+    "selection expected",
+)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (VmHWM; ``ru_maxrss`` where /proc is absent)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def large_case(case, num_queries, num_db, topk, repeats):
+    """One case of part 2 in this (fresh) process: median wall and CPU seconds of
+    ``repeats`` calls after an untimed warm-up (the JIT cache load), and the peak memory."""
+    from pml_hashing.evaluation import hamming_ranking
+
     codes, labels = synthetic_codes(num_db, 64, 10, seed=7)
     q_codes, q_labels = synthetic_codes(num_queries, 64, 10, seed=8)
     result = {"case": case}
     if case != "data only":
-        t0, c0 = time.perf_counter(), time.process_time()
-        ap = average_precision_per_query(q_codes, q_labels, codes, labels, topk=topk, ties=case)
-        result["seconds"] = time.perf_counter() - t0
-        # CPU seconds of all the threads: on a shared machine the steadier of the two
-        result["cpu_seconds"] = time.process_time() - c0
+        path, ties = case.split()
+        hamming_ranking.FUSED_KERNEL = path == "selection"
+        run = partial(
+            average_precision_per_query, q_codes, q_labels, codes, labels, topk=topk, ties=ties
+        )
+        t0 = time.perf_counter()
+        average_precision_per_query(q_codes[:2], q_labels[:2], codes, labels, topk=topk, ties=ties)
+        result["warm_up_seconds"] = time.perf_counter() - t0
+        cpu = []
+        result["seconds"], ap = timed(run, repeats, cpu)
+        result["cpu_seconds"] = cpu[0]
         result["map"] = float(ap.mean())
-    result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["ap"] = ap.tolist()
+    result["max_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 
-def part2(num_queries, num_db, topk):
+def part2(num_queries, num_db, topk, repeats):
     print(
-        f"\n## mAP@{topk}, {num_queries} queries x {num_db} database codes, 64 bits "
-        "(one run per case, each in its own process)\n"
+        f"\n## mAP@{topk}, {num_queries} queries x {num_db} database codes, 64 bits, 10 classes "
+        f"(each case in its own process; median of {repeats}; seconds)\n\n"
+        "chunked: faiss distances and relevance chunks (the path before issue 21, kept for "
+        "ternary codes, > 64 classes and R = all); selection: the selection kernel "
+        "(`selected_rows`).\n"
     )
-    print("| case | seconds | CPU seconds | mAP | peak RSS (MB) |")
-    print("|---|---|---|---|---|")
-    seconds = {}
-    for case in ("data only", "index", "expected"):
+    runs = {}
+    for case in LARGE_CASES:
         out = subprocess.run(
-            [sys.executable, __file__, "--large-case", case]
+            [sys.executable, __file__, "--large-case", case, "--repeats", str(repeats)]
             + ["--large-sizes", str(num_queries), str(num_db), str(topk)],
             capture_output=True,
             text=True,
             check=True,
         )
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        wall = f"{r['seconds']:.1f}" if "seconds" in r else "-"
-        cpu = f"{r['cpu_seconds']:.1f}" if "cpu_seconds" in r else "-"
-        mean_ap = f"{r['map']:.4f}" if "map" in r else "-"
-        label = case if case == "data only" else f'ties="{case}"'
-        print(f"| {label} | {wall} | {cpu} | {mean_ap} | {r['max_rss_mb']:.0f} |")
-        if "seconds" in r:
-            seconds[case] = (r["seconds"], r["cpu_seconds"])
-    wall_ratio = seconds["index"][0] / seconds["expected"][0]
-    cpu_ratio = seconds["index"][1] / seconds["expected"][1]
-    print(f"\nindex / expected: {wall_ratio:.2f} wall, {cpu_ratio:.2f} CPU")
+        runs[case] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(
+        "| ties | chunked s (CPU s) | selection s (CPU s) | selection / chunked wall (CPU) "
+        "| mAP chunked | mAP selection | max abs AP diff | peak RSS chunked / selection (MB) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for ties in ("index", "expected"):
+        old, new = runs[f"chunked {ties}"], runs[f"selection {ties}"]
+        diff = np.abs(np.array(old["ap"]) - np.array(new["ap"])).max()
+        print(
+            f'| "{ties}" | {old["seconds"]:.3f} ({old["cpu_seconds"]:.3f}) '
+            f"| {new['seconds']:.3f} ({new['cpu_seconds']:.3f}) "
+            f"| {new['seconds'] / old['seconds']:.2f} "
+            f"({new['cpu_seconds'] / old['cpu_seconds']:.2f}) "
+            f"| {old['map']:.4f} | {new['map']:.4f} | {diff:.1e} "
+            f"| {old['max_rss_mb']:.0f} / {new['max_rss_mb']:.0f} |"
+        )
+    data_only = runs["data only"]["max_rss_mb"]
+    print(f"\ndata only (building the codes, no metric): peak RSS {data_only:.0f} MB")
+    warm = ", ".join(
+        f"{case} {r['warm_up_seconds']:.2f} s" for case, r in runs.items() if "warm_up_seconds" in r
+    )
+    print(f"first call of each process (JIT cache load, 2 queries), not in the medians: {warm}")
 
 
 def main():
@@ -199,21 +250,23 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-large", action="store_true", help="skip part 2")
+    parser.add_argument("--skip-small", action="store_true", help="skip part 1")
     parser.add_argument("--large-case", help=argparse.SUPPRESS)
     parser.add_argument("--large-sizes", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.large_case:
-        large_case(args.large_case, *args.large_sizes)
+        large_case(args.large_case, *args.large_sizes, args.repeats)
         return
     print(f"faiss {faiss.__version__}, numpy {np.__version__}, shared CPU: timings are indicative")
-    if args.quick:
-        part1(100, 5_000, (16, 64), args.repeats)
-        if not args.skip_large:
-            part2(200, 20_000, 1_000)
-    else:
-        part1(1_000, 59_000, (16, 32, 64, 128), args.repeats)
-        if not args.skip_large:
-            part2(10_000, 1_000_000, 1_000)
+    small, large = (
+        ((100, 5_000, (16, 64)), (1_000, 100_000, 1_000))
+        if args.quick
+        else ((1_000, 59_000, (16, 32, 64, 128)), (10_000, 1_000_000, 1_000))
+    )
+    if not args.skip_small:
+        part1(*small, args.repeats)
+    if not args.skip_large:
+        part2(*large, args.repeats)
 
 
 if __name__ == "__main__":

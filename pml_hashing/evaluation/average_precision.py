@@ -9,7 +9,6 @@ from ..codes import ArrayLike
 from .hamming_ranking import (
     HammingRanking,
     check_ties,
-    histograms,
     prepare_ranking,
 )
 
@@ -120,21 +119,12 @@ def _expected_ap_chunk(n: np.ndarray, r: np.ndarray, depth: int, harmonic: np.nd
 
 def _average_precisions(ranking: HammingRanking, topk: int | None, ties: str) -> np.ndarray:
     depth = ranking.num_candidates if topk is None else min(int(topk), ranking.num_candidates)
-    harmonic = _harmonic_numbers(ranking.num_db) if ties == "expected" else None
-
-    def chunk_ap(start, stop, keys, rel) -> np.ndarray:
-        if ties == "expected":
-            n, r = histograms(keys, rel, ranking.num_bins)
-            return _expected_ap_chunk(n, r, depth, harmonic)
-        # One counting pass per query (a stable counting sort without the sort): the
-        # same numbers as a stable argsort of the row, summed in the same order.
-        from ._kernels import index_ap_rows  # numba on first use, not with the package
-
-        ap = np.empty(stop - start)
-        index_ap_rows(keys, rel.view(np.uint8), depth, ranking.num_bins, ap)
-        return ap
-
-    parts = ranking.map_chunks(chunk_ap)
+    if ties != "expected":
+        return ranking.index_average_precisions(depth)
+    harmonic = _harmonic_numbers(ranking.num_db)
+    parts = ranking.map_histograms(
+        lambda start, stop, n, r: _expected_ap_chunk(n, r, depth, harmonic), depth
+    )
     return np.concatenate(parts) if parts else np.empty(0)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codes import ArrayLike
-from .hamming_ranking import HammingRanking, histograms, prepare_ranking
+from .hamming_ranking import HammingRanking, prepare_ranking
 from .precision_recall_curve import PrecisionRecallCurve
 
 __all__ = [
@@ -51,10 +51,12 @@ def _cumulative_histograms(ranking: HammingRanking):
     q, b = ranking.num_queries, ranking.num_bins
     within = np.empty((q, b), dtype=np.int64)
     relevant_within = np.empty((q, b), dtype=np.int64)
-    for start, stop, keys, rel in ranking.chunks():
-        n, r = histograms(keys, rel, b)
+
+    def cumulate(start, stop, n, r):
         np.cumsum(n, axis=1, out=within[start:stop])
         np.cumsum(r, axis=1, out=relevant_within[start:stop])
+
+    ranking.map_histograms(cumulate)
     return within, relevant_within, relevant_within[:, -1]
 
 
@@ -93,9 +95,8 @@ def hamming_ball_statistics(
         a :class:`HammingBallStatistics`.
     """
     radius = _check_radius(radius)
-    ranking = prepare_ranking(
-        query_codes, query_labels, db_codes, db_labels, chunk_size, exclude_self
-    )
+    arrays = (query_codes, query_labels, db_codes, db_labels)
+    ranking = prepare_ranking(*arrays, chunk_size=chunk_size, exclude_self=exclude_self)
     key = min(math.floor(radius * ranking.key_unit), ranking.num_bins - 1)
     within, relevant_within, total = _cumulative_histograms(ranking)
     precision, recall, empty, size = _ball_means(
@@ -152,9 +153,8 @@ def precision_recall_by_radius(
         a :class:`PrecisionRecallCurve` with ``thresholds = [0, 1, ..., K]`` and
         ``kind="radius"``.
     """
-    ranking = prepare_ranking(
-        query_codes, query_labels, db_codes, db_labels, chunk_size, exclude_self
-    )
+    arrays = (query_codes, query_labels, db_codes, db_labels)
+    ranking = prepare_ranking(*arrays, chunk_size=chunk_size, exclude_self=exclude_self)
     keys = np.arange(ranking.num_bits + 1) * ranking.key_unit
     within, relevant_within, total = _cumulative_histograms(ranking)
     precision, recall, _, _ = _ball_means(within[:, keys], relevant_within[:, keys], total)
