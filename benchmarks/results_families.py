@@ -485,7 +485,8 @@ def first_per_cell(records) -> list[dict]:
 
 
 def report(args) -> None:
-    records = first_per_cell(read_results(args.results))
+    # a cell run at a rate that was not chosen in the end does not count (current)
+    records = first_per_cell(current(read_results(args.results)))
     body = table(records, args.datasets, args.bits)
     body += "\nLearning rates (chosen on the validation split, seen classes, "
     body += f"{SELECTION_BITS} bits, seed 0):\n\n"
