@@ -117,6 +117,10 @@ for error in (LockTaken("the run folder is locked"), KeyError("seed"), ValueErro
     except Exception as caught:
         outcomes[type(error).__name__] = [type(caught).__name__, str(caught)]
 Path(sys.argv[1], f"rank{rank}.json").write_text(json.dumps(outcomes))
+# leave the process group as the trainer does (end_training): a group alive at exit can
+# abort the interpreter ("terminate called without an active exception")
+process_state().wait_for_everyone()
+process_state().destroy_process_group()
 """
 
 
