@@ -1,15 +1,13 @@
 """Two CPU processes: same codebook and weights as one process with the same global batch."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from pml_hashing.training import load_checkpoint, run_experiment
+from tests.launch import accelerate_launch
 
 pytestmark = pytest.mark.slow
 
@@ -39,28 +37,10 @@ def _config(output_dir: str, name: str) -> dict:
 
 
 def test_two_processes_match_one_process(tmp_path):
-    # Fresh processes through `accelerate launch` (DESIGN.md section 6): forking the test
-    # process, as debug_launcher does, deadlocks once torch's or faiss's threads exist.
+    # Fresh processes through `accelerate launch` (DESIGN.md section 6)
     (tmp_path / "config.json").write_text(json.dumps(_config(str(tmp_path), "two")))
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(Path(__file__).with_name("distributed_worker.py")),
-        str(tmp_path),
-        "two",
-    ]
-    env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    worker = Path(__file__).with_name("distributed_worker.py")
+    done = accelerate_launch(worker, tmp_path, "two", num_processes=2)
     assert done.returncode == 0, done.stderr[-3000:]
 
     rank0 = torch.load(tmp_path / "rank0.pt")
@@ -127,25 +107,8 @@ process_state().destroy_process_group()
 def test_an_error_of_any_type_on_the_main_process_is_raised_on_every_process(tmp_path):
     script = tmp_path / "on_main_worker.py"
     script.write_text(ON_MAIN_WORKER)
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(script),
-        str(tmp_path),
-    ]
-    env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
     # a rank left waiting for the main process would hang here: the timeout fails the test
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    done = accelerate_launch(script, tmp_path, num_processes=2, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     rank0 = json.loads((tmp_path / "rank0.json").read_text())
     rank1 = json.loads((tmp_path / "rank1.json").read_text())

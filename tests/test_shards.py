@@ -2,7 +2,6 @@
 bit, whatever the sharding; reruns resume; damaged folders are refused before any work."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pml_hashing.shards import (  # noqa: E402
     write_manifest_if_complete,
 )
 from pml_hashing.training import encode_checkpoint, run_experiment  # noqa: E402
+from tests.launch import accelerate_launch  # noqa: E402
 
 
 def _train(out, name, bits):
@@ -143,27 +143,8 @@ def test_job_array_shards_concatenate_to_the_one_process_codes(
 @pytest.mark.slow
 def test_two_launched_processes_write_the_one_process_codes(checkpoint, one_process, tmp_path):
     out = tmp_path / "db"
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(Path(__file__).parents[1] / "recipes" / "encode.py"),
-        "--checkpoint",
-        str(checkpoint),
-        "--out",
-        str(out),
-    ]
-    env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    recipe = Path(__file__).parents[1] / "recipes" / "encode.py"
+    done = accelerate_launch(recipe, "--checkpoint", checkpoint, "--out", out, num_processes=2)
     assert done.returncode == 0, done.stderr[-3000:]
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert [s["file"] for s in manifest["shards"]] == [

@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from pml_hashing.training import (
     run_experiment,
 )
 from pml_hashing.training.checkpoint import read_safetensors, write_safetensors
+from tests.launch import accelerate_launch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,34 +163,9 @@ def test_validation_split_selects_without_queries(tmp_path, tiny_config):
 
 @pytest.mark.slow
 def test_recipe_runs_under_accelerate_launch(tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        "1",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(ROOT / "recipes" / "train.py"),
-        "--dataset",
-        "digits",
-        "--bits",
-        "16",
-        "--epochs",
-        "1",
-        "--output-dir",
-        str(tmp_path),
-        "--name",
-        "recipe",
-        "--no-progress",
-        "--backbone-kwargs",
-        "{widths: [8, 16]}",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    flags = ["--dataset", "digits", "--bits", "16", "--epochs", "1", "--output-dir", tmp_path]
+    flags += ["--name", "recipe", "--no-progress", "--backbone-kwargs", "{widths: [8, 16]}"]
+    done = accelerate_launch(ROOT / "recipes" / "train.py", *flags, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "recipe: mAP@all" in done.stdout
     assert (tmp_path / "recipe" / "metrics.json").is_file()
