@@ -525,11 +525,11 @@ def test_bdnn_queues_its_batch_checks_on_a_device_instead_of_reading_them(name):
     if name == "sh-bdnn":  # supervised: its labels too
         method._check_labels(torch.tensor([0, 1, 2, 5], device="meta"))
         expected.add("labels must be in [0, num_classes) = [0, 3)")
-    assert set(method._checks.flags) == expected
+    assert set(method.deferred_checks.flags) == expected
 
 
 def test_bdnn_raises_a_queued_check_at_the_epoch_end():
     method = create_method("sh-bdnn", 3, 16, num_train=10)
-    method._checks.add(torch.tensor(True), "indices must be < num_train = 10")
+    method.deferred_checks.add(torch.tensor(True), "indices must be < num_train = 10")
     with pytest.raises(ValueError, match="indices must be < num_train = 10"):
         method.on_epoch_end(0)

@@ -119,7 +119,7 @@ class _BDNNMethod(HashingMethod):
         self._term_sums: dict[str, torch.Tensor] = {}
         self._num_batches = 0
         self._last_update: dict[str, float] = {}
-        self._checks = DeferredChecks()  # input checks of device tensors, read per epoch
+        self.deferred_checks = DeferredChecks()  # input checks of device tensors, read per epoch
 
     @property
     def weight_decay(self) -> float:
@@ -152,7 +152,7 @@ class _BDNNMethod(HashingMethod):
     def _deferred(self, tensor: torch.Tensor) -> DeferredChecks | None:
         """Where the checks of ``tensor`` go: read at the epoch's end for a device tensor
         (reading a flag would wait for the device every step), at once on the CPU."""
-        return None if tensor.device.type == "cpu" else self._checks
+        return None if tensor.device.type == "cpu" else self.deferred_checks
 
     def _check_outputs(self, outputs, indices) -> torch.Tensor:
         """Check a batch; returns ``indices``, clamped into B where a bad one is only
@@ -275,7 +275,7 @@ class _BDNNMethod(HashingMethod):
         raise NotImplementedError
 
     def on_epoch_end(self, epoch: int) -> dict:
-        self._checks.raise_if_set()  # the device tensors' checks of the epoch
+        self.deferred_checks.raise_if_set()  # the device tensors' checks of the epoch
         similarity_loss = getattr(self, "similarity_loss", None)
         if similarity_loss is not None:
             similarity_loss.flush_checks()  # GPU-side input checks of the epoch (no-op on CPU)

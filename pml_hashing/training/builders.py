@@ -29,7 +29,7 @@ __all__ = [
     "build_scheduler",
     "build_train_loader",
     "check_process_count",
-    "user_data_facts",
+    "user_data_identity",
     "protocol_from_datasets",
     "user_protocol",
 ]
@@ -115,7 +115,7 @@ def user_protocol(protocol, train=None, query=None, database=None, validation=No
     return protocol
 
 
-def user_data_facts(protocol: Protocol | None) -> dict:
+def user_data_identity(protocol: Protocol | None) -> dict:
     """What identifies data given from Python, kept with the run (empty for a registered
     data set): a resume or a rerun over other data is refused."""
     if protocol is None:

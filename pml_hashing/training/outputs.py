@@ -65,7 +65,7 @@ def write_outputs(trainer: Trainer, metrics: dict) -> None:
         trainer.protocol.num_classes,
         trainer.in_chans,
         trainer.method.config_kwargs,
-        extra={"metrics": metrics, "data": trainer.data_facts},
+        extra={"metrics": metrics, "data": trainer.data_identity},
     )
     write_text_atomic(trainer.work_dir / "metrics.json", json.dumps(metrics, indent=2))
     trainer.run_folder.publish()  # the log moves with its folder, still open

@@ -149,7 +149,7 @@ def save_trainer_state(trainer) -> Path:
             "config": trainer.config.to_dict(),
             "progress": _position(trainer),
             "num_processes": trainer.accelerator.num_processes,
-            "data": trainer.data_facts,
+            "data": trainer.data_identity,
             "log_rows": csv_log_rows(trainer.work_dir / "logs" / "metrics.csv"),
         }
         return shared, own, manifest

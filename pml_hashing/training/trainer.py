@@ -32,7 +32,7 @@ from .builders import (
     build_scheduler,
     build_train_loader,
     check_process_count,
-    user_data_facts,
+    user_data_identity,
     user_protocol,
 )
 from .callbacks import trainer_callbacks
@@ -82,7 +82,7 @@ class Trainer:
     ):
         self.config = ExperimentConfig.of(config)
         self.user_protocol = user_protocol(protocol, train, query, database, validation)
-        self.data_facts = user_data_facts(self.user_protocol)
+        self.data_identity = user_data_identity(self.user_protocol)
         self.callbacks = trainer_callbacks(callbacks)
         # progress: finished epochs, batches of the unfinished one, optimizer steps
         self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
@@ -121,9 +121,9 @@ class Trainer:
             configure_threads(config.num_threads)
         processes = check_process_count(config, process_state().num_processes)
         resume = on_main(
-            lambda: find_resume_point(config, self.run_dir, self.data_facts, processes)
+            lambda: find_resume_point(config, self.run_dir, self.data_identity, processes)
         )
-        self.run_folder = RunFolder(self.run_dir, config, self.data_facts)
+        self.run_folder = RunFolder(self.run_dir, config, self.data_identity)
         self.work_dir = Path(on_main(lambda: self.run_folder.acquire(bool(resume))))
         self.run_folder.work_dir = self.work_dir
         try:
