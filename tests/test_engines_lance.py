@@ -13,7 +13,11 @@ from pml_hashing.cli import main  # noqa: E402
 from pml_hashing.engines import LanceIndex  # noqa: E402
 from pml_hashing.engines.lance_codes import LanceCodeWriter  # noqa: E402
 from pml_hashing.index import BinaryIndex  # noqa: E402
-from pml_hashing.shards import ShardWriter, write_manifest_if_complete  # noqa: E402
+from tests.engine_cli import (  # noqa: E402
+    assert_evaluate_matches_faiss,
+    assert_search_matches_faiss,
+    labelled_shard_folders,
+)
 
 
 def _random_codes(rng, n, num_bits, dtype):
@@ -111,55 +115,19 @@ def test_encode_writer_fills_one_table_from_shards_and_a_rerun_replaces_rows(tmp
         LanceCodeWriter(out, 0, 2, 32, False, False, _info(32), range(0, 25))
 
 
-def _shard_folder(path, codes, labels):
-    info = _info(codes.shape[1])
-    writer = ShardWriter(path, 0, 1, codes.shape[1], False, False, info)
-    writer.write(np.arange(len(codes)), labels, np.packbits(codes >= 0, axis=1, bitorder="little"))
-    writer.close()
-    write_manifest_if_complete(path, 1, info)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def labelled_shards(tmp_path_factory):
-    rng = np.random.default_rng(3)
-    root = tmp_path_factory.mktemp("codes")
-    centres = np.where(rng.random((5, 16)) < 0.5, 1.0, -1.0)
-
-    def draw(n):
-        labels = rng.integers(0, 5, n)
-        flips = np.where(rng.random((n, 16)) < 0.2, -1.0, 1.0)
-        return centres[labels] * flips, labels
-
-    return _shard_folder(root / "q", *draw(60)), _shard_folder(root / "db", *draw(900))
+    return labelled_shard_folders(tmp_path_factory.mktemp("codes"))
 
 
 def test_cli_evaluate_on_lance_prints_the_faiss_report(labelled_shards, tmp_path, capsys):
-    query, database = labelled_shards
     engine = ["--engine", "lance", "--uri", str(tmp_path / "lancedb"), "--collection", "db"]
-    assert main(["index", "build", "--codes", database, *engine]) == 0
-    capsys.readouterr()
-    for topk in ([], ["--topk", "100"]):
-        assert main(["index", "evaluate", "--query", query, "--database", database, *topk]) == 0
-        faiss_report = capsys.readouterr().out
-        args = ["index", "evaluate", "--query", query, "--database", database, *topk, *engine]
-        assert main(args) == 0
-        assert capsys.readouterr().out == faiss_report
+    assert_evaluate_matches_faiss(engine, *labelled_shards, capsys)
 
 
 def test_cli_search_on_lance_writes_the_faiss_results(labelled_shards, tmp_path):
-    query, database = labelled_shards
     engine = ["--engine", "lance", "--uri", str(tmp_path / "lancedb"), "--collection", "db"]
-    assert main(["index", "build", "--codes", database, *engine]) == 0
-    assert main(["index", "build", "--codes", database, "--out", str(tmp_path / "f.index")]) == 0
-    for how in (["-k", "9"], ["--radius", "3"]):
-        out_l, out_f = tmp_path / "l.npz", tmp_path / "f.npz"
-        assert main(["index", "search", "--codes", query, *how, "--out", str(out_l), *engine]) == 0
-        faiss = ["--index", str(tmp_path / "f.index")]
-        assert main(["index", "search", "--codes", query, *how, "--out", str(out_f), *faiss]) == 0
-        lance, flat = np.load(out_l), np.load(out_f)
-        for key in flat.files:
-            assert np.array_equal(lance[key], flat[key]), key
+    assert_search_matches_faiss(engine, *labelled_shards, tmp_path)
 
 
 def test_cli_refuses_another_bit_width_and_writes_nothing(labelled_shards, tmp_path, capsys):

@@ -26,7 +26,11 @@ if not milvus_server_available():
 from pml_hashing.cli import main  # noqa: E402
 from pml_hashing.engines import MilvusIndex  # noqa: E402
 from pml_hashing.index import BinaryIndex  # noqa: E402
-from pml_hashing.shards import ShardWriter, write_manifest_if_complete  # noqa: E402
+from tests.engine_cli import (  # noqa: E402
+    assert_evaluate_matches_faiss,
+    assert_search_matches_faiss,
+    labelled_shard_folders,
+)
 
 
 @pytest.fixture(scope="session")
@@ -129,59 +133,22 @@ def test_unreachable_uri_is_a_connection_error():
         MilvusIndex(f"http://127.0.0.1:{_free_port()}", "x", 16, timeout=2)
 
 
-def _shard_folder(path, codes, labels):
-    info = {"num_bits": codes.shape[1], "checkpoint_sha256": "-", "input": {}, "outputs": False}
-    writer = ShardWriter(path, 0, 1, codes.shape[1], False, False, info)
-    writer.write(np.arange(len(codes)), labels, np.packbits(codes >= 0, axis=1, bitorder="little"))
-    writer.close()
-    write_manifest_if_complete(path, 1, info)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def labelled_shards(tmp_path_factory):
-    # class-correlated 16-bit codes: each class flips a few bits of its own centre
-    rng = np.random.default_rng(3)
-    root = tmp_path_factory.mktemp("codes")
-    centres = np.where(rng.random((5, 16)) < 0.5, 1.0, -1.0)
-
-    def draw(n):
-        labels = rng.integers(0, 5, n)
-        flips = np.where(rng.random((n, 16)) < 0.2, -1.0, 1.0)
-        return centres[labels] * flips, labels
-
-    return _shard_folder(root / "q", *draw(60)), _shard_folder(root / "db", *draw(900))
+    return labelled_shard_folders(tmp_path_factory.mktemp("codes"))
 
 
 def test_cli_evaluate_on_milvus_prints_the_faiss_report(milvus_uri, labelled_shards, capsys):
-    query, database = labelled_shards
     name = _collection()
     engine = ["--engine", "milvus", "--uri", milvus_uri, "--collection", name]
-    assert main(["index", "build", "--codes", database, *engine]) == 0
-    capsys.readouterr()
-    for topk in ([], ["--topk", "100"]):
-        assert main(["index", "evaluate", "--query", query, "--database", database, *topk]) == 0
-        faiss_report = capsys.readouterr().out
-        args = ["index", "evaluate", "--query", query, "--database", database, *topk, *engine]
-        assert main(args) == 0
-        assert capsys.readouterr().out == faiss_report
+    assert_evaluate_matches_faiss(engine, *labelled_shards, capsys)
     MilvusIndex(milvus_uri, name, 16).drop()
 
 
 def test_cli_search_on_milvus_writes_the_faiss_results(milvus_uri, labelled_shards, tmp_path):
-    query, database = labelled_shards
     name = _collection()
     engine = ["--engine", "milvus", "--uri", milvus_uri, "--collection", name]
-    assert main(["index", "build", "--codes", database, *engine]) == 0
-    assert main(["index", "build", "--codes", database, "--out", str(tmp_path / "f.index")]) == 0
-    for how in (["-k", "9"], ["--radius", "3"]):
-        out_m, out_f = tmp_path / "m.npz", tmp_path / "f.npz"
-        assert main(["index", "search", "--codes", query, *how, "--out", str(out_m), *engine]) == 0
-        faiss = ["--index", str(tmp_path / "f.index")]
-        assert main(["index", "search", "--codes", query, *how, "--out", str(out_f), *faiss]) == 0
-        m, f = np.load(out_m), np.load(out_f)
-        for key in f.files:
-            assert np.array_equal(m[key], f[key]), key
+    assert_search_matches_faiss(engine, *labelled_shards, tmp_path)
     MilvusIndex(milvus_uri, name, 16).drop()
 
 
