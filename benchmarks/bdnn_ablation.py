@@ -132,12 +132,21 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64],
-                        help="channel widths of the hashing_cnn_small backbone")
+    parser.add_argument(
+        "--widths",
+        type=int,
+        nargs="+",
+        default=[16, 32, 64],
+        help="channel widths of the hashing_cnn_small backbone",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 8 bits, 1 seed, 1 epoch")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: on a shared CPU, more threads than "
-                        "free cores slow this small CNN down many times)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on a shared CPU, more threads than "
+        "free cores slow this small CNN down many times)",
+    )
     args = parser.parse_args(argv)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -156,17 +165,33 @@ def run_ablation(args) -> None:
         for arm in args.arms:
             results = []
             for seed in args.seeds:
-                results.append(train(args.dataset, bits, arm_kwargs(arm), seed, args.epochs,
-                                     args.batch_size, args.lr, args.widths))
-                print(f"  {bits} bits, {arm}, seed {seed}: mAP {results[-1]['mAP']:.4f} "
-                      f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+                results.append(
+                    train(
+                        args.dataset,
+                        bits,
+                        arm_kwargs(arm),
+                        seed,
+                        args.epochs,
+                        args.batch_size,
+                        args.lr,
+                        args.widths,
+                    )
+                )
+                print(
+                    f"  {bits} bits, {arm}, seed {seed}: mAP {results[-1]['mAP']:.4f} "
+                    f"({time.perf_counter() - started:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             rows.append((bits, arm, results))
 
     keys = ("mAP", "P@r2", "empty@r2", "balance", "corr", "const")
-    print(f"SH-BDNN ablation on {args.dataset}: run_experiment, hashing_cnn_small widths "
-          f"{args.widths}, {args.epochs} epochs, "
-          f"batch {args.batch_size}, seeds {args.seeds}; medians over seeds "
-          f"(mAP tie-aware, R = all; radius 2 inclusive)")
+    print(
+        f"SH-BDNN ablation on {args.dataset}: run_experiment, hashing_cnn_small widths "
+        f"{args.widths}, {args.epochs} epochs, "
+        f"batch {args.batch_size}, seeds {args.seeds}; medians over seeds "
+        f"(mAP tie-aware, R = all; radius 2 inclusive)"
+    )
     print(f"{'bits':>4} {'arm':<16}" + "".join(f"{k:>10}" for k in keys))
     for bits, arm, results in rows:
         # nanmedian: the correlation is undefined (NaN) when fewer than two bits vary.

@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+# benchmarks/_grid.py, also when this file is loaded by path (the tests)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _grid import cell_text, read_results, run_workers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "baselines_grid.jsonl"
@@ -101,12 +103,6 @@ def cells(datasets, bits_list, seeds) -> list[dict]:
 
 def cell_key(cell) -> tuple:
     return (cell["dataset"], cell["seed"], cell["bits"], cell["method"], cell["protocol"])
-
-
-def read_results(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def run_cell(cell: dict, epochs: dict, output_dir: Path) -> dict:
@@ -246,14 +242,6 @@ def _values(records, dataset, protocol, bits, label) -> list[float]:
     ]
 
 
-def _cell_text(values) -> str:
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.3f} (1)"
-    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f} ({len(values)})"
-
-
 def table(records, datasets, bits_list) -> str:
     lines = []
     for dataset in datasets:
@@ -269,7 +257,7 @@ def table(records, datasets, bits_list) -> str:
         lines += [header, "|" + "---|" * (1 + len(PROTOCOLS) * len(bits_list))]
         for label in ORDER:
             row = [
-                _cell_text(_values(records, dataset, p, b, label))
+                cell_text(_values(records, dataset, p, b, label))
                 for p in PROTOCOLS
                 for b in bits_list
             ]
@@ -462,40 +450,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.command in ("grid", "all"):
         if args.jobs > 1:
-            base = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("all",)]
-            base = [a for a in base if a != "grid"]
-            clean = []
-            skip = False
-            for a in base:
-                if skip:
-                    skip = False
-                    continue
-                if a == "--jobs":
-                    skip = True
-                    continue
-                if a.startswith("--jobs="):
-                    continue
-                clean.append(a)
-            env = dict(os.environ, OMP_NUM_THREADS="1")
-            procs = [
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        __file__,
-                        "grid",
-                        *clean,
-                        "--worker",
-                        str(i),
-                        "--workers",
-                        str(args.jobs),
-                    ],  # fmt: skip
-                    env=env,
-                )
-                for i in range(args.jobs)
-            ]
-            codes = [p.wait() for p in procs]
-            if any(codes):
-                raise SystemExit(f"a grid worker failed: exit codes {codes}")
+            run_workers(__file__, argv, args.jobs)
         else:
             grid(args)
     if args.command in ("report", "all"):

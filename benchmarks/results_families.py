@@ -35,13 +35,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+# benchmarks/_grid.py, also when this file is loaded by path (the tests)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _grid import cell_text, read_results, run_workers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "families_grid.jsonl"
@@ -154,12 +156,6 @@ def cell_key(cell) -> tuple:
     if cell["kind"] == "select":
         return ("select", cell["dataset"], cell["method"], float(cell["lr"]))
     return ("grid", cell["dataset"], cell["seed"], cell["bits"], cell["method"], cell["protocol"])
-
-
-def read_results(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def chosen_lr(records, dataset, method) -> float | None:
@@ -347,14 +343,6 @@ def values(records, dataset, view, bits, label) -> list[float]:
     ]
 
 
-def _cell_text(vals) -> str:
-    if not vals:
-        return "—"
-    if len(vals) == 1:
-        return f"{vals[0]:.3f} (1)"
-    return f"{np.mean(vals):.3f} ± {np.std(vals, ddof=1):.3f} ({len(vals)})"
-
-
 def lr_lines(records, datasets) -> list[str]:
     lines = []
     for dataset in datasets:
@@ -391,7 +379,7 @@ def table(records, datasets, bits_list) -> str:
         lines += [header + " |", "|" + "---|" * (2 + len(VIEWS) * len(bits_list))]
         for label in ORDER:
             row = [
-                _cell_text(values(records, dataset, view, b, label))
+                cell_text(values(records, dataset, view, b, label))
                 for view in VIEWS
                 for b in bits_list
             ]
@@ -524,35 +512,7 @@ def main(argv=None) -> None:
     LRS[:] = args.lrs
     if args.command in ("grid", "all"):
         if args.jobs > 1:
-            argv = list(argv if argv is not None else sys.argv[1:])
-            clean, skip = [], False
-            for a in argv:
-                if skip:
-                    skip = False
-                elif a == "--jobs":
-                    skip = True
-                elif a not in ("grid", "all", "report") and not a.startswith("--jobs="):
-                    clean.append(a)
-            env = dict(os.environ, OMP_NUM_THREADS="1")
-            procs = [
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        __file__,
-                        "grid",
-                        *clean,
-                        "--worker",
-                        str(i),
-                        "--workers",
-                        str(args.jobs),
-                    ],
-                    env=env,
-                )  # fmt: skip
-                for i in range(args.jobs)
-            ]
-            codes = [p.wait() for p in procs]
-            if any(codes):
-                raise SystemExit(f"a grid worker failed: exit codes {codes}")
+            run_workers(__file__, argv, args.jobs)
         else:
             grid(args)
     if args.command in ("report", "all"):
