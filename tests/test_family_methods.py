@@ -140,20 +140,12 @@ def test_hash_batchnorm_must_be_a_bool():
 
 
 @pytest.mark.parametrize("method", ["csq", "orthohash", "pairwise"])
-def test_each_new_method_trains_reports_and_reloads_from_its_checkpoint(method, tmp_path):
+def test_each_new_method_trains_reports_and_reloads_from_its_checkpoint(
+    method, tmp_path, tiny_config
+):
     metrics = run_experiment(
-        dict(
-            name="m",
-            output_dir=str(tmp_path),
-            dataset="digits",
-            method=method,
-            bits=16,
-            backbone_kwargs={"widths": [8, 16]},
-            epochs=1,
-            max_train_steps=3,
-            log_with="none",
-            progress=False,
-            checkpoint_every=0,
+        tiny_config(
+            tmp_path, name="m", method=method, epochs=1, max_train_steps=3, checkpoint_every=0
         )
     )
     assert 0 <= metrics["last_epoch"]["map"] <= 1

@@ -233,19 +233,14 @@ def test_auto_threshold_never_looks_at_query_labels():
     assert len(set(scores.values())) > 1  # the choice was not a tie across the grid
 
 
-def test_run_reports_the_threshold_chosen_on_validation(tmp_path):
+def test_run_reports_the_threshold_chosen_on_validation(tmp_path, tiny_config):
     metrics = run_experiment(
-        dict(
+        tiny_config(
+            tmp_path,
             name="auto",
-            output_dir=str(tmp_path),
-            dataset="digits",
-            bits=16,
-            backbone_kwargs={"widths": [8, 16]},
             epochs=1,
             validation_per_class=3,
             ternary_threshold="auto",
-            log_with="none",
-            progress=False,
             checkpoint_every=0,
         )
     )

@@ -83,18 +83,13 @@ def test_target_codebook_has_one_row_per_seen_class(digits_unseen):
     assert method.target_miner.targets.shape == (7, 16)
 
 
-def test_training_run_never_sees_an_unseen_class(tmp_path):
+def test_training_run_never_sees_an_unseen_class(tmp_path, tiny_config):
     metrics = run_experiment(
-        dict(
+        tiny_config(
+            tmp_path,
             name="u",
-            output_dir=str(tmp_path),
-            dataset="digits",
-            bits=16,
-            backbone_kwargs={"widths": [8, 16]},
             epochs=1,
             max_train_steps=2,
-            log_with="none",
-            progress=False,
             checkpoint_every=0,
             unseen_classes="2",
             validation_per_class=2,

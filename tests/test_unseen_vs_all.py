@@ -91,19 +91,9 @@ def test_multi_hot_seen_items_get_their_dropped_columns_back(tmp_path):
     assert torch.equal(rows, torch.from_numpy(labels[np.asarray(protocol.train.indices)]))
 
 
-def test_a_run_with_unseen_classes_reports_unseen_vs_all_beside_map(tmp_path):
-    config = dict(
-        name="u",
-        output_dir=str(tmp_path),
-        dataset="digits",
-        bits=16,
-        backbone_kwargs={"widths": [8, 16]},
-        epochs=1,
-        max_train_steps=2,
-        log_with="none",
-        progress=False,
-        checkpoint_every=0,
-        unseen_classes="3",
+def test_a_run_with_unseen_classes_reports_unseen_vs_all_beside_map(tmp_path, tiny_config):
+    config = tiny_config(
+        tmp_path, name="u", epochs=1, max_train_steps=2, checkpoint_every=0, unseen_classes="3"
     )
     metrics = run_experiment(config)
     report = metrics["last_epoch"]
