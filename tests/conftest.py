@@ -40,3 +40,14 @@ def _tiny_config(output_dir, **overrides) -> dict:
 def tiny_config():
     """``tiny_config(output_dir, **overrides)``: the config dict of a tiny training run."""
     return _tiny_config
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The folder of one finished tiny run (1 epoch, no resumable states), trained once for
+    the tests that only read it (its checkpoint, its codes)."""
+    from pml_hashing.training import run_experiment
+
+    folder = tmp_path_factory.mktemp("tiny-run")
+    run_experiment(_tiny_config(folder, epochs=1, checkpoint_every=0))
+    return folder / "tiny"

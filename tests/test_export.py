@@ -26,16 +26,8 @@ def plain_codes(outputs: torch.Tensor, margin=None) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("export")
-    run_experiment(
-        dict(
-            name="tiny", output_dir=str(folder), dataset="digits", bits=16,
-            backbone_kwargs={"widths": [8, 16]}, epochs=1, batch_size=64, log_with="none",
-            progress=False, checkpoint_every=0,
-        )
-    )  # fmt: skip
-    return folder / "tiny" / "checkpoint.safetensors"
+def checkpoint(tiny_run):
+    return tiny_run / "checkpoint.safetensors"
 
 
 def small_model(seed=0):

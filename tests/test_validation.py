@@ -670,18 +670,8 @@ def test_index_evaluate_refuses_a_radius_that_is_not_a_non_negative_integer(radi
 
 # ------------------------------------------------------------------ channels of image files
 @pytest.fixture(scope="module")
-def grayscale_checkpoint(tmp_path_factory):
-    from pml_hashing.training import run_experiment
-
-    folder = tmp_path_factory.mktemp("gray")
-    run_experiment(
-        dict(
-            name="tiny", output_dir=str(folder), dataset="digits", bits=16,
-            backbone_kwargs={"widths": [8, 16]}, epochs=1, batch_size=64, log_with="none",
-            progress=False, checkpoint_every=0,
-        )
-    )  # fmt: skip
-    return folder / "tiny"
+def grayscale_checkpoint(tiny_run):
+    return tiny_run  # trained on digits: one channel
 
 
 def _image_folder(root, mode, num_classes=3, per_class=6):
