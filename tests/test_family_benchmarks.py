@@ -2,24 +2,15 @@
 results script's bookkeeping (learning-rate choice, coverage, table) is checked on records
 written here, never its numbers."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import load_benchmark
 
 
 def test_target_miner_benchmark_quick_run_compares_old_and_new(capsys):
-    rows = load("bench_target_miners").main(["--quick"])
+    rows = load_benchmark("bench_target_miners").main(["--quick"])
     assert [r["classes"] for r in rows] == [200, 400]
     assert all(r["old_s"] > 0 and r["new_s"] > 0 and r["new_min"] >= 1 for r in rows)
     assert "old/new" in capsys.readouterr().out
@@ -27,7 +18,7 @@ def test_target_miner_benchmark_quick_run_compares_old_and_new(capsys):
 
 @pytest.fixture
 def families():
-    module = load("results_families")
+    module = load_benchmark("results_families")
     module.LRS[:] = [0.001, 0.01]
     return module
 

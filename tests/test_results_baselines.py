@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from tests.test_results_scripts import load_script
+from tests.scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def script():
-    return load_script("results_baselines")
+    return load_benchmark("results_baselines")
 
 
 def test_cells_cover_the_grid_once_and_start_with_seed_zero(script):

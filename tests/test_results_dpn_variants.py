@@ -1,21 +1,12 @@
 """benchmarks/results_dpn_variants.py stays runnable and reuses its cache."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import load_benchmark
 
 
 def test_quick_grid_reports_both_arms_and_reuses_the_cache(tmp_path, capsys):
-    script = load("results_dpn_variants")
+    script = load_benchmark("results_dpn_variants")
     cache = tmp_path / "cache.jsonl"
     script.main(["grid", "--quick", "--cache", str(cache)])
     out = capsys.readouterr().out

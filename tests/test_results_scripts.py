@@ -6,7 +6,6 @@ piece of arithmetic the results scripts add (both sides of the DPN paper's eq. 7
 checked against a plain loop.
 """
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -17,17 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pml_hashing.training import ExperimentConfig
+from tests.scripts import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "recipes" / "configs").glob("*.yaml"))
 TOLERANCE = {torch.float32: 1e-3, torch.float64: 1e-9}
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def eq7_by_loops(outputs, labels, targets, margin):
@@ -63,7 +56,7 @@ def eq7_by_loops(outputs, labels, targets, margin):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_proposition3_sides_match_a_pairwise_loop(dtype, seed):
-    results = load_script("results_dpn")
+    results = load_benchmark("results_dpn")
     generator = torch.Generator().manual_seed(seed)
     num_classes, num_bits = 4, 12
     outputs = (torch.randn(30, num_bits, generator=generator) * 1.5).to(dtype)
@@ -82,7 +75,7 @@ def test_proposition3_sides_hand_worked():
     # counted for (0, 1) and (1, 0): LHS = 0.5 - 3 = -2.5.
     # RHS: losses with m = 1: class 0: 0 + (0.5 + 2) = 2.5; class 1: 0.
     # 2 L / |C_0| * 2.5 = 2 * 2 / 2 * 2.5 = 5; minus D_h(t_0, t_1) twice = 4: RHS = 1.
-    results = load_script("results_dpn")
+    results = load_benchmark("results_dpn")
     outputs = torch.tensor([[2.0, 2.0], [0.5, -1.0], [-3.0, -3.0]])
     labels = torch.tensor([0, 0, 1])
     targets = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])
@@ -94,7 +87,7 @@ def test_proposition3_sides_hand_worked():
 @settings(max_examples=30)
 @given(seed=st.integers(0, 10_000), margin=st.floats(1.0, 3.0))
 def test_proposition3_lhs_never_exceeds_rhs(seed, margin):
-    results = load_script("results_dpn")
+    results = load_benchmark("results_dpn")
     generator = torch.Generator().manual_seed(seed)
     outputs = torch.randn(24, 8, generator=generator, dtype=torch.float64) * 2
     labels = torch.randint(0, 3, (24,), generator=generator)
@@ -111,7 +104,7 @@ def test_recipe_config_loads_as_an_experiment_config(path):
 
 
 def test_recipe_configs_cover_every_reported_table3_cell():
-    configs = load_script("results_recipe_configs")
+    configs = load_benchmark("results_recipe_configs")
     expected = set()
     for dataset, rows in configs.PAPER_TABLE3.items():
         for variant, row in (("dpn", "DPN"), ("dpn-a", "DPN-A")):
@@ -123,12 +116,12 @@ def test_recipe_configs_cover_every_reported_table3_cell():
 
 
 def test_checked_in_recipe_configs_match_their_generator(capsys):
-    assert load_script("results_recipe_configs").main(["--check"]) == 0
+    assert load_benchmark("results_recipe_configs").main(["--check"]) == 0
 
 
 @pytest.mark.slow
 def test_results_quick_run_prints_every_table_and_writes_the_plots(tmp_path, capsys):
-    results = load_script("results_dpn")
+    results = load_benchmark("results_dpn")
     tables = results.main(["all", "--quick", "--jobs", "1", "--plot-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert set(tables) == set(results.STUDIES)
