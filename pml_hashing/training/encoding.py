@@ -93,6 +93,8 @@ def _encoding_loader(dataset, batch_size: int, num_workers: int, accelerator) ->
 def encode_training_set(model, train, batch_size: int, accelerator):
     """Outputs, flattened inputs and labels of the whole training set, for methods that
     alternate with a discrete step over it (BDNN's update of B)."""
+    # here, not at the top: encoding serves export and sharded encoding too, which need no
+    # methods (and so no pytorch-metric-learning)
     from ..methods import EncodedTrainingSet
 
     outputs, labels, inputs = encode_dataset(
