@@ -17,6 +17,11 @@ import json
 import os
 import sys
 
+from pml_hashing.training import collector
+
+if __name__ == "__main__":  # one run in this process: see pml_hashing/training/collector.py
+    collector.pause_collection()
+
 from pml_hashing.training.config import as_flags, build_parser, parse_config
 from pml_hashing.training.threads import configure_threads
 
@@ -59,6 +64,7 @@ def main(argv=None) -> dict:
 
         trainer = Trainer(config)
         trainer.build()  # checks the resume point and the run folder, builds everything
+        collector.freeze_and_resume()  # run as a script: later collections skip the build
     except (ValueError, OSError) as error:  # a bad value, or a file named that is not there
         usage_error(parser, str(error))
     try:

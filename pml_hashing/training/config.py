@@ -311,7 +311,12 @@ class ExperimentConfig:
         resume_may_change=True,
     )
     eval_batch_size: int = key(
-        512, "batch size of encoding (evaluation)", minimum=1, resume_may_change=True
+        # 256, not 512: a CPU encodes the main job's 5,000 images in about half the time
+        # (activations that fit the caches); the outputs do not depend on it
+        256,
+        "batch size of encoding (evaluation)",
+        minimum=1,
+        resume_may_change=True,
     )
     topk: int | None = key(None, "R of mAP@R (None: the protocol's, e.g. all for MNIST)", minimum=1)
     ties: str = key("index", "tie rule of the reported mAP", choices=TIE_RULES)

@@ -159,7 +159,7 @@ class Trainer:
         if accelerator.is_main_process:
             protocol.save_splits(self.work_dir / "splits.json")
         train_loader = build_train_loader(config, protocol.train)
-        optimizer = build_optimizer(config, model, self.method)
+        optimizer = build_optimizer(config, model, self.method, accelerator.device)
         scheduler = build_scheduler(config, optimizer, len(train_loader))
         self.model, self.optimizer, self.train_loader, self.scheduler = accelerator.prepare(
             model, optimizer, train_loader, scheduler
