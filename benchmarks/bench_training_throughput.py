@@ -168,7 +168,9 @@ def main(argv=None) -> list[dict]:
     print(f"\nstep rate, recipe / plain (same model and batch): {rate_ratio:.3f} (goal >= 0.95)")
     for side in ("plain", "anchor"):
         if runs[side]:
-            ratios = [r["wall"] / p["wall"] for r, p in zip(runs["recipe"], runs[side])]
+            ratios = [
+                r["wall"] / p["wall"] for r, p in zip(runs["recipe"], runs[side], strict=True)
+            ]
             print(
                 f"wall, recipe / {side}: worst pair {max(ratios):.3f}, median "
                 f"{statistics.median(ratios):.3f} (goal <= 1.0 in every pair)"

@@ -255,6 +255,16 @@ def build_optimizer(
     return optimizer_class(groups, lr=config.lr, weight_decay=weight_decay, **kwargs)
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """``optimizer.load_state_dict(state)``, keeping ``optimizer``'s update kernel: a state
+    saved where PyTorch had no fused kernel (or by pml-hashing 0.1) resumes fused where it has
+    one, and back. The flags are set before loading, which places the step counts by them."""
+    if len(state["param_groups"]) == len(optimizer.param_groups):  # else load_state_dict says
+        for saved, group in zip(state["param_groups"], optimizer.param_groups, strict=True):
+            saved["fused"], saved["foreach"] = group.get("fused"), group.get("foreach")
+    optimizer.load_state_dict(state)
+
+
 def build_scheduler(config: ExperimentConfig, optimizer, batches_per_epoch: int):
     steps_per_epoch = math.ceil(batches_per_epoch / config.gradient_accumulation_steps)
     if config.scheduler == "cosine":

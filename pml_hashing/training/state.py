@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .._files import replace_directory, write_text_atomic
+from .builders import load_optimizer_state
 from .checkpoint import from_tree, read_safetensors, sha256_file, to_tree, write_safetensors
 from .config import RESUME_MAY_CHANGE, ExperimentConfig, describe_differences
 
@@ -164,13 +165,7 @@ def load_trainer_state(trainer, folder: Path, manifest: dict) -> None:
     shared = read_state_part(folder, "shared", manifest)
     own = read_state_part(folder, f"rank{trainer.accelerator.process_index}", manifest)
     trainer.unwrapped.load_state_dict(shared["model"])
-    optimizer_state = shared["optimizer"]
-    for saved, group in zip(optimizer_state["param_groups"], trainer.optimizer.param_groups):
-        # the update kernel is this machine's choice (a state saved where PyTorch had no
-        # fused kernel resumes fused where it has one, and back); set before loading, which
-        # places the step counts by it
-        saved["fused"], saved["foreach"] = group.get("fused"), group.get("foreach")
-    trainer.optimizer.load_state_dict(optimizer_state)
+    load_optimizer_state(trainer.optimizer, shared["optimizer"])
     trainer.scheduler.load_state_dict(shared["scheduler"])
     trainer.method.load_state_dict(own["method"])
     for callback in trainer.callbacks:
