@@ -250,9 +250,32 @@ def build_optimizer(
         optimizer_class, kwargs = torch.optim.SGD, {"momentum": 0.9}
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     floating = all(p.is_floating_point() for group in groups for p in group["params"])
-    if floating and fused_supported(optimizer_class, device.type):
+    fused = floating and fused_supported(optimizer_class, device.type)
+    if fused:
         kwargs["fused"] = True
-    return optimizer_class(groups, lr=config.lr, weight_decay=weight_decay, **kwargs)
+    optimizer = optimizer_class(groups, lr=config.lr, weight_decay=weight_decay, **kwargs)
+    if fused:
+        optimizer.register_step_pre_hook(_lay_out_as_parameters)
+    return optimizer
+
+
+def _lay_out_as_parameters(optimizer, args, kwargs) -> None:
+    """Give every gradient and state tensor its parameter's strides before a fused step.
+
+    The fused kernels walk a parameter, its gradient and its states as one flat buffer. On
+    a CPU (PyTorch 2.14) a gradient or state in another memory layout (a channels-last
+    convolution weight with a contiguous gradient, or with moments read back from a
+    checkpoint) is silently updated wrong; on CUDA it is an error. Autograd usually gives a
+    gradient its parameter's strides, but not always (pytorch/pytorch#106951).
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is not None and p.grad.stride() != p.stride():
+                p.grad = torch.empty_like(p).copy_(p.grad)  # empty_like keeps p's strides
+            state = optimizer.state.get(p)
+            for key, value in (state or {}).items():
+                if value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
