@@ -81,6 +81,7 @@ def main(argv=None) -> dict:
         print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
         print(summary_line(trainer, metrics))
         print(f"written to {trainer.run_dir}/metrics.json")
+    collector.freeze_for_exit()  # run as a script: the process exits next
     return metrics
 
 

@@ -18,7 +18,7 @@ def restore_gc():
     if gc.get_freeze_count() > frozen:
         gc.unfreeze()  # the test session is a long-lived process: nothing stays frozen
     gc.enable() if enabled else gc.disable()
-    collector._paused = False
+    collector._paused = collector._managed = False
 
 
 class Node:
@@ -43,6 +43,19 @@ def test_pause_then_freeze_skips_the_start_up_objects_and_collects_later_ones(re
     gc.unfreeze()
     gc.collect()
     assert early_ref() is None
+    last = Node()  # made after the run: frozen too when the process is about to exit
+    last_ref = weakref.ref(last)
+    del last
+    collector.freeze_for_exit()
+    gc.collect()
+    assert last_ref() is not None
+
+
+def test_a_process_that_never_paused_is_not_frozen_for_exit(restore_gc):
+    gc.enable()
+    frozen = gc.get_freeze_count()
+    collector.freeze_for_exit()
+    assert gc.get_freeze_count() == frozen
 
 
 def test_freeze_without_a_pause_does_nothing(restore_gc):
