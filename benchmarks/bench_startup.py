@@ -10,8 +10,11 @@ in wall and in CPU seconds.
   only (the Trainer, Accelerate, timm and faiss are imported after the flags are read);
 * ``pml-hashing --help`` (``python -m pml_hashing.cli``) and a usage error;
 * ``accelerate launch`` with a script that does nothing but ``import torch``: the launcher's
-  own start-up (it imports torch itself, then starts the script in a second interpreter),
-  which is not the package's and which every ``accelerate launch`` pays;
+  own start-up and exit (it imports torch itself, then starts the script in a second
+  interpreter), which is not the package's and which every ``accelerate launch`` pays. Twice:
+  the ``accelerate`` command (the README's), whose CLI imports every subcommand, and with it
+  timm, torchvision and ``torch._dynamo`` when timm is installed (``accelerate/commands/
+  estimate.py``); and ``python -m accelerate.commands.launch``, the same launcher without them;
 * ``import pml_hashing.training.trainer``: what the main job imports before its first step.
 
     python benchmarks/bench_startup.py               # 5 rounds
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +36,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _accelerate_command() -> str:
+    """The ``accelerate`` console script of this interpreter's environment."""
+    beside = Path(sys.executable).with_name("accelerate")
+    return str(beside) if beside.exists() else (shutil.which("accelerate") or "accelerate")
 
 
 def commands(torch_script: str) -> dict[str, list[str]]:
@@ -43,6 +53,11 @@ def commands(torch_script: str) -> dict[str, list[str]]:
         "pml-hashing --help": [py, "-m", "pml_hashing.cli", "--help"],
         "pml-hashing index build (usage error)": [py, "-m", "pml_hashing.cli", "index", "build"],
         "accelerate launch (script: import torch)": [
+            *(_accelerate_command(), "launch", "--num_processes", "1"),
+            *("--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"),
+            torch_script,
+        ],
+        "python -m accelerate.commands.launch (same script)": [
             *(py, "-m", "accelerate.commands.launch", "--num_processes", "1"),
             *("--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"),
             torch_script,
