@@ -21,6 +21,13 @@ def restore_gc():
     collector._paused = collector._managed = False
 
 
+def tiny_recipe_flags(output_dir, name: str) -> list[str]:
+    """The recipe's flags for a run of a few seconds (digits, 16 bits, a two-layer CNN)."""
+    flags = ["--dataset", "digits", "--bits", "16", "--epochs", "1", "--no-progress"]
+    flags += ["--backbone-kwargs", "{widths: [8, 16]}", "--output-dir", str(output_dir)]
+    return flags + ["--name", name, "--log-with", "none", "--checkpoint-every", "0"]
+
+
 class Node:
     def __init__(self):
         self.me = self  # a reference cycle: only the cyclic collector frees it
@@ -69,9 +76,7 @@ def test_freeze_without_a_pause_does_nothing(restore_gc):
 
 
 def test_the_recipe_run_as_a_script_freezes_its_build_and_collects_again(tmp_path):
-    flags = ["--dataset", "digits", "--bits", "16", "--epochs", "1", "--no-progress"]
-    flags += ["--backbone-kwargs", "{widths: [8, 16]}", "--output-dir", str(tmp_path)]
-    flags += ["--name", "gc", "--log-with", "none", "--checkpoint-every", "0"]
+    flags = tiny_recipe_flags(tmp_path, "gc")
     probe = (
         "import atexit, gc, runpy, sys\n"
         "atexit.register(lambda: print('gc', gc.isenabled(), gc.get_freeze_count()))\n"
@@ -86,13 +91,10 @@ def test_the_recipe_run_as_a_script_freezes_its_build_and_collects_again(tmp_pat
     assert enabled == "True" and int(frozen) > 100_000  # torch's objects and the build's
 
 
-def test_the_recipe_called_from_python_leaves_the_collector_alone(tmp_path, tiny_config):
+def test_the_recipe_called_from_python_leaves_the_collector_alone(tmp_path):
     from tests.scripts import load_file
 
     recipe = load_file(REPO / "recipes" / "train.py", "train_recipe")
     frozen = gc.get_freeze_count()
-    argv = ["--dataset", "digits", "--bits", "16", "--epochs", "1", "--no-progress"]
-    argv += ["--backbone-kwargs", "{widths: [8, 16]}", "--output-dir", str(tmp_path)]
-    argv += ["--name", "inproc", "--log-with", "none", "--checkpoint-every", "0"]
-    recipe.main(argv)
+    recipe.main(tiny_recipe_flags(tmp_path, "inproc"))
     assert gc.isenabled() and gc.get_freeze_count() == frozen

@@ -36,6 +36,13 @@ def naive_sgd(param, grads, lr, momentum, weight_decay):
     return param
 
 
+def step_with(params, optimizer, grads) -> None:
+    """One optimizer step with ``grads`` (copies) as the parameters' gradients."""
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g.clone()
+    optimizer.step()
+
+
 def small_model(dtype, memory_format=torch.channels_last):
     """The trainer's default: convolution weights in channels-last memory format."""
     torch.manual_seed(0)
@@ -67,9 +74,7 @@ def test_the_built_optimizer_updates_as_the_plain_algorithm(name, dtype, memory_
     grads = [[torch.randn(p.shape, generator=generator, dtype=dtype) for p in params]
              for _ in range(5)]  # fmt: skip
     for step in grads:
-        for p, g in zip(params, step, strict=True):
-            p.grad = g.clone()
-        optimizer.step()
+        step_with(params, optimizer, step)
     tolerance = {"rtol": 1e-5, "atol": 1e-6}
     if dtype == torch.float64:
         tolerance = {"rtol": 1e-12, "atol": 1e-13}
@@ -93,16 +98,11 @@ def test_a_state_saved_by_the_plain_kernel_resumes_fused_with_the_same_numbers()
     groups = plain_model.parameter_groups(0.01)  # the groups build_optimizer makes
     plain = torch.optim.AdamW(groups, lr=0.01, weight_decay=1e-4)
     generator = torch.Generator().manual_seed(2)
-
-    def step(model, optimizer, grads):
-        for p, g in zip(model.parameters(), grads, strict=True):
-            p.grad = g.clone()
-        optimizer.step()
-
-    shapes = [p.shape for p in plain_model.parameters()]
+    plain_params, fused_params = list(plain_model.parameters()), list(fused_model.parameters())
+    shapes = [p.shape for p in plain_params]
     grads = [[torch.randn(s, generator=generator) for s in shapes] for _ in range(5)]
     for g in grads[:3]:
-        step(plain_model, plain, g)
+        step_with(plain_params, plain, g)
     fused_model.load_state_dict(plain_model.state_dict())
     fused = build_optimizer(config, fused_model, torch.nn.Module(), "cpu")
     saved = copy.deepcopy(plain.state_dict())  # as read from disk: no tensor shared,
@@ -112,11 +112,11 @@ def test_a_state_saved_by_the_plain_kernel_resumes_fused_with_the_same_numbers()
     assert saved["param_groups"][0]["fused"] is None  # as 0.1's checkpoints hold it
     load_optimizer_state(fused, saved)
     assert all(group["fused"] is True for group in fused.param_groups)
-    assert fused.state[next(fused_model.parameters())]["step"].item() == 3
+    assert fused.state[fused_params[0]]["step"].item() == 3
     for g in grads[3:]:
-        step(plain_model, plain, g)
-        step(fused_model, fused, g)
-    for a, b in zip(plain_model.parameters(), fused_model.parameters(), strict=True):
+        step_with(plain_params, plain, g)
+        step_with(fused_params, fused, g)
+    for a, b in zip(plain_params, fused_params, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     # and back: a fused state loads into a plain optimizer, which stays plain
     again = torch.optim.AdamW(plain_model.parameter_groups(0.01), lr=0.01, weight_decay=1e-4)
